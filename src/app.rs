@@ -1,0 +1,188 @@
+//! Wires the modules together and owns the process lifecycle: bind,
+//! accept, run sessions, serve the admin port, shut down in order.
+//!
+//! Shutdown (STYLE 5): stop accepting; sessions finish their open work up
+//! to `limits.shutdown_timeout`, then get 57P01; the admin server stops last.
+
+use crate::admin;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::wire::{self, Proxy, client, session};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Wire(#[from] wire::Error),
+}
+
+/// A running proxy: bound addresses and a handle to stop it. Tests and
+/// `main` use the same type.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub proxy: Arc<Proxy>,
+    shutdown: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Begin graceful shutdown and wait for it to finish.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.done.await;
+    }
+
+    pub fn token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Wait until the proxy has stopped (after the token is cancelled).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Bind the listeners and start serving in the background.
+pub async fn start(config: Config) -> Result<Running, Error> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::default());
+    let proxy = Arc::new(Proxy::new(config.clone(), metrics.clone())?);
+    let listen = config.listen.address;
+    let listener = TcpListener::bind(listen).await.map_err(|source| Error::Bind { addr: listen, source })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind { addr: listen, source })?;
+    let shutdown = CancellationToken::new();
+
+    let admin = match config.admin_address {
+        Some(a) => {
+            let l = TcpListener::bind(a).await.map_err(|source| Error::Bind { addr: a, source })?;
+            let admin_addr = l.local_addr().map_err(|source| Error::Bind { addr: a, source })?;
+            let registry = proxy.cancel.clone();
+            let state = admin::AdminState {
+                metrics: metrics.clone(),
+                gauges: Arc::new(move || vec![("airlock_cancel_keys", "Cancel keys registered", registry.len() as f64)]),
+            };
+            let router = admin::router(state);
+            let token = shutdown.clone();
+            let task = tokio::spawn(async move {
+                let serve = axum::serve(l, router).with_graceful_shutdown(async move { token.cancelled().await });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "admin server failed");
+                }
+            });
+            Some((admin_addr, task))
+        }
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|a| a.0);
+
+    tracing::info!(%addr, admin = ?admin_addr, upstream = %proxy.connector.addr(), agents = config.agents.len(), "pg-airlock listening");
+    let done = tokio::spawn(serve(listener, proxy.clone(), shutdown.clone(), admin.map(|a| a.1)));
+    Ok(Running { addr, admin_addr, proxy, shutdown, done })
+}
+
+/// Accept loop. Returns when `shutdown` is cancelled and every session
+/// has ended.
+async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: CancellationToken,
+    admin: Option<tokio::task::JoinHandle<()>>,
+) {
+    let tracker = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(proxy.config.limits.max_sessions as usize));
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let proxy = proxy.clone();
+        let token = shutdown.clone();
+        let limit = limit.clone();
+        tracker.spawn(async move {
+            // Cancel requests and logins share the listener; the permit is
+            // taken only once a connection is a session candidate.
+            let Ok(permit) = limit.try_acquire_owned() else {
+                proxy.metrics.connections_rejected.inc();
+                reject_busy(tcp).await;
+                return;
+            };
+            handle(proxy, tcp, peer, token).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    tracing::info!(sessions = tracker.len(), "no longer accepting; waiting for sessions");
+    tracker.wait().await;
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
+    tracing::info!("pg-airlock stopped");
+}
+
+async fn handle(proxy: Arc<Proxy>, tcp: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+    let est = tokio::select! {
+        r = client::accept(&proxy, tcp, peer) => r,
+        _ = shutdown.cancelled() => return,
+    };
+    match est {
+        Ok(est) => session::run(proxy, est, shutdown).await,
+        Err(client::Refused::Cancel | client::Refused::Closed) => {}
+        Err(e) => {
+            proxy.metrics.connections_rejected.inc();
+            tracing::info!(%peer, reason = %e, "connection refused before login");
+        }
+    }
+}
+
+async fn reject_busy(mut tcp: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let mut out = bytes::BytesMut::new();
+    wire::messages::error(&mut out, wire::messages::Severity::Fatal, wire::sqlstate::TOO_MANY_CONNECTIONS, "too many sessions on pg-airlock", None, None);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tcp.write_all(&out)).await;
+}
+
+/// Run until `signal` resolves, then shut down gracefully.
+pub async fn run(config: Config, signal: impl Future<Output = ()>) -> Result<(), Error> {
+    let running = start(config).await?;
+    signal.await;
+    tracing::info!("shutdown requested");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,24 @@
+//! pg-airlock: a Postgres wire-protocol proxy that lets AI agents work on
+//! production databases without handing them the keys.
+//!
+//! # Layout
+//! - [`config`]: the TOML config file -> validated [`config::Config`].
+//! - [`wire`]: the Postgres protocol: client login, upstream login, the
+//!   two-direction relay, cancel keys, and the per-session policy step.
+//! - [`app`]: wires it together; accept loop, admin port, shutdown.
+//! - [`admin`]: `/healthz`, `/metrics`.
+//! - [`identity`]: the session identity record every log and audit line carries.
+//! - [`metrics`]: counters.
+//!
+//! # Flow of a statement
+//! `wire::session` frames a client unit (Query, or extended batch up to
+//! Sync) -> `wire::policy` decides -> forward the unchanged bytes, or send
+//! a refusal in their place so PostgreSQL itself answers with an error and
+//! the transaction state stays in step.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod identity;
+pub mod metrics;
+pub mod wire;

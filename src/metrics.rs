@@ -1,0 +1,99 @@
+//! Process-wide counters, rendered in the Prometheus text format on the
+//! admin port. Plain atomics: cheap enough for the relay's hot path.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub sessions_active: Gauge,
+    pub sessions_total: Counter,
+    pub logins_refused: Counter,
+    pub connections_rejected: Counter,
+    pub upstream_errors: Counter,
+    pub protocol_errors: Counter,
+    pub statements_total: Counter,
+    pub statements_allowed: Counter,
+    pub statements_logged: Counter,
+    pub statements_denied: Counter,
+    pub statements_held: Counter,
+    pub holds_approved: Counter,
+    pub holds_refused: Counter,
+    pub cancels_forwarded: Counter,
+    pub cancels_rejected: Counter,
+    pub bytes_from_clients: Counter,
+    pub bytes_to_clients: Counter,
+    pub rules_reloads: Counter,
+    pub rules_reload_failures: Counter,
+}
+
+impl Metrics {
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+        let mut out = String::with_capacity(2048);
+        let counters: [(&str, &str, &Counter); 18] = [
+            ("airlock_sessions_total", "Client sessions established", &self.sessions_total),
+            ("airlock_logins_refused_total", "Logins refused (bad password, unknown agent, database not allowed)", &self.logins_refused),
+            ("airlock_connections_rejected_total", "Connections dropped before login (limits, malformed startup, timeouts)", &self.connections_rejected),
+            ("airlock_upstream_errors_total", "Failures to reach the upstream database", &self.upstream_errors),
+            ("airlock_protocol_errors_total", "Sessions ended for malformed protocol messages", &self.protocol_errors),
+            ("airlock_statements_total", "Statement units (Query, or extended batch up to Sync) seen", &self.statements_total),
+            ("airlock_statements_allowed_total", "Statement units passed through", &self.statements_allowed),
+            ("airlock_statements_logged_total", "Statement units passed through under a log rule", &self.statements_logged),
+            ("airlock_statements_denied_total", "Statement units refused by a deny rule", &self.statements_denied),
+            ("airlock_statements_held_total", "Statement units held for approval", &self.statements_held),
+            ("airlock_holds_approved_total", "Held statements approved and executed", &self.holds_approved),
+            ("airlock_holds_refused_total", "Held statements denied, expired, withdrawn or failed closed", &self.holds_refused),
+            ("airlock_cancels_forwarded_total", "Cancel requests forwarded upstream", &self.cancels_forwarded),
+            ("airlock_cancels_rejected_total", "Cancel requests with an unknown key", &self.cancels_rejected),
+            ("airlock_client_bytes_total", "Bytes received from clients", &self.bytes_from_clients),
+            ("airlock_server_bytes_total", "Bytes relayed to clients", &self.bytes_to_clients),
+            ("airlock_rules_reloads_total", "Successful rule reloads", &self.rules_reloads),
+            ("airlock_rules_reload_failures_total", "Rule reloads refused (old rules kept)", &self.rules_reload_failures),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP airlock_sessions_active Client sessions open now\n# TYPE airlock_sessions_active gauge\nairlock_sessions_active {}",
+            self.sessions_active.get()
+        );
+        for (name, help, v) in extra {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}

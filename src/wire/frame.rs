@@ -1,0 +1,154 @@
+//! Framing of the Postgres v3 protocol after startup: a type byte and a
+//! big-endian i32 length that counts itself but not the type byte.
+//!
+//! The relay works on borrowed slices of its read buffer: a frame is
+//! located, inspected in place if policy needs it, and the bytes are
+//! forwarded untouched. Nothing here allocates.
+
+use std::fmt;
+
+/// Header of a frame found at the start of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub tag: u8,
+    /// Total size on the wire: 1 (tag) + length field value.
+    pub total: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("malformed message {tag}: length field {len} is less than 4")]
+    BadLength { tag: Tag, len: i64 },
+    #[error("message {tag} of {len} bytes is over the {max}-byte limit")]
+    TooLarge { tag: Tag, len: usize, max: usize },
+    #[error("malformed message {tag}: {what}")]
+    BadBody { tag: Tag, what: &'static str },
+}
+
+/// A message type byte, printed readably in errors and logs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Tag(pub u8);
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_ascii_graphic() {
+            write!(f, "'{}'", self.0 as char)
+        } else {
+            write!(f, "0x{:02x}", self.0)
+        }
+    }
+}
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Read the header at the start of `buf`, if 5 bytes are there.
+#[inline]
+pub fn header(buf: &[u8], max: usize) -> Result<Option<Header>, FrameError> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if len < 4 {
+        return Err(FrameError::BadLength { tag: Tag(buf[0]), len: len as i64 });
+    }
+    let len = len as usize;
+    if len - 4 > max {
+        return Err(FrameError::TooLarge { tag: Tag(buf[0]), len, max });
+    }
+    Ok(Some(Header { tag: buf[0], total: len + 1 }))
+}
+
+/// A cursor over a frame body for the few messages the proxy decodes.
+pub struct Body<'a> {
+    tag: u8,
+    buf: &'a [u8],
+}
+
+impl<'a> Body<'a> {
+    /// `frame` is the whole frame, header included.
+    pub fn new(frame: &'a [u8]) -> Body<'a> {
+        Body { tag: frame[0], buf: &frame[5..] }
+    }
+
+    fn bad(&self, what: &'static str) -> FrameError {
+        FrameError::BadBody { tag: Tag(self.tag), what }
+    }
+
+    /// A NUL-terminated string, as raw bytes (no UTF-8 check).
+    pub fn cstr(&mut self) -> Result<&'a [u8], FrameError> {
+        let end = memchr(0, self.buf).ok_or_else(|| self.bad("missing string terminator"))?;
+        let s = &self.buf[..end];
+        self.buf = &self.buf[end + 1..];
+        Ok(s)
+    }
+
+    pub fn str(&mut self) -> Result<&'a str, FrameError> {
+        let b = self.cstr()?;
+        std::str::from_utf8(b).map_err(|_| self.bad("string is not valid UTF-8"))
+    }
+
+    pub fn i16(&mut self) -> Result<i16, FrameError> {
+        let b = self.bytes(2)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    pub fn i32(&mut self) -> Result<i32, FrameError> {
+        let b = self.bytes(4)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.buf.len() < n {
+            return Err(self.bad("message shorter than its contents"));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+#[inline]
+pub fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_needs_five_bytes() {
+        assert_eq!(header(b"Q\0\0\0", 100), Ok(None));
+        assert_eq!(header(b"Q\0\0\0\x05x", 100), Ok(Some(Header { tag: b'Q', total: 6 })));
+    }
+
+    #[test]
+    fn header_rejects_bad_and_huge_lengths() {
+        assert!(matches!(header(b"Q\0\0\0\x03", 100), Err(FrameError::BadLength { .. })));
+        assert!(matches!(header(b"Q\xff\xff\xff\xff", 100), Err(FrameError::BadLength { .. })));
+        assert!(matches!(header(b"Q\0\0\x10\0", 100), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn body_reads_strings_and_ints() {
+        let frame = b"P\0\0\0\x10s1\0select\0\0\x01";
+        let mut b = Body::new(frame);
+        assert_eq!(b.cstr().unwrap(), b"s1");
+        assert_eq!(b.str().unwrap(), "select");
+        assert_eq!(b.i16().unwrap(), 1);
+        assert!(b.i32().is_err());
+        assert!(Body::new(b"Q\0\0\0\x05x").cstr().is_err());
+    }
+}

@@ -1,0 +1,438 @@
+//! One client session after login: two directions relayed concurrently in
+//! one task.
+//!
+//! - client -> upstream ([`Inbound`]): frames client messages in place,
+//!   groups them into *units* (a simple Query, or an extended-protocol
+//!   segment up to Sync/Flush), asks the [`Policy`] for a verdict on each
+//!   unit, and forwards the unit's bytes unchanged, or a refusal in its place.
+//! - upstream -> client ([`outbound`]): passes server bytes through as they
+//!   arrive, reading only the headers of frames it must see (ReadyForQuery
+//!   for transaction state, ParameterStatus for pinned settings), never
+//!   decoding rows. Synthesized messages (notices) are injected at frame
+//!   boundaries.
+//!
+//! The two directions run concurrently so that a client pipelining a large
+//! batch can never deadlock against a server streaming large results.
+
+use super::frame::{self, Body, FrameError, Tag};
+use super::messages::{self, Severity};
+use super::policy::{Policy, Unit, Verdict};
+use super::sqlstate;
+use super::{Proxy, client::Established};
+use crate::identity::SessionInfo;
+use bytes::{Buf, BytesMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Why a session ended (logged at the end of every session).
+#[derive(Debug)]
+pub enum End {
+    ClientTerminated,
+    ClientGone,
+    UpstreamClosed,
+    Shutdown,
+    ProtocolError(FrameError),
+    UnsupportedMessage(u8),
+    UnsafeServerSetting(String),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::ClientTerminated => f.write_str("client terminated"),
+            End::ClientGone => f.write_str("client disconnected"),
+            End::UpstreamClosed => f.write_str("upstream closed the connection"),
+            End::Shutdown => f.write_str("proxy shutting down"),
+            End::ProtocolError(e) => write!(f, "protocol error: {e}"),
+            End::UnsupportedMessage(t) => write!(f, "unsupported message {}", Tag(*t)),
+            End::UnsafeServerSetting(s) => write!(f, "server reported unsafe setting {s}"),
+            End::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+/// State the two directions share. Atomics, because both futures live in
+/// one task but must be `Send`.
+pub struct Shared {
+    /// Last ReadyForQuery status: b'I', b'T' or b'E'.
+    pub txn: AtomicU8,
+    /// ReadyForQuery messages still expected (units forwarded, not answered).
+    pub in_flight: AtomicU32,
+    /// The outbound direction has written whole frames only (safe to inject).
+    pub at_boundary: AtomicBool,
+}
+
+impl Shared {
+    fn idle(&self) -> bool {
+        self.txn.load(Ordering::Acquire) == b'I' && self.in_flight.load(Ordering::Acquire) == 0
+    }
+}
+
+/// Size of the relay read buffers; reads are coalesced into one write.
+const BUF: usize = 32 * 1024;
+
+pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToken) {
+    let Established { info, client, client_buf, upstream } = est;
+    let key = proxy.cancel.register(upstream.backend_pid, upstream.backend_secret);
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut ur, mut uw) = tokio::io::split(upstream.stream);
+
+    // Finish the client's login: what the server told us, with our own key.
+    let mut hello = BytesMut::with_capacity(512);
+    messages::auth_ok(&mut hello);
+    hello.extend_from_slice(&upstream.parameter_frames);
+    messages::backend_key_data(&mut hello, key.pid, key.secret);
+    messages::ready_for_query(&mut hello, b'I');
+    if cw.write_all(&hello).await.is_err() {
+        return;
+    }
+
+    proxy.metrics.sessions_total.inc();
+    proxy.metrics.sessions_active.inc();
+    tracing::info!(
+        session = %info.id, agent = %info.agent, client = %info.client_addr, tls = info.tls,
+        client_cert = info.client_cert_subject.as_deref().unwrap_or(""),
+        database = %info.database, application_name = %info.application_name,
+        upstream_tls = upstream.tls, "session started"
+    );
+
+    let shared = Shared { txn: AtomicU8::new(b'I'), in_flight: AtomicU32::new(0), at_boundary: AtomicBool::new(true) };
+    let (inject_tx, inject_rx) = mpsc::channel::<BytesMut>(16);
+    let mut inbound = Inbound {
+        buf: client_buf,
+        out: BytesMut::with_capacity(BUF),
+        max: proxy.config.limits.max_message_bytes,
+        policy: Policy::new(proxy.clone(), info.clone(), key.notify.clone(), inject_tx),
+        shared: &shared,
+        metrics: &proxy.metrics,
+    };
+    let mut statements = 0u64;
+
+    let end = {
+        let a = inbound.run(&mut cr, &mut uw);
+        let b = outbound(&mut ur, &mut cw, upstream.leftover, &shared, inject_rx, &proxy.metrics);
+        tokio::pin!(a, b);
+        let mut draining = false;
+        let deadline = tokio::time::sleep(std::time::Duration::from_secs(365 * 86400));
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                r = &mut a => break r,
+                r = &mut b => break r,
+                _ = shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + proxy.config.limits.shutdown_timeout);
+                }
+                _ = &mut deadline, if draining => break End::Shutdown,
+                _ = tick.tick(), if draining => if shared.idle() { break End::Shutdown },
+            }
+        }
+    };
+    statements += inbound.policy.statements;
+
+    if matches!(end, End::Shutdown | End::ProtocolError(_) | End::UnsupportedMessage(_) | End::UnsafeServerSetting(_))
+        && shared.at_boundary.load(Ordering::Acquire)
+    {
+        let (code, msg) = match &end {
+            End::Shutdown => (sqlstate::ADMIN_SHUTDOWN, "terminating connection: pg-airlock is shutting down".to_string()),
+            End::UnsupportedMessage(t) if *t == b'F' => (sqlstate::FEATURE_NOT_SUPPORTED, "the function-call protocol is not supported through pg-airlock".to_string()),
+            End::UnsupportedMessage(t) => (sqlstate::PROTOCOL_VIOLATION, format!("unsupported frontend message type {}", Tag(*t))),
+            End::UnsafeServerSetting(s) => (sqlstate::PROTOCOL_VIOLATION, format!("terminating connection: {s}")),
+            End::ProtocolError(FrameError::TooLarge { .. }) => (sqlstate::PROGRAM_LIMIT_EXCEEDED, end.to_string()),
+            _ => (sqlstate::PROTOCOL_VIOLATION, end.to_string()),
+        };
+        let mut out = BytesMut::new();
+        messages::error(&mut out, Severity::Fatal, code, &msg, None, None);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cw.write_all(&out)).await;
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cw.shutdown()).await;
+    // Tell the server we are leaving, so its backend ends now rather than
+    // when it notices the closed socket.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), uw.write_all(&[b'X', 0, 0, 0, 4])).await;
+
+    if matches!(end, End::ProtocolError(_) | End::UnsupportedMessage(_)) {
+        proxy.metrics.protocol_errors.inc();
+    }
+    proxy.metrics.sessions_active.dec();
+    let secs = info.started_at.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    tracing::info!(session = %info.id, agent = %info.agent, reason = %end, statements, duration_s = secs, "session ended");
+    inbound.policy.end_session(&end);
+    drop(key);
+}
+
+/// Client -> upstream direction.
+pub struct Inbound<'a> {
+    /// Client bytes received and not yet forwarded.
+    buf: BytesMut,
+    /// Bytes to send upstream after this pass (reused, never shrunk).
+    out: BytesMut,
+    max: usize,
+    pub policy: Policy,
+    shared: &'a Shared,
+    metrics: &'a crate::metrics::Metrics,
+}
+
+impl Inbound<'_> {
+    async fn run<R, W>(&mut self, cr: &mut R, uw: &mut W) -> End
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        // Frames [0, seg_end) of `buf` form an extended-protocol segment
+        // that has been inspected but not yet decided (no Sync/Flush yet).
+        let mut seg_end = 0usize;
+        loop {
+            loop {
+                let h = match frame::header(&self.buf[seg_end..], self.max) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => break,
+                    Err(e) => return End::ProtocolError(e),
+                };
+                if self.buf.len() - seg_end < h.total {
+                    self.buf.reserve(h.total - (self.buf.len() - seg_end));
+                    break;
+                }
+                let range = seg_end..seg_end + h.total;
+                match h.tag {
+                    b'P' | b'B' | b'E' | b'D' | b'C' => {
+                        if let Err(e) = self.policy.extended(&self.buf[range.clone()]) {
+                            return End::ProtocolError(e);
+                        }
+                        seg_end = range.end;
+                    }
+                    b'S' | b'H' => {
+                        seg_end = range.end;
+                        let kind = if h.tag == b'S' { Kind::SyncedSegment } else { Kind::OpenSegment };
+                        if let Err(end) = self.decide(kind, seg_end, cr, uw).await {
+                            return end;
+                        }
+                        self.buf.advance(seg_end);
+                        seg_end = 0;
+                    }
+                    b'Q' => {
+                        if seg_end > 0 {
+                            // A Query inside an unfinished extended segment
+                            // is legal but odd; settle the segment first.
+                            if let Err(end) = self.settle_open_segment(seg_end, cr, uw).await {
+                                return end;
+                            }
+                            seg_end = 0;
+                            continue;
+                        }
+                        if let Err(end) = self.decide(Kind::Query, h.total, cr, uw).await {
+                            return end;
+                        }
+                        self.buf.advance(h.total);
+                    }
+                    // COPY sub-protocol: never held or batched (no Sync follows).
+                    b'd' | b'c' | b'f' => {
+                        if seg_end > 0 {
+                            if let Err(end) = self.settle_open_segment(seg_end, cr, uw).await {
+                                return end;
+                            }
+                            seg_end = 0;
+                            continue;
+                        }
+                        self.out.extend_from_slice(&self.buf[..h.total]);
+                        self.buf.advance(h.total);
+                    }
+                    b'X' => {
+                        // An unfinished segment dies with the client.
+                        let _ = uw.write_all(&self.out).await;
+                        return End::ClientTerminated;
+                    }
+                    other => return End::UnsupportedMessage(other),
+                }
+            }
+            if !self.out.is_empty() {
+                if let Err(e) = uw.write_all(&self.out).await {
+                    return End::Io(e);
+                }
+                self.out.clear();
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(BUF);
+            }
+            match cr.read_buf(&mut self.buf).await {
+                Ok(0) => return End::ClientGone,
+                Ok(n) => self.metrics.bytes_from_clients.add(n as u64),
+                Err(e) => return End::Io(e),
+            }
+        }
+    }
+
+    /// Decide an extended segment that ends without Sync/Flush because
+    /// another kind of message follows.
+    async fn settle_open_segment<R, W>(&mut self, seg_end: usize, cr: &mut R, uw: &mut W) -> Result<(), End>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        self.decide(Kind::OpenSegment, seg_end, cr, uw).await?;
+        self.buf.advance(seg_end);
+        Ok(())
+    }
+
+    /// Ask the policy about one unit and put what must go upstream into `out`.
+    /// The unit is `buf[..len]`.
+    async fn decide<R, W>(&mut self, kind: Kind, len: usize, _cr: &mut R, _uw: &mut W) -> Result<(), End>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let bytes = &self.buf[..len];
+        let unit = match kind {
+            Kind::Query => Unit::Query { frame: bytes },
+            Kind::SyncedSegment => Unit::Segment { bytes, sync: true },
+            Kind::OpenSegment => Unit::Segment { bytes, sync: false },
+        };
+        let answers = unit.ready_for_query_count();
+        match self.policy.decide(&unit) {
+            Verdict::Forward => {
+                self.out.extend_from_slice(bytes);
+                self.shared.in_flight.fetch_add(answers, Ordering::AcqRel);
+            }
+            Verdict::Refuse { code, message } => {
+                match unit {
+                    // Postgres answers the refusal with ErrorResponse +
+                    // ReadyForQuery, exactly what the client waits for.
+                    Unit::Query { .. } | Unit::Segment { sync: true, .. } => {
+                        messages::query(&mut self.out, &messages::refusal_sql(code, &message));
+                        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+                    }
+                    // Without a Sync there is no safe place to inject a
+                    // Query: end the session rather than let anything run.
+                    Unit::Segment { sync: false, .. } => {
+                        tracing::warn!(session = %self.policy.info().id, "refused statement in an extended batch without Sync: ending session");
+                        return Err(End::UnsafeServerSetting(format!("refused statement in an unsynchronised batch: {message}")));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Query,
+    SyncedSegment,
+    OpenSegment,
+}
+
+/// Upstream -> client direction: relay bytes, watch the few frames that matter.
+async fn outbound<R, W>(
+    ur: &mut R,
+    cw: &mut W,
+    leftover: BytesMut,
+    shared: &Shared,
+    mut inject: mpsc::Receiver<BytesMut>,
+    metrics: &crate::metrics::Metrics,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = leftover;
+    buf.reserve(BUF);
+    // Bytes of the current frame still to pass through uninspected.
+    let mut skip = 0usize;
+    let mut inject_open = true;
+    loop {
+        let mut pos = 0usize;
+        loop {
+            if skip > 0 {
+                let n = skip.min(buf.len() - pos);
+                pos += n;
+                skip -= n;
+                if skip > 0 {
+                    break;
+                }
+                continue;
+            }
+            // Server messages can be up to 1 GB (large rows); no cap here.
+            let h = match frame::header(&buf[pos..], usize::MAX >> 2) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return End::ProtocolError(e),
+            };
+            match h.tag {
+                b'Z' | b'S' => {
+                    if buf.len() - pos < h.total {
+                        break;
+                    }
+                    let f = &buf[pos..pos + h.total];
+                    if h.tag == b'Z' {
+                        shared.txn.store(f.get(5).copied().unwrap_or(b'I'), Ordering::Release);
+                        let _ = shared.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+                    } else if let Err(why) = check_parameter(f) {
+                        return End::UnsafeServerSetting(why);
+                    }
+                    pos += h.total;
+                }
+                _ => skip = h.total,
+            }
+        }
+        if pos > 0 {
+            if let Err(e) = cw.write_all(&buf[..pos]).await {
+                return if is_disconnect(&e) { End::ClientGone } else { End::Io(e) };
+            }
+            metrics.bytes_to_clients.add(pos as u64);
+            buf.advance(pos);
+        }
+        shared.at_boundary.store(skip == 0, Ordering::Release);
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(BUF);
+        }
+        tokio::select! {
+            biased;
+            msg = inject.recv(), if inject_open && skip == 0 => match msg {
+                Some(m) => {
+                    if let Err(e) = cw.write_all(&m).await {
+                        return if is_disconnect(&e) { End::ClientGone } else { End::Io(e) };
+                    }
+                }
+                None => inject_open = false,
+            },
+            r = ur.read_buf(&mut buf) => match r {
+                Ok(0) => return End::UpstreamClosed,
+                Ok(_) => {}
+                Err(e) => return End::Io(e),
+            },
+        }
+    }
+}
+
+/// A server that turns `standard_conforming_strings` off would lex strings
+/// differently from the classifier; the session cannot continue safely.
+fn check_parameter(frame: &[u8]) -> Result<(), String> {
+    let mut b = Body::new(frame);
+    let (Ok(name), Ok(value)) = (b.cstr(), b.cstr()) else {
+        return Err("malformed ParameterStatus".into());
+    };
+    if name == b"standard_conforming_strings" && value != b"on" {
+        return Err("standard_conforming_strings is off".into());
+    }
+    if name == b"client_encoding" && value != b"UTF8" {
+        return Err(format!("client_encoding changed to {}", String::from_utf8_lossy(value)));
+    }
+    Ok(())
+}
+
+fn is_disconnect(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+    )
+}
+
+impl SessionInfo {
+    pub fn short(&self) -> &str {
+        &self.id
+    }
+}

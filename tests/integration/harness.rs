@@ -1,0 +1,334 @@
+//! Test harness: a real throwaway PostgreSQL cluster shared by the test
+//! binary, and the real proxy running in-process on 127.0.0.1:0.
+//!
+//! The cluster is started once (initdb in a temp dir, a free loopback
+//! port, as the `postgres` OS user when the tests run as root) and a
+//! watchdog process stops it and removes its files when this test process
+//! exits, however it exits. Each test gets its own database.
+
+use pg_airlock::app::{self, Running};
+use pg_airlock::config::Config;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+pub const UPSTREAM_USER: &str = "airlock";
+pub const UPSTREAM_PASSWORD: &str = "upstream-secret-pw";
+pub const AGENT: &str = "billing-bot";
+pub const AGENT_PASSWORD: &str = "agent-pw-1";
+pub const OTHER_AGENT: &str = "report-bot";
+pub const OTHER_PASSWORD: &str = "agent-pw-2";
+
+pub struct TestPg {
+    pub port: u16,
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+    pub socket_dir: PathBuf,
+}
+
+static PG: OnceLock<TestPg> = OnceLock::new();
+static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Run a PostgreSQL binary as the right OS user.
+fn pg_cmd(bin: &Path, tool: &str) -> Command {
+    let path = bin.join(tool);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.arg("-u").arg("postgres").arg("--").arg(path);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn find_bin() -> PathBuf {
+    if let Ok(b) = std::env::var("PG_BIN") {
+        return PathBuf::from(b);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| {
+        panic!("no PostgreSQL server binaries found under /usr/lib/postgresql/*/bin: install postgresql (apt-get install postgresql) or set PG_BIN")
+    })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn run_ok(mut c: Command, what: &str) {
+    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{what} failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+pub fn pg() -> &'static TestPg {
+    PG.get_or_init(|| {
+        let bin = find_bin();
+        let dir = std::env::temp_dir().join(format!("airlock-test-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data");
+        let socket_dir = dir.join("sock");
+        std::fs::create_dir_all(&socket_dir).unwrap();
+        if is_root() {
+            run_ok(
+                {
+                    let mut c = Command::new("chown");
+                    c.arg("-R").arg("postgres:postgres").arg(&dir);
+                    c
+                },
+                "chown test dir",
+            );
+        }
+        let mut c = pg_cmd(&bin, "initdb");
+        c.arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "--locale=C"]);
+        run_ok(c, "initdb");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=700 -c shared_buffers=64MB",
+            socket_dir.display()
+        );
+        let mut c = pg_cmd(&bin, "pg_ctl");
+        c.arg("-D").arg(&data).arg("-o").arg(&opts).arg("-l").arg(dir.join("log")).args(["-w", "-t", "60", "start"]);
+        run_ok(c, "pg_ctl start");
+
+        // Watchdog: stop the cluster when this process goes away.
+        let me = std::process::id();
+        let stop = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 1; done; {} {} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
+            if is_root() { "runuser -u postgres --" } else { "" },
+            bin.join("pg_ctl").display(),
+            data.display(),
+            dir.display()
+        );
+        Command::new("sh").arg("-c").arg(stop).stdin(std::process::Stdio::null()).spawn().expect("watchdog");
+
+        let pg = TestPg { port, bin, dir, socket_dir };
+        pg.psql("postgres", &format!("CREATE ROLE {UPSTREAM_USER} LOGIN SUPERUSER PASSWORD '{UPSTREAM_PASSWORD}'"));
+        pg
+    })
+}
+
+impl TestPg {
+    /// Run SQL as the superuser over the Unix socket (not through the proxy).
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim_end().to_string()
+    }
+
+    /// A fresh database for one test, owned by the upstream user.
+    pub fn create_db(&self) -> String {
+        let name = format!("t{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::Relaxed));
+        self.psql("postgres", &format!("CREATE DATABASE {name} OWNER {UPSTREAM_USER}"));
+        name
+    }
+
+    /// A direct connection (bypassing the proxy) as the upstream user.
+    pub async fn direct(&self, db: &str) -> tokio_postgres::Client {
+        let (c, conn) = tokio_postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(UPSTREAM_USER)
+            .password(UPSTREAM_PASSWORD)
+            .dbname(db)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("direct connection");
+        tokio::spawn(conn);
+        c
+    }
+}
+
+/// Builds a proxy config as TOML text (so tests exercise the real config
+/// loader) with secrets in files.
+pub struct ProxyBuilder {
+    extra: String,
+    listen_extra: String,
+    upstream_port: Option<u16>,
+    limits: String,
+}
+
+pub fn proxy() -> ProxyBuilder {
+    ProxyBuilder { extra: String::new(), listen_extra: String::new(), upstream_port: None, limits: String::new() }
+}
+
+pub struct TestProxy {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn fixture(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(p)
+}
+
+impl ProxyBuilder {
+    /// Extra top-level TOML appended to the config (sections, agents...).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    pub fn tls(mut self) -> Self {
+        self.listen_extra = format!(
+            "tls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\n",
+            fixture("tls/server.crt"),
+            fixture("tls/server.key"),
+            fixture("tls/ca.crt")
+        );
+        self
+    }
+
+    pub fn require_tls(mut self) -> Self {
+        self = self.tls();
+        self.listen_extra.push_str("require_tls = true\n");
+        self
+    }
+
+    pub fn upstream_port(mut self, port: u16) -> Self {
+        self.upstream_port = Some(port);
+        self
+    }
+
+    pub fn limits(mut self, toml: &str) -> Self {
+        self.limits.push_str(toml);
+        self.limits.push('\n');
+        self
+    }
+
+    pub fn config_text(&self, dir: &Path) -> String {
+        std::fs::write(dir.join("upstream.pw"), UPSTREAM_PASSWORD).unwrap();
+        std::fs::write(dir.join("agent.pw"), AGENT_PASSWORD).unwrap();
+        std::fs::write(dir.join("other.pw"), OTHER_PASSWORD).unwrap();
+        let port = self.upstream_port.unwrap_or_else(|| pg().port);
+        format!(
+            r#"
+[listen]
+address = "127.0.0.1:0"
+{listen_extra}
+[upstream]
+host = "127.0.0.1"
+port = {port}
+user = "{UPSTREAM_USER}"
+password_file = "upstream.pw"
+tls = "disable"
+connect_timeout = "2s"
+
+[admin]
+address = "127.0.0.1:0"
+
+[limits]
+startup_timeout = "3s"
+shutdown_timeout = "2s"
+{limits}
+
+[[agent]]
+name = "{AGENT}"
+password_file = "agent.pw"
+owner = "U0OWNER"
+
+[[agent]]
+name = "{OTHER_AGENT}"
+password_file = "other.pw"
+databases = ["only_this_db"]
+
+{extra}
+"#,
+            listen_extra = self.listen_extra,
+            limits = self.limits,
+            extra = self.extra,
+        )
+    }
+
+    pub async fn start(self) -> TestProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let text = self.config_text(dir.path());
+        let path = dir.path().join("airlock.toml");
+        std::fs::write(&path, &text).unwrap();
+        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+        let running = app::start(cfg).await.expect("proxy starts");
+        TestProxy { running, dir }
+    }
+}
+
+impl TestProxy {
+    pub fn port(&self) -> u16 {
+        self.running.addr.port()
+    }
+
+    pub fn config(&self, agent: &str, password: &str, db: &str) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1").port(self.port()).user(agent).password(password).dbname(db);
+        c.connect_timeout(Duration::from_secs(10));
+        c
+    }
+
+    /// Connect as the default agent.
+    pub async fn connect(&self, db: &str) -> tokio_postgres::Client {
+        self.try_connect(AGENT, AGENT_PASSWORD, db).await.expect("connect through proxy")
+    }
+
+    pub async fn try_connect(&self, agent: &str, password: &str, db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (c, conn) = self.config(agent, password, db).connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        Ok(c)
+    }
+
+    /// libpq connection string for psql / pgbench.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgresql://{AGENT}:{AGENT_PASSWORD}@127.0.0.1:{}/{db}?sslmode=disable", self.port())
+    }
+
+    pub async fn shutdown(self) {
+        tokio::time::timeout(Duration::from_secs(20), self.running.shutdown()).await.expect("proxy shuts down in time");
+    }
+}
+
+/// SQLSTATE of a tokio-postgres error, for assertions.
+pub fn code(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("<no sqlstate: {e}>"))
+}
+
+/// Poll `f` until it returns true or `timeout` passes (no bare sleeps in
+/// assertions).
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the real proxy in-process against a real PostgreSQL
+//! started by the harness. One binary (STYLE 7); modules by capability.
+
+mod harness;
+mod relay;
