@@ -170,11 +170,15 @@ pub struct ProxyBuilder {
     extra: String,
     listen_extra: String,
     upstream_port: Option<u16>,
-    limits: String,
+    limits: std::collections::BTreeMap<String, String>,
 }
 
 pub fn proxy() -> ProxyBuilder {
-    ProxyBuilder { extra: String::new(), listen_extra: String::new(), upstream_port: None, limits: String::new() }
+    let limits = [("startup_timeout", "\"3s\""), ("shutdown_timeout", "\"2s\"")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ProxyBuilder { extra: String::new(), listen_extra: String::new(), upstream_port: None, limits }
 }
 
 pub struct TestProxy {
@@ -215,9 +219,9 @@ impl ProxyBuilder {
         self
     }
 
-    pub fn limits(mut self, toml: &str) -> Self {
-        self.limits.push_str(toml);
-        self.limits.push('\n');
+    /// Override one `[limits]` key, e.g. `limit("startup_timeout", "\"1s\"")`.
+    pub fn limit(mut self, key: &str, value: &str) -> Self {
+        self.limits.insert(key.to_string(), value.to_string());
         self
     }
 
@@ -243,8 +247,6 @@ connect_timeout = "2s"
 address = "127.0.0.1:0"
 
 [limits]
-startup_timeout = "3s"
-shutdown_timeout = "2s"
 {limits}
 
 [[agent]]
@@ -260,7 +262,7 @@ databases = ["only_this_db"]
 {extra}
 "#,
             listen_extra = self.listen_extra,
-            limits = self.limits,
+            limits = self.limits.iter().map(|(k, v)| format!("{k} = {v}\n")).collect::<String>(),
             extra = self.extra,
         )
     }
