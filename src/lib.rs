@@ -21,4 +21,5 @@ pub mod app;
 pub mod config;
 pub mod identity;
 pub mod metrics;
+pub mod pgcluster;
 pub mod wire;

@@ -8,8 +8,8 @@
 
 use pg_airlock::app::{self, Running};
 use pg_airlock::config::Config;
+use pg_airlock::pgcluster::Cluster;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -22,107 +22,28 @@ pub const OTHER_AGENT: &str = "report-bot";
 pub const OTHER_PASSWORD: &str = "agent-pw-2";
 
 pub struct TestPg {
+    pub cluster: Cluster,
     pub port: u16,
     pub bin: PathBuf,
-    pub dir: PathBuf,
-    pub socket_dir: PathBuf,
 }
 
 static PG: OnceLock<TestPg> = OnceLock::new();
 static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc_geteuid() == 0 }
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
-
-/// Run a PostgreSQL binary as the right OS user.
-fn pg_cmd(bin: &Path, tool: &str) -> Command {
-    let path = bin.join(tool);
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.arg("-u").arg("postgres").arg("--").arg(path);
-        c
-    } else {
-        Command::new(path)
-    }
-}
-
-fn find_bin() -> PathBuf {
-    if let Ok(b) = std::env::var("PG_BIN") {
-        return PathBuf::from(b);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
-        .unwrap_or_default();
-    versions.sort();
-    versions.pop().unwrap_or_else(|| {
-        panic!("no PostgreSQL server binaries found under /usr/lib/postgresql/*/bin: install postgresql (apt-get install postgresql) or set PG_BIN")
-    })
-}
-
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn run_ok(mut c: Command, what: &str) {
-    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    pg_airlock::pgcluster::free_port().unwrap()
 }
 
 pub fn pg() -> &'static TestPg {
     PG.get_or_init(|| {
-        let bin = find_bin();
-        let dir = std::env::temp_dir().join(format!("airlock-test-pg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let data = dir.join("data");
-        let socket_dir = dir.join("sock");
-        std::fs::create_dir_all(&socket_dir).unwrap();
-        if is_root() {
-            run_ok(
-                {
-                    let mut c = Command::new("chown");
-                    c.arg("-R").arg("postgres:postgres").arg(&dir);
-                    c
-                },
-                "chown test dir",
-            );
-        }
-        let mut c = pg_cmd(&bin, "initdb");
-        c.arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "--locale=C"]);
-        run_ok(c, "initdb");
-        std::fs::write(
-            data.join("pg_hba.conf"),
+        let cluster = Cluster::start(
+            "airlock-test-pg",
             "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+            &["fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=700", "shared_buffers=64MB"],
         )
-        .unwrap();
-        let port = free_port();
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=700 -c shared_buffers=64MB",
-            socket_dir.display()
-        );
-        let mut c = pg_cmd(&bin, "pg_ctl");
-        c.arg("-D").arg(&data).arg("-o").arg(&opts).arg("-l").arg(dir.join("log")).args(["-w", "-t", "60", "start"]);
-        run_ok(c, "pg_ctl start");
-
-        // Watchdog: stop the cluster when this process goes away.
-        let me = std::process::id();
-        let stop = format!(
-            "while kill -0 {me} 2>/dev/null; do sleep 1; done; {} {} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
-            if is_root() { "runuser -u postgres --" } else { "" },
-            bin.join("pg_ctl").display(),
-            data.display(),
-            dir.display()
-        );
-        Command::new("sh").arg("-c").arg(stop).stdin(std::process::Stdio::null()).spawn().expect("watchdog");
-
-        let pg = TestPg { port, bin, dir, socket_dir };
+        .unwrap_or_else(|e| panic!("cannot start the test PostgreSQL: {e}"));
+        cluster.watchdog(std::process::id()).expect("watchdog");
+        let pg = TestPg { port: cluster.port, bin: cluster.bin.clone(), cluster };
         pg.psql("postgres", &format!("CREATE ROLE {UPSTREAM_USER} LOGIN SUPERUSER PASSWORD '{UPSTREAM_PASSWORD}'"));
         pg
     })
@@ -131,14 +52,7 @@ pub fn pg() -> &'static TestPg {
 impl TestPg {
     /// Run SQL as the superuser over the Unix socket (not through the proxy).
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.socket_dir)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql])
-            .output()
-            .expect("psql");
-        assert!(out.status.success(), "psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim_end().to_string()
+        self.cluster.psql(db, sql).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A fresh database for one test, owned by the upstream user.
