@@ -28,6 +28,17 @@ enum Cmd {
         #[arg(long, short, env = "AIRLOCK_CONFIG")]
         config: PathBuf,
     },
+    /// Try it: a throwaway PostgreSQL with sample data behind a proxy
+    /// running the default rules. No config file needed.
+    Demo {
+        /// Rules file (default: the embedded rules/default.toml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:6432")]
+        listen: String,
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        admin: String,
+    },
     /// Print a SCRAM-SHA-256 verifier for a password read from stdin
     /// (paste it into an agent's `scram = "..."`).
     HashPassword,
@@ -74,6 +85,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Cmd::Demo { rules, listen, admin } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+            rt.block_on(pg_airlock::demo::run(rules.as_deref(), &listen, &admin, pg_airlock::app::shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::HashPassword => {
             let mut pw = String::new();
             std::io::stdin().read_line(&mut pw).context("reading password from stdin")?;

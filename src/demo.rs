@@ -1,0 +1,102 @@
+//! `pg-airlock demo`: one command, no config file, nothing left behind.
+//! Starts a throwaway PostgreSQL, loads a small sample schema, runs the
+//! proxy with the shipped default rules, and prints what to try.
+
+use crate::app;
+use crate::config::Config;
+use crate::pgcluster::Cluster;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("demo database: {0}")]
+    Cluster(#[from] crate::pgcluster::Error),
+    #[error("demo config: {0}")]
+    Config(#[from] crate::config::Error),
+    #[error(transparent)]
+    App(#[from] app::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text, created_at timestamptz DEFAULT now());
+CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers(id), amount numeric(10,2), status text);
+CREATE TABLE customer_pii (customer_id int REFERENCES customers(id), ssn text);
+INSERT INTO customers (name, email) SELECT 'customer ' || i, 'c' || i || '@example.com' FROM generate_series(1, 200) i;
+INSERT INTO orders (customer_id, amount, status) SELECT 1 + i % 200, (i % 97) * 1.5, CASE WHEN i % 5 = 0 THEN 'refunded' ELSE 'paid' END FROM generate_series(1, 2000) i;
+INSERT INTO customer_pii SELECT id, lpad(id::text, 9, '0') FROM customers;
+";
+
+pub const AGENT: &str = "demo-agent";
+pub const AGENT_PASSWORD: &str = "demo-password";
+
+/// The shipped default rules, embedded so the demo needs no files.
+pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
+
+/// Run the demo until `signal` resolves. `rules`: a rules file, or `None`
+/// for the embedded default.
+pub async fn run(rules: Option<&Path>, listen: &str, admin: &str, signal: impl std::future::Future<Output = ()>) -> Result<(), Error> {
+    eprintln!("starting a throwaway PostgreSQL...");
+    let mut cluster = Cluster::start(
+        "airlock-demo",
+        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        &["fsync=off"],
+    )?;
+    let upstream_pw: String = format!("{:032x}", rand::random::<u128>());
+    cluster.psql("postgres", &format!("CREATE ROLE airlock LOGIN PASSWORD '{upstream_pw}'"))?;
+    cluster.psql("postgres", "CREATE DATABASE demo OWNER airlock")?;
+    // Load the schema as the upstream role so it owns the tables.
+    cluster.psql("demo", &format!("SET ROLE airlock; {SCHEMA}"))?;
+
+    let dir = cluster.dir.join("airlock");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("upstream.pw"), &upstream_pw)?;
+    std::fs::write(dir.join("agent.pw"), AGENT_PASSWORD)?;
+    let rules = match rules {
+        Some(r) => std::fs::canonicalize(r)?,
+        None => {
+            let p = dir.join("default-rules.toml");
+            std::fs::write(&p, DEFAULT_RULES)?;
+            p
+        }
+    };
+    let text = format!(
+        r#"[listen]
+address = "{listen}"
+[upstream]
+host = "127.0.0.1"
+port = {port}
+user = "airlock"
+password_file = "upstream.pw"
+tls = "disable"
+[admin]
+address = "{admin}"
+[rules]
+paths = [{rules:?}]
+[[agent]]
+name = "{AGENT}"
+password_file = "agent.pw"
+owner = "U0DEMOOWNER"
+"#,
+        port = cluster.port,
+    );
+    let path = dir.join("airlock.toml");
+    std::fs::write(&path, &text)?;
+    let cfg = Config::load(&path)?;
+    let running = app::start(cfg).await?;
+    let url = format!("postgresql://{AGENT}:{AGENT_PASSWORD}@127.0.0.1:{}/demo", running.addr.port());
+    println!(
+        "\npg-airlock demo is running (Ctrl-C stops it and removes everything).\n\n  \
+         connect:   psql \"{url}\"\n  \
+         try:       SELECT count(*) FROM orders;            -- passes straight through\n  \
+         then:      DROP TABLE orders;                      -- held: a rule requires approval\n  \
+         metrics:   curl http://{}/metrics\n",
+        running.admin_addr.map(|a| a.to_string()).unwrap_or_default()
+    );
+    signal.await;
+    eprintln!("stopping...");
+    running.shutdown().await;
+    cluster.stop();
+    Ok(())
+}
