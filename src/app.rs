@@ -22,6 +22,8 @@ pub enum Error {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Wire(#[from] wire::Error),
+    #[error("rules refused:\n{0}")]
+    Rules(String),
 }
 
 /// A running proxy: bound addresses and a handle to stop it. Tests and
@@ -55,7 +57,11 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, Error> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
-    let proxy = Arc::new(Proxy::new(config.clone(), metrics.clone())?);
+    let store = Arc::new(
+        crate::rules::RuleStore::load(config.rules.paths.clone()).map_err(|e| Error::Rules(crate::rules::format_errors(&e)))?,
+    );
+    let engine = crate::engine::Engine::new(store.clone(), config.limits.max_statement_bytes, config.limits.classify_cache_bytes);
+    let proxy = Arc::new(Proxy::new(config.clone(), metrics.clone(), engine)?);
     let listen = config.listen.address;
     let listener = TcpListener::bind(listen).await.map_err(|source| Error::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| Error::Bind { addr: listen, source })?;
@@ -84,7 +90,12 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     };
     let admin_addr = admin.as_ref().map(|a| a.0);
 
-    tracing::info!(%addr, admin = ?admin_addr, upstream = %proxy.connector.addr(), agents = config.agents.len(), "pg-airlock listening");
+    store.clone().spawn_watcher(config.rules.reload_interval, shutdown.clone());
+    spawn_sighup_reload(store.clone(), metrics.clone(), shutdown.clone());
+    tracing::info!(
+        %addr, admin = ?admin_addr, upstream = %proxy.connector.addr(), agents = config.agents.len(),
+        rules_version = %store.current().version(), "pg-airlock listening"
+    );
     let done = tokio::spawn(serve(listener, proxy.clone(), shutdown.clone(), admin.map(|a| a.1)));
     Ok(Running { addr, admin_addr, proxy, shutdown, done })
 }
@@ -157,6 +168,34 @@ async fn reject_busy(mut tcp: TcpStream) {
     let mut out = bytes::BytesMut::new();
     wire::messages::error(&mut out, wire::messages::Severity::Fatal, wire::sqlstate::TOO_MANY_CONNECTIONS, "too many sessions on pg-airlock", None, None);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tcp.write_all(&out)).await;
+}
+
+/// SIGHUP reloads the rule files now (the watcher also polls them).
+fn spawn_sighup_reload(store: Arc<crate::rules::RuleStore>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = hup.recv() => {}
+            }
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.reload()).await {
+                Ok(Ok(outcome)) => {
+                    metrics.rules_reloads.inc();
+                    tracing::info!(?outcome, "rules reloaded on SIGHUP");
+                }
+                Ok(Err(errors)) => {
+                    metrics.rules_reload_failures.inc();
+                    tracing::warn!(errors = %crate::rules::format_errors(&errors), "SIGHUP reload refused; previous rules stay in force");
+                }
+                Err(e) => tracing::error!(error = %e, "rules reload task failed"),
+            }
+        }
+    });
 }
 
 /// Run until `signal` resolves, then shut down gracefully.

@@ -18,9 +18,12 @@
 
 pub mod admin;
 pub mod app;
+pub mod classify;
 pub mod config;
 pub mod demo;
+pub mod engine;
 pub mod identity;
 pub mod metrics;
 pub mod pgcluster;
+pub mod rules;
 pub mod wire;

@@ -3,6 +3,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use pg_airlock::classify::Classifier;
+use pg_airlock::rules::{RuleSet, Subject};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,6 +29,28 @@ enum Cmd {
     CheckConfig {
         #[arg(long, short, env = "AIRLOCK_CONFIG")]
         config: PathBuf,
+    },
+    /// Show how the rules judge SQL: each statement's effects, objects,
+    /// the matching rules and the decision.
+    Explain {
+        #[arg(long, short, env = "AIRLOCK_CONFIG")]
+        config: PathBuf,
+        /// Judge as this agent (default: the first configured agent).
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long, default_value = "")]
+        application_name: String,
+        #[arg(long)]
+        database: Option<String>,
+        /// The SQL text (one message; may hold several statements).
+        sql: String,
+    },
+    /// Run policy test cases (SQL, agent, expected decision) against the
+    /// configured rules; exit 1 if any case fails.
+    TestRules {
+        #[arg(long, short, env = "AIRLOCK_CONFIG")]
+        config: PathBuf,
+        cases: Vec<PathBuf>,
     },
     /// Try it: a throwaway PostgreSQL with sample data behind a proxy
     /// running the default rules. No config file needed.
@@ -56,6 +80,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Config, rules and a classifier built for them (for the rule tools).
+fn load_policy(config: &std::path::Path) -> anyhow::Result<(pg_airlock::config::Config, RuleSet, Classifier)> {
+    let cfg = pg_airlock::config::Config::load(config)?;
+    let rules = RuleSet::load(&cfg.rules.paths).map_err(|e| anyhow::anyhow!("{}", pg_airlock::rules::format_errors(&e)))?;
+    let opts = pg_airlock::classify::Options { max_len: cfg.limits.max_statement_bytes, extra_functions: rules.extra_functions() };
+    let classifier = Classifier::new(opts, 1 << 20);
+    Ok((cfg, rules, classifier))
+}
+
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -75,16 +108,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(pg_airlock::app::run(cfg, pg_airlock::app::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::CheckConfig { config } => match pg_airlock::config::Config::load(&config) {
-            Ok(cfg) => {
-                println!("{}: ok ({} agents, listening on {})", config.display(), cfg.agents.len(), cfg.listen.address);
-                Ok(ExitCode::SUCCESS)
+        Cmd::CheckConfig { config } => {
+            let cfg = match pg_airlock::config::Config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            match RuleSet::load(&cfg.rules.paths) {
+                Ok(rules) => {
+                    println!(
+                        "{}: ok ({} agents, listening on {}, {} rules, policy version {})",
+                        config.display(),
+                        cfg.agents.len(),
+                        cfg.listen.address,
+                        rules.rules().len(),
+                        &rules.version()[..12]
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprintln!("{}", pg_airlock::rules::format_errors(&errors));
+                    Ok(ExitCode::from(1))
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::from(1))
+        }
+        Cmd::Explain { config, agent, application_name, database, sql } => {
+            let (cfg, rules, classifier) = load_policy(&config)?;
+            let agent = match agent {
+                Some(a) => a,
+                None => cfg.agents.keys().min().cloned().unwrap_or_default(),
+            };
+            let database = database.unwrap_or_else(|| "postgres".into());
+            let subject = Subject { agent: &agent, application_name: &application_name, database: &database };
+            let class = classifier.classify(&sql);
+            print!("{}", pg_airlock::rules::render_explain(&sql, &class, &subject, &rules));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::TestRules { config, cases } => {
+            let (_cfg, rules, classifier) = load_policy(&config)?;
+            let mut ok = true;
+            for path in &cases {
+                let report = pg_airlock::rules::run_cases(path, &rules, &|sql| (*classifier.classify(sql)).clone())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                print!("{report}");
+                ok &= report.all_passed();
             }
-        },
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         Cmd::Demo { rules, listen, admin } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
             rt.block_on(pg_airlock::demo::run(rules.as_deref(), &listen, &admin, pg_airlock::app::shutdown_signal()))?;

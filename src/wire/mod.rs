@@ -38,6 +38,7 @@ pub struct Proxy {
     pub tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
     pub cancel: Arc<cancel::Registry>,
     pub metrics: Arc<Metrics>,
+    pub engine: crate::engine::Engine,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ pub enum Error {
 }
 
 impl Proxy {
-    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Proxy, Error> {
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, engine: crate::engine::Engine) -> Result<Proxy, Error> {
         let verifiers = config
             .agents
             .values()
@@ -86,6 +87,7 @@ impl Proxy {
             tls_acceptor,
             cancel: Arc::new(cancel::Registry::default()),
             metrics,
+            engine,
         })
     }
 

@@ -1,11 +1,29 @@
 //! The session's policy step: turns a unit of client messages into a
 //! verdict. The relay loop only orchestrates; everything about *what* a
 //! unit does and whether it may run lives here.
+//!
+//! Per session it remembers what each prepared statement does, so that a
+//! later EXECUTE (SQL level) or Bind/Execute (protocol level) is judged by
+//! the statement it really runs:
+//! - protocol level: Parse classifies and records `name -> class`, Bind
+//!   maps `portal -> class`, Execute is enforced; the unnamed statement and
+//!   portal are replaced by the next unnamed Parse/Bind; Close removes.
+//! - SQL level: `PREPARE name AS stmt` records `name -> class of stmt`;
+//!   `EXECUTE name` is judged as that class; DEALLOCATE / DISCARD ALL forget.
+//! Bookkeeping of a unit is applied only if the unit is forwarded: a refused
+//! unit never reached the server, so it must not change what we believe
+//! the server has prepared.
 
 use super::Proxy;
 use super::frame::{Body, FrameError};
+use super::sqlstate;
+use crate::classify::{
+    Category, Classification, Effect, PreparedOp, SharedClassification, StatementClass,
+};
 use crate::identity::SessionInfo;
+use crate::rules::{Action, Decision, HoldSettings, Subject};
 use bytes::BytesMut;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 
@@ -36,49 +54,399 @@ impl Unit<'_> {
 pub enum Verdict {
     Forward,
     Refuse { code: &'static str, message: String },
+    /// A rule requires a human decision first.
+    Hold(Box<Held>),
+}
+
+/// Everything about a held unit that an approval request needs.
+pub struct Held {
+    pub sql: String,
+    pub params: Vec<Option<String>>,
+    pub decision: Decision,
+    pub settings: HoldSettings,
+    pub categories: Vec<Category>,
+    pub classification: Classification,
+    /// As classified, for the session's PREPARE bookkeeping.
+    raw: Classification,
+}
+
+/// The judgement of one unit, before bookkeeping.
+struct Judgement {
+    decision: Decision,
+    /// The classifications the unit executes, as judged (EXECUTE resolved
+    /// to what it runs, PREPARE to a no-op).
+    executed: Vec<SharedClassification>,
+    /// The same, as classified (PREPARE still carries the effects of the
+    /// statement it prepares): the source of bookkeeping.
+    raw: Vec<SharedClassification>,
+}
+
+/// One pending bookkeeping change, with what it replaced (for undo).
+enum Undo {
+    Statement(String, Option<SharedClassification>),
+    Portal(String, Option<SharedClassification>),
 }
 
 pub struct Policy {
     proxy: Arc<Proxy>,
     info: SessionInfo,
-    #[allow(dead_code)]
-    cancel: Arc<Notify>,
-    #[allow(dead_code)]
-    inject: mpsc::Sender<BytesMut>,
+    pub cancel: Arc<Notify>,
+    pub inject: mpsc::Sender<BytesMut>,
     pub statements: u64,
+    /// Protocol-level prepared statements and portals.
+    prepared: HashMap<String, SharedClassification>,
+    portals: HashMap<String, SharedClassification>,
+    /// SQL-level PREPAREd statements.
+    sql_prepared: HashMap<String, SharedClassification>,
+    /// Bookkeeping done by the current segment, undone if it is refused.
+    undo: Vec<Undo>,
+    /// Portals executed by the current segment: (as classified, as judged).
+    executed: Vec<(SharedClassification, SharedClassification)>,
+    /// Parameter values of the last Bind in the segment, for reviewers.
+    last_params: Vec<Option<String>>,
+    last_sql: String,
 }
 
 impl Policy {
     pub fn new(proxy: Arc<Proxy>, info: SessionInfo, cancel: Arc<Notify>, inject: mpsc::Sender<BytesMut>) -> Policy {
-        Policy { proxy, info, cancel, inject, statements: 0 }
+        Policy {
+            proxy,
+            info,
+            cancel,
+            inject,
+            statements: 0,
+            prepared: HashMap::new(),
+            portals: HashMap::new(),
+            sql_prepared: HashMap::new(),
+            undo: Vec::new(),
+            executed: Vec::new(),
+            last_params: Vec::new(),
+            last_sql: String::new(),
+        }
     }
 
     pub fn info(&self) -> &SessionInfo {
         &self.info
     }
 
-    /// Inspect one extended-protocol frame as it arrives (validation and
-    /// bookkeeping); the verdict comes for the whole segment.
+    fn subject(&self) -> Subject<'_> {
+        Subject { agent: &self.info.agent, application_name: &self.info.application_name, database: &self.info.database }
+    }
+
+    /// Inspect one extended-protocol frame as it arrives; the verdict
+    /// comes for the whole segment at Sync/Flush.
     pub fn extended(&mut self, frame: &[u8]) -> Result<(), FrameError> {
         let mut b = Body::new(frame);
         match frame[0] {
             b'P' => {
-                b.cstr()?;
-                b.cstr()?;
+                let name = b.str()?;
+                let sql = b.cstr()?;
+                let class = match std::str::from_utf8(sql) {
+                    Ok(sql) => self.proxy.engine.snapshot().classifier.classify(sql),
+                    // The session is UTF8; invalid text cannot be judged.
+                    Err(_) => unknown("statement text is not valid UTF-8"),
+                };
+                let old = self.prepared.insert(name.to_string(), class);
+                self.undo.push(Undo::Statement(name.to_string(), old));
+                if let Ok(s) = std::str::from_utf8(sql) {
+                    self.last_sql.clear();
+                    self.last_sql.push_str(s);
+                }
             }
-            b'B' | b'E' | b'C' | b'D' => {}
-            _ => {}
+            b'B' => {
+                let portal = b.str()?;
+                let stmt = b.str()?;
+                let class = self.prepared.get(stmt).cloned().unwrap_or_else(|| {
+                    unknown("Bind to a prepared statement the proxy has not seen")
+                });
+                self.last_params = bind_params(&mut b).unwrap_or_default();
+                let old = self.portals.insert(portal.to_string(), class);
+                self.undo.push(Undo::Portal(portal.to_string(), old));
+            }
+            b'E' => {
+                let portal = b.str()?;
+                let class = self
+                    .portals
+                    .get(portal)
+                    .cloned()
+                    .unwrap_or_else(|| unknown("Execute of a portal the proxy has not seen"));
+                let judged = self.resolve(&class);
+                self.executed.push((class, judged));
+            }
+            b'C' => {
+                let kind = b.bytes(1)?[0];
+                let name = b.str()?.to_string();
+                match kind {
+                    b'S' => {
+                        let old = self.prepared.remove(&name);
+                        self.undo.push(Undo::Statement(name, old));
+                    }
+                    b'P' => {
+                        let old = self.portals.remove(&name);
+                        self.undo.push(Undo::Portal(name, old));
+                    }
+                    _ => return Err(FrameError::BadBody { tag: super::frame::Tag(b'C'), what: "Close of unknown kind" }),
+                }
+            }
+            _ => {} // Describe: no effect
         }
         Ok(())
     }
 
+    /// Substitute remembered classes for SQL-level EXECUTE statements.
+    fn resolve(&self, class: &SharedClassification) -> SharedClassification {
+        let needs = class.statements.iter().any(|s| matches!(s.prepared, Some(PreparedOp::Execute { .. } | PreparedOp::Prepare { .. })));
+        if !needs {
+            return class.clone();
+        }
+        let statements = class
+            .statements
+            .iter()
+            .map(|s| match &s.prepared {
+                Some(PreparedOp::Execute { name }) => match self.sql_prepared.get(name) {
+                    Some(inner) => StatementClass {
+                        span: s.span,
+                        effects: inner.effects().cloned().collect(),
+                        prepared: s.prepared.clone(),
+                    },
+                    None => StatementClass {
+                        span: s.span,
+                        effects: vec![unknown_effect(&format!("EXECUTE of {name:?}, which the proxy has not seen prepared"))],
+                        prepared: s.prepared.clone(),
+                    },
+                },
+                // PREPARE runs nothing; what it prepares is judged at EXECUTE.
+                Some(PreparedOp::Prepare { name }) => StatementClass {
+                    span: s.span,
+                    effects: vec![Effect {
+                        category: Category::Session,
+                        tables: vec![],
+                        functions: vec![],
+                        why: format!("PREPARE {name} (judged when executed)"),
+                    }],
+                    prepared: s.prepared.clone(),
+                },
+                _ => s.clone(),
+            })
+            .collect();
+        Arc::new(Classification { statements })
+    }
+
+    fn judge(&mut self, unit: &Unit<'_>) -> Result<Judgement, (&'static str, String)> {
+        let snap = self.proxy.engine.snapshot();
+        let pairs: Vec<(SharedClassification, SharedClassification)> = match unit {
+            Unit::Query { frame } => {
+                let mut b = Body::new(frame);
+                let sql = b.cstr().map_err(|e| (sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+                let class = match std::str::from_utf8(sql) {
+                    Ok(sql) => {
+                        self.last_sql.clear();
+                        self.last_sql.push_str(sql);
+                        snap.classifier.classify(sql)
+                    }
+                    Err(_) => unknown("statement text is not valid UTF-8"),
+                };
+                self.last_params.clear();
+                let judged = self.resolve(&class);
+                vec![(class, judged)]
+            }
+            Unit::Segment { .. } => std::mem::take(&mut self.executed),
+        };
+        let (raw, executed): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+        let subject = self.subject();
+        let mut decision: Option<Decision> = None;
+        for class in &executed {
+            let d = snap.rules.evaluate(class, &subject);
+            decision = Some(match decision {
+                None => d,
+                Some(prev) => merge(prev, d),
+            });
+        }
+        // A segment that executes nothing (Parse/Describe only) runs nothing.
+        let decision = decision.unwrap_or(Decision { action: Action::Allow, rules: vec![], message: None, hold: None });
+        Ok(Judgement { decision, executed, raw })
+    }
+
     pub fn decide(&mut self, unit: &Unit<'_>) -> Verdict {
         self.statements += 1;
-        self.proxy.metrics.statements_total.inc();
-        let _ = unit;
-        self.proxy.metrics.statements_allowed.inc();
-        Verdict::Forward
+        let proxy = self.proxy.clone();
+        let m = &proxy.metrics;
+        m.statements_total.inc();
+        let judgement = match self.judge(unit) {
+            Ok(j) => j,
+            Err((code, message)) => {
+                self.rollback();
+                return Verdict::Refuse { code, message };
+            }
+        };
+        let d = &judgement.decision;
+        match d.action {
+            Action::Allow | Action::Log => {
+                if d.action == Action::Log {
+                    m.statements_logged.inc();
+                } else {
+                    m.statements_allowed.inc();
+                }
+                self.commit(&judgement);
+                Verdict::Forward
+            }
+            Action::Deny => {
+                m.statements_denied.inc();
+                self.rollback();
+                let why = d.message.clone().unwrap_or_else(|| "refused by policy".into());
+                tracing::info!(session = %self.info.id, rules = ?d.rules, "statement denied");
+                Verdict::Refuse {
+                    code: sqlstate::INSUFFICIENT_PRIVILEGE,
+                    message: format!("pg-airlock: denied by rule {}: {why}", d.rules.join(", ")),
+                }
+            }
+            Action::Hold => {
+                m.statements_held.inc();
+                let classification = Classification {
+                    statements: judgement.executed.iter().flat_map(|c| c.statements.iter().cloned()).collect(),
+                };
+                let raw = Classification { statements: judgement.raw.iter().flat_map(|c| c.statements.iter().cloned()).collect() };
+                let mut categories: Vec<Category> = classification.effects().map(|e| e.category).collect();
+                categories.sort();
+                categories.dedup();
+                Verdict::Hold(Box::new(Held {
+                    sql: self.last_sql.clone(),
+                    params: std::mem::take(&mut self.last_params),
+                    settings: d.hold.clone().unwrap_or_default(),
+                    decision: judgement.decision,
+                    categories,
+                    classification,
+                    raw,
+                }))
+            }
+        }
+    }
+
+    /// The unit was held and then approved: apply its bookkeeping.
+    pub fn approved(&mut self, held: &Held) {
+        self.apply_sql_prepared(&held.raw);
+        self.undo.clear();
+    }
+
+    /// The unit was held and then refused: forget its bookkeeping.
+    pub fn refused(&mut self) {
+        self.rollback();
+    }
+
+    fn commit(&mut self, j: &Judgement) {
+        self.undo.clear();
+        for c in &j.raw {
+            self.apply_sql_prepared(c);
+        }
+    }
+
+    fn apply_sql_prepared(&mut self, c: &Classification) {
+        for s in &c.statements {
+            match &s.prepared {
+                Some(PreparedOp::Prepare { name }) => {
+                    let inner = Arc::new(Classification { statements: vec![StatementClass { span: s.span, effects: s.effects.clone(), prepared: None }] });
+                    self.sql_prepared.insert(name.clone(), inner);
+                }
+                Some(PreparedOp::Deallocate { name }) => {
+                    self.sql_prepared.remove(name);
+                    self.prepared.remove(name);
+                }
+                Some(PreparedOp::DeallocateAll) => {
+                    // DEALLOCATE ALL and DISCARD ALL drop protocol-level
+                    // statements and portals too.
+                    self.sql_prepared.clear();
+                    self.prepared.clear();
+                    self.portals.clear();
+                }
+                Some(PreparedOp::Execute { .. }) | None => {}
+            }
+        }
+    }
+
+    fn rollback(&mut self) {
+        self.executed.clear();
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Statement(name, Some(old)) => {
+                    self.prepared.insert(name, old);
+                }
+                Undo::Statement(name, None) => {
+                    self.prepared.remove(&name);
+                }
+                Undo::Portal(name, Some(old)) => {
+                    self.portals.insert(name, old);
+                }
+                Undo::Portal(name, None) => {
+                    self.portals.remove(&name);
+                }
+            }
+        }
     }
 
     pub fn end_session(&mut self, _end: &super::session::End) {}
+}
+
+/// Combine the decisions for several executed statements of one unit:
+/// the most restrictive action wins, with the rules behind it.
+fn merge(a: Decision, b: Decision) -> Decision {
+    use std::cmp::Ordering::*;
+    match a.action.cmp(&b.action) {
+        Greater => a,
+        Less => b,
+        Equal => {
+            let mut rules = a.rules;
+            rules.extend(b.rules);
+            rules.sort();
+            rules.dedup();
+            let hold = match (a.hold, b.hold) {
+                (Some(x), Some(y)) => Some(HoldSettings {
+                    channel: x.channel.or(y.channel),
+                    approvers: if x.approvers.is_empty() { y.approvers } else { x.approvers },
+                    quorum: x.quorum.max(y.quorum),
+                    timeout: x.timeout.min(y.timeout),
+                }),
+                (x, y) => x.or(y),
+            };
+            Decision { action: a.action, rules, message: a.message.or(b.message), hold }
+        }
+    }
+}
+
+fn unknown_effect(why: &str) -> Effect {
+    Effect { category: Category::Unknown, tables: vec![], functions: vec![], why: why.to_string() }
+}
+
+fn unknown(why: &str) -> SharedClassification {
+    Arc::new(Classification { statements: vec![StatementClass { span: (0, 0), effects: vec![unknown_effect(why)], prepared: None }] })
+}
+
+/// Parameter values of a Bind, rendered for a human reviewer: text-format
+/// values as text, binary ones as hex.
+fn bind_params(b: &mut Body<'_>) -> Result<Vec<Option<String>>, FrameError> {
+    let nfmt = b.i16()?.max(0) as usize;
+    let mut formats = Vec::with_capacity(nfmt.min(64));
+    for _ in 0..nfmt {
+        formats.push(b.i16()?);
+    }
+    let n = b.i16()?.max(0) as usize;
+    let mut out = Vec::with_capacity(n.min(64));
+    for i in 0..n {
+        let len = b.i32()?;
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let v = b.bytes(len as usize)?;
+        let fmt = match formats.len() {
+            0 => 0,
+            1 => formats[0],
+            _ => formats.get(i).copied().unwrap_or(0),
+        };
+        out.push(Some(if fmt == 0 {
+            String::from_utf8_lossy(v).into_owned()
+        } else {
+            format!("\\x{}", hex::encode(v))
+        }));
+    }
+    Ok(out)
 }

@@ -292,11 +292,28 @@ impl Inbound<'_> {
             Kind::OpenSegment => Unit::Segment { bytes, sync: false },
         };
         let answers = unit.ready_for_query_count();
-        match self.policy.decide(&unit) {
+        let verdict = match self.policy.decide(&unit) {
+            // Until an approval channel is wired in, a hold stops the
+            // statement like a denial that names the rule.
+            Verdict::Hold(held) => {
+                self.policy.refused();
+                Verdict::Refuse {
+                    code: sqlstate::INSUFFICIENT_PRIVILEGE,
+                    message: format!(
+                        "pg-airlock: statement held by rule {}: approval is required ({})",
+                        held.decision.rules.join(", "),
+                        held.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                }
+            }
+            v => v,
+        };
+        match verdict {
             Verdict::Forward => {
                 self.out.extend_from_slice(bytes);
                 self.shared.in_flight.fetch_add(answers, Ordering::AcqRel);
             }
+            Verdict::Hold(_) => unreachable!("holds are resolved above"),
             Verdict::Refuse { code, message } => {
                 match unit {
                     // Postgres answers the refusal with ErrorResponse +

@@ -84,6 +84,7 @@ pub struct ProxyBuilder {
     extra: String,
     listen_extra: String,
     upstream_port: Option<u16>,
+    rules: Vec<PathBuf>,
     limits: std::collections::BTreeMap<String, String>,
 }
 
@@ -92,7 +93,13 @@ pub fn proxy() -> ProxyBuilder {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    ProxyBuilder { extra: String::new(), listen_extra: String::new(), upstream_port: None, limits }
+    ProxyBuilder {
+        extra: String::new(),
+        listen_extra: String::new(),
+        upstream_port: None,
+        rules: vec![fixture("rules/allow-all.toml")],
+        limits,
+    }
 }
 
 pub struct TestProxy {
@@ -128,6 +135,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// Rule files (default: allow everything, for wire tests).
+    pub fn rules(mut self, paths: &[PathBuf]) -> Self {
+        self.rules = paths.to_vec();
+        self
+    }
+
     pub fn upstream_port(mut self, port: u16) -> Self {
         self.upstream_port = Some(port);
         self
@@ -160,6 +173,10 @@ connect_timeout = "2s"
 [admin]
 address = "127.0.0.1:0"
 
+[rules]
+paths = {rules:?}
+reload_interval = "200ms"
+
 [limits]
 {limits}
 
@@ -176,6 +193,7 @@ databases = ["only_this_db"]
 {extra}
 "#,
             listen_extra = self.listen_extra,
+            rules = self.rules,
             limits = self.limits.iter().map(|(k, v)| format!("{k} = {v}\n")).collect::<String>(),
             extra = self.extra,
         )

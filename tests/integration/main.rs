@@ -3,4 +3,5 @@
 
 mod harness;
 mod relay;
+mod policy;
 mod robustness;

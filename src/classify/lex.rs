@@ -1,0 +1,277 @@
+//! Token-level work done before (and instead of) parsing.
+//!
+//! Splitting a message into statements, spotting `U&"..."` identifiers,
+//! bounding expression depth and the keyword fallback all need to know where
+//! strings, comments and dollar quotes begin and end. They use sqlparser's
+//! own tokenizer so that they agree with the parser, never a regex.
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Word};
+
+/// Binary/postfix operators per statement above which the statement is
+/// `Unknown`. sqlparser builds left-deep trees for operator chains
+/// (`1+1+...`, `a OR b OR ...`, `x::t::t...`, `UNION` chains) without
+/// counting them against its recursion limit, and walking, cloning or
+/// dropping such a tree recurses once per operator: about 3,000 of them
+/// overflow a 2 MiB thread stack in a debug build, which aborts the whole
+/// proxy. Counting tokens bounds that depth from above.
+pub(super) const MAX_OPERATORS: usize = 1_000;
+
+pub(super) fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, String> {
+    Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| format!("tokenizer error: {e}"))
+}
+
+pub(super) fn is_trivia(token: &Token) -> bool {
+    matches!(token, Token::Whitespace(_))
+}
+
+/// Converts tokenizer locations (1-based line, 1-based column counted in
+/// chars) to byte offsets into the original text.
+pub(super) struct ByteOffsets<'a> {
+    sql: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> ByteOffsets<'a> {
+    pub(super) fn new(sql: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+        ByteOffsets { sql, line_starts }
+    }
+
+    pub(super) fn offset(&self, loc: Location) -> usize {
+        let Some(&start) = usize::try_from(loc.line)
+            .ok()
+            .and_then(|l| l.checked_sub(1))
+            .and_then(|l| self.line_starts.get(l))
+        else {
+            return self.sql.len();
+        };
+        let col = usize::try_from(loc.column).unwrap_or(usize::MAX).saturating_sub(1);
+        self.sql[start..]
+            .char_indices()
+            .nth(col)
+            .map_or(self.sql.len(), |(i, _)| start + i)
+    }
+}
+
+fn adjacent(a: &Span, b: &Span) -> bool {
+    a.end == b.start
+}
+
+/// sqlparser reads `U&"d\0061t"` as the `&` operator between a column `U`
+/// and an identifier. Postgres reads one identifier with Unicode escapes.
+/// Fold such triples into the single quoted identifier Postgres sees, so
+/// names are checked as the server will resolve them.
+///
+/// # Errors
+/// An escape Postgres would reject, or any `UESCAPE` clause (which changes
+/// the escape character and is not modelled): the caller fails closed.
+pub(super) fn fold_unicode_identifiers(tokens: &mut Vec<TokenWithSpan>) -> Result<(), String> {
+    if tokens.iter().any(|t| {
+        matches!(&t.token, Token::Word(w) if w.quote_style.is_none()
+            && w.value.eq_ignore_ascii_case("uescape"))
+    }) {
+        return Err("UESCAPE clause is not supported".into());
+    }
+    let mut i = 0;
+    while i + 2 < tokens.len() {
+        let is_u = matches!(&tokens[i].token,
+            Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("u"));
+        let is_amp = matches!(tokens[i + 1].token, Token::Ampersand);
+        let quoted = match &tokens[i + 2].token {
+            Token::Word(w) if w.quote_style == Some('"') => Some(w.value.clone()),
+            _ => None,
+        };
+        if let (true, true, Some(raw)) = (is_u, is_amp, quoted) {
+            if adjacent(&tokens[i].span, &tokens[i + 1].span)
+                && adjacent(&tokens[i + 1].span, &tokens[i + 2].span)
+            {
+                let value = decode_unicode_escapes(&raw)?;
+                let span = Span::new(tokens[i].span.start, tokens[i + 2].span.end);
+                let word = Word { value, quote_style: Some('"'), keyword: Keyword::NoKeyword };
+                tokens.splice(i..i + 3, [TokenWithSpan::new(Token::Word(word), span)]);
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Decodes Postgres Unicode escapes with the default escape character:
+/// `\\`, `\XXXX`, `\+XXXXXX`, UTF-16 surrogate pairs allowed.
+pub(super) fn decode_unicode_escapes(raw: &str) -> Result<String, String> {
+    let bad = || format!("invalid Unicode escape in U&\"{raw}\"");
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    let mut pending_high: Option<u32> = None;
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            if pending_high.is_some() {
+                return Err(bad());
+            }
+            out.push(c);
+            continue;
+        }
+        let digits = match chars.peek() {
+            Some('\\') => {
+                chars.next();
+                if pending_high.is_some() {
+                    return Err(bad());
+                }
+                out.push('\\');
+                continue;
+            }
+            Some('+') => {
+                chars.next();
+                6
+            }
+            _ => 4,
+        };
+        let mut code = 0u32;
+        for _ in 0..digits {
+            let d = chars.next().and_then(|c| c.to_digit(16)).ok_or_else(bad)?;
+            code = code * 16 + d;
+        }
+        match (pending_high.take(), code) {
+            (None, 0xD800..=0xDBFF) => pending_high = Some(code),
+            (Some(high), 0xDC00..=0xDFFF) => {
+                let combined = 0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00);
+                out.push(char::from_u32(combined).ok_or_else(bad)?);
+            }
+            (Some(_), _) | (None, 0xDC00..=0xDFFF) | (None, 0) => return Err(bad()),
+            (None, code) => out.push(char::from_u32(code).ok_or_else(bad)?),
+        }
+    }
+    if pending_high.is_some() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Splits the token stream at every `;`. Postgres accepts a `;` only
+/// between statements (inside `BEGIN ATOMIC` bodies too, where splitting
+/// makes the parts fail to parse, i.e. fail closed), so every `;` token the
+/// tokenizer reports ends a statement. Parts holding only whitespace and
+/// comments are dropped.
+pub(super) fn split_statements(tokens: Vec<TokenWithSpan>) -> Vec<Vec<TokenWithSpan>> {
+    let mut parts = Vec::new();
+    let mut current = Vec::new();
+    for t in tokens {
+        if matches!(t.token, Token::SemiColon) {
+            if current.iter().any(|t: &TokenWithSpan| !is_trivia(&t.token)) {
+                parts.push(std::mem::take(&mut current));
+            } else {
+                current.clear();
+            }
+        } else if !matches!(t.token, Token::EOF) {
+            current.push(t);
+        }
+    }
+    if current.iter().any(|t| !is_trivia(&t.token)) {
+        parts.push(current);
+    }
+    parts
+}
+
+/// Over-estimate of how many binary/postfix operators a statement holds
+/// (see [`MAX_OPERATORS`]). `+`/`-` right after `(`, `,` or an operator
+/// are unary signs (bulk `VALUES (-1, -2, ...)`) and do not nest.
+pub(super) fn operator_count(tokens: &[TokenWithSpan]) -> usize {
+    let mut count = 0;
+    let mut prev_operand = false;
+    for t in tokens.iter().filter(|t| !is_trivia(&t.token)) {
+        let (counts, operand) = match &t.token {
+            Token::Word(w) => match w.keyword {
+                Keyword::AND
+                | Keyword::OR
+                | Keyword::XOR
+                | Keyword::NOT
+                | Keyword::IS
+                | Keyword::NOTNULL
+                | Keyword::LIKE
+                | Keyword::ILIKE
+                | Keyword::SIMILAR
+                | Keyword::BETWEEN
+                | Keyword::IN
+                | Keyword::AT
+                | Keyword::COLLATE
+                | Keyword::UNION
+                | Keyword::INTERSECT
+                | Keyword::EXCEPT
+                | Keyword::OVERLAPS
+                | Keyword::OPERATOR
+                    if w.quote_style.is_none() =>
+                {
+                    (true, false)
+                }
+                _ => (false, true),
+            },
+            Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::HexStringLiteral(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::Placeholder(_)
+            | Token::RParen
+            | Token::RBracket => (false, true),
+            Token::Comma | Token::LParen | Token::Period | Token::SemiColon | Token::EOF => {
+                (false, false)
+            }
+            Token::Plus | Token::Minus => (prev_operand, false),
+            _ => (true, false),
+        };
+        if counts {
+            count += 1;
+        }
+        prev_operand = operand;
+    }
+    count
+}
+
+/// Upper-cased text of an unquoted word, `None` for anything else.
+pub(super) fn keyword_text(t: &Token) -> Option<String> {
+    match t {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unicode_escapes_decode_like_postgres() {
+        assert_eq!(decode_unicode_escapes(r"d\0061t\+000061").unwrap(), "data");
+        assert_eq!(decode_unicode_escapes(r"a\\b").unwrap(), r"a\b");
+        assert_eq!(decode_unicode_escapes(r"\D83D\DE00").unwrap(), "\u{1F600}");
+        assert!(decode_unicode_escapes(r"\00zz").is_err());
+        assert!(decode_unicode_escapes(r"\D83D").is_err());
+        assert!(decode_unicode_escapes(r"\0000").is_err());
+        assert!(decode_unicode_escapes(r"x\").is_err());
+    }
+
+    #[test]
+    fn byte_offsets_follow_multibyte_text() {
+        let sql = "SELECT 'é';\nDROP TABLE t";
+        let tokens = tokenize(sql).unwrap();
+        let off = ByteOffsets::new(sql);
+        let drop = tokens.iter().find(|t| keyword_text(&t.token).as_deref() == Some("DROP")).unwrap();
+        assert_eq!(&sql[off.offset(drop.span.start)..off.offset(drop.span.start) + 4], "DROP");
+    }
+
+    #[test]
+    fn unary_signs_do_not_count_as_operators() {
+        let tokens = tokenize("INSERT INTO t VALUES (-1, -2, +3)").unwrap();
+        assert_eq!(operator_count(&tokens), 0);
+        let tokens = tokenize("SELECT 1 + 2 - 3 OR a::int").unwrap();
+        assert_eq!(operator_count(&tokens), 4);
+    }
+}

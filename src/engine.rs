@@ -1,0 +1,66 @@
+//! The policy engine sessions consult: the rules in force and a
+//! classifier built for them (rule files may add side-effect functions to
+//! the classifier's list, so a rules reload can mean a new classifier and
+//! a fresh classification cache).
+
+use crate::classify::{Classifier, Options};
+use crate::rules::{RuleSet, RuleStore};
+use arc_swap::ArcSwap;
+use std::sync::{Arc, Mutex};
+
+/// Rules and the classifier that goes with them.
+pub struct Snapshot {
+    pub rules: Arc<RuleSet>,
+    pub classifier: Arc<Classifier>,
+}
+
+pub struct Engine {
+    pub store: Arc<RuleStore>,
+    current: ArcSwap<Snapshot>,
+    rebuild: Mutex<()>,
+    max_len: usize,
+    cache_bytes: u64,
+}
+
+impl Engine {
+    pub fn new(store: Arc<RuleStore>, max_len: usize, cache_bytes: u64) -> Engine {
+        let rules = store.current();
+        let classifier = Arc::new(build_classifier(&rules, max_len, cache_bytes));
+        Engine {
+            store,
+            current: ArcSwap::from_pointee(Snapshot { rules, classifier }),
+            rebuild: Mutex::new(()),
+            max_len,
+            cache_bytes,
+        }
+    }
+
+    /// The rules in force now. Cheap: two atomic loads and a pointer
+    /// compare, unless the rules changed since the last call.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let snap = self.current.load_full();
+        let rules = self.store.current();
+        if Arc::ptr_eq(&snap.rules, &rules) {
+            return snap;
+        }
+        let _guard = self.rebuild.lock().expect("engine rebuild lock poisoned");
+        let snap = self.current.load_full();
+        if Arc::ptr_eq(&snap.rules, &rules) {
+            return snap;
+        }
+        // Keep the old classifier (and its warm cache) unless the rules
+        // changed the function list it classifies with.
+        let classifier = if rules.extra_functions() == snap.rules.extra_functions() {
+            snap.classifier.clone()
+        } else {
+            Arc::new(build_classifier(&rules, self.max_len, self.cache_bytes))
+        };
+        let next = Arc::new(Snapshot { rules, classifier });
+        self.current.store(next.clone());
+        next
+    }
+}
+
+fn build_classifier(rules: &RuleSet, max_len: usize, cache_bytes: u64) -> Classifier {
+    Classifier::new(Options { max_len, extra_functions: rules.extra_functions() }, cache_bytes)
+}
