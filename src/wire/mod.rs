@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cancel;
 pub mod client;
 pub mod frame;
+pub mod inflight;
 pub mod io;
 pub mod messages;
 pub mod policy;

@@ -22,7 +22,8 @@ use super::{Proxy, client::Established};
 use crate::identity::SessionInfo;
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use super::inflight::InFlight;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -60,15 +61,15 @@ impl std::fmt::Display for End {
 pub struct Shared {
     /// Last ReadyForQuery status: b'I', b'T' or b'E'.
     pub txn: AtomicU8,
-    /// ReadyForQuery messages still expected (units forwarded, not answered).
-    pub in_flight: AtomicU32,
+    /// Units forwarded and not yet answered with ReadyForQuery.
+    pub in_flight: InFlight,
     /// The outbound direction has written whole frames only (safe to inject).
     pub at_boundary: AtomicBool,
 }
 
 impl Shared {
     fn idle(&self) -> bool {
-        self.txn.load(Ordering::Acquire) == b'I' && self.in_flight.load(Ordering::Acquire) == 0
+        self.txn.load(Ordering::Acquire) == b'I' && self.in_flight.is_empty()
     }
 }
 
@@ -100,7 +101,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         upstream_tls = upstream.tls, "session started"
     );
 
-    let shared = Shared { txn: AtomicU8::new(b'I'), in_flight: AtomicU32::new(0), at_boundary: AtomicBool::new(true) };
+    let shared = Shared { txn: AtomicU8::new(b'I'), in_flight: InFlight::default(), at_boundary: AtomicBool::new(true) };
     let (inject_tx, inject_rx) = mpsc::channel::<BytesMut>(16);
     let mut inbound = Inbound {
         buf: client_buf,
@@ -155,6 +156,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
     // when it notices the closed socket.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), uw.write_all(&[b'X', 0, 0, 0, 4])).await;
 
+    shared.in_flight.abandon(&end.to_string());
     if matches!(end, End::ProtocolError(_) | End::UnsupportedMessage(_)) {
         proxy.metrics.protocol_errors.inc();
     }
@@ -311,7 +313,9 @@ impl Inbound<'_> {
         match verdict {
             Verdict::Forward => {
                 self.out.extend_from_slice(bytes);
-                self.shared.in_flight.fetch_add(answers, Ordering::AcqRel);
+                if answers > 0 {
+                    self.shared.in_flight.push(None);
+                }
             }
             Verdict::Hold(_) => unreachable!("holds are resolved above"),
             Verdict::Refuse { code, message } => {
@@ -320,7 +324,7 @@ impl Inbound<'_> {
                     // ReadyForQuery, exactly what the client waits for.
                     Unit::Query { .. } | Unit::Segment { sync: true, .. } => {
                         messages::query(&mut self.out, &messages::refusal_sql(code, &message));
-                        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+                        self.shared.in_flight.push(None);
                     }
                     // Without a Sync there is no safe place to inject a
                     // Query: end the session rather than let anything run.
@@ -379,16 +383,26 @@ where
                 Err(e) => return End::ProtocolError(e),
             };
             match h.tag {
-                b'Z' | b'S' => {
+                b'Z' | b'S' | b'C' | b'E' => {
                     if buf.len() - pos < h.total {
                         break;
                     }
                     let f = &buf[pos..pos + h.total];
-                    if h.tag == b'Z' {
-                        shared.txn.store(f.get(5).copied().unwrap_or(b'I'), Ordering::Release);
-                        let _ = shared.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-                    } else if let Err(why) = check_parameter(f) {
-                        return End::UnsafeServerSetting(why);
+                    match h.tag {
+                        b'Z' => {
+                            shared.txn.store(f.get(5).copied().unwrap_or(b'I'), Ordering::Release);
+                            shared.in_flight.on_ready();
+                        }
+                        b'C' => shared.in_flight.on_complete(f[5..].strip_suffix(&[0]).unwrap_or(&f[5..])),
+                        b'E' => {
+                            let (code, message) = super::upstream::parse_error(f);
+                            shared.in_flight.on_error(code, message);
+                        }
+                        _ => {
+                            if let Err(why) = check_parameter(f) {
+                                return End::UnsafeServerSetting(why);
+                            }
+                        }
                     }
                     pos += h.total;
                 }
