@@ -23,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod identity;
+pub mod impact;
 pub mod metrics;
 pub mod pgcluster;
 pub mod rules;

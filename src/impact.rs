@@ -1,0 +1,191 @@
+//! "What it will change": estimates shown to a reviewer before they
+//! approve a held statement.
+//!
+//! Runs on a separate upstream connection, inside `BEGIN READ ONLY` with a
+//! short `statement_timeout`, and only ever through the extended protocol
+//! (one statement per Parse, so a crafted multi-statement text cannot run
+//! anything). UPDATE/DELETE/MERGE get the planner's row estimate from
+//! `EXPLAIN` (never `ANALYZE`: the statement is not executed); tables that
+//! would be dropped, truncated or exported get their estimated row count
+//! and size from the catalog. Any failure yields a line saying so: an
+//! estimate is advice, never a reason to block or allow.
+
+use crate::classify::{Category, Classification};
+use crate::wire::frame::Body;
+use crate::wire::io::read_frame;
+use crate::wire::upstream::{Connector, parse_error};
+use bytes::{BufMut, BytesMut};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Lines of text for the approval message.
+pub async fn estimate(connector: &Connector, database: &str, sql: &str, class: &Classification) -> Vec<String> {
+    let dml = class.effects().any(|e| matches!(e.category, Category::Destructive | Category::Write))
+        && class.statements.len() == 1;
+    let mut tables: Vec<&str> = class
+        .effects()
+        .filter(|e| matches!(e.category, Category::Destructive | Category::Ddl | Category::Export))
+        .flat_map(|e| e.tables.iter().map(String::as_str))
+        .collect();
+    tables.sort();
+    tables.dedup();
+    tables.truncate(5);
+    if !dml && tables.is_empty() {
+        return vec![];
+    }
+    match tokio::time::timeout(Duration::from_secs(5), run(connector, database, sql, dml, &tables)).await {
+        Ok(Ok(lines)) => lines,
+        Ok(Err(e)) => vec![format!("(no estimate: {e})")],
+        Err(_) => vec!["(no estimate: the database did not answer in time)".into()],
+    }
+}
+
+async fn run(connector: &Connector, database: &str, sql: &str, dml: bool, tables: &[&str]) -> Result<Vec<String>, String> {
+    let mut s = Sidecar::open(connector, database).await?;
+    s.simple("BEGIN READ ONLY; SET LOCAL statement_timeout = '2s'").await?;
+    let mut lines = Vec::new();
+    if dml {
+        let rows = s.query(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[]).await;
+        match rows {
+            Ok(rows) => {
+                if let Some(Some(json)) = rows.first().and_then(|r| r.first()) {
+                    if let Some(n) = planned_rows(json) {
+                        lines.push(format!("planner estimate: about {n} row(s) affected"));
+                    }
+                }
+            }
+            Err(e) => lines.push(format!("(no row estimate: {e})")),
+        }
+    }
+    for t in tables {
+        let q = "SELECT c.reltuples::bigint::text, pg_size_pretty(pg_total_relation_size(c.oid)) \
+                 FROM pg_class c WHERE c.oid = to_regclass($1)";
+        match s.query(q, &[t]).await {
+            Ok(rows) => match rows.first() {
+                Some(r) => {
+                    let n = r.first().cloned().flatten().unwrap_or_default();
+                    let n = if n == "-1" { "unknown (never analyzed)".to_string() } else { format!("about {n}") };
+                    let size = r.get(1).cloned().flatten().unwrap_or_default();
+                    lines.push(format!("table {t}: {n} row(s), {size}"));
+                }
+                None => lines.push(format!("table {t}: does not exist")),
+            },
+            Err(e) => lines.push(format!("table {t}: (no estimate: {e})")),
+        }
+    }
+    let _ = s.simple("ROLLBACK").await;
+    Ok(lines)
+}
+
+/// Rows the planner expects the top data-modifying node to touch.
+fn planned_rows(json: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let plan = v.get(0)?.get("Plan")?;
+    let node = if plan.get("Node Type")?.as_str()? == "ModifyTable" { plan.get("Plans")?.get(0)? } else { plan };
+    node.get("Plan Rows")?.as_f64().map(|n| n as u64)
+}
+
+/// A bare upstream session for a few catalog queries.
+struct Sidecar {
+    stream: crate::wire::upstream::Stream,
+    buf: BytesMut,
+}
+
+impl Sidecar {
+    async fn open(connector: &Connector, database: &str) -> Result<Sidecar, String> {
+        let login = connector
+            .login(&[("database", database), ("application_name", "airlock:impact-estimate"), ("client_encoding", "UTF8")])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Sidecar { stream: login.stream, buf: login.leftover })
+    }
+
+    async fn simple(&mut self, sql: &str) -> Result<(), String> {
+        let mut out = BytesMut::new();
+        crate::wire::messages::query(&mut out, sql);
+        self.stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        self.collect().await.map(|_| ())
+    }
+
+    /// One statement through Parse/Bind/Execute/Sync, text results.
+    async fn query(&mut self, sql: &str, params: &[&str]) -> Result<Vec<Vec<Option<String>>>, String> {
+        let mut out = BytesMut::new();
+        frame(&mut out, b'P', |b| {
+            b.put_u8(0);
+            b.extend_from_slice(sql.as_bytes());
+            b.put_u8(0);
+            b.put_i16(0);
+        });
+        frame(&mut out, b'B', |b| {
+            b.put_u8(0);
+            b.put_u8(0);
+            b.put_i16(0);
+            b.put_i16(params.len() as i16);
+            for p in params {
+                b.put_i32(p.len() as i32);
+                b.extend_from_slice(p.as_bytes());
+            }
+            b.put_i16(0);
+        });
+        frame(&mut out, b'E', |b| {
+            b.put_u8(0);
+            b.put_i32(0);
+        });
+        frame(&mut out, b'S', |_| {});
+        self.stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        self.collect().await
+    }
+
+    /// Read up to ReadyForQuery; DataRows as text, the first error as Err.
+    async fn collect(&mut self) -> Result<Vec<Vec<Option<String>>>, String> {
+        let mut rows = Vec::new();
+        let mut err = None;
+        loop {
+            let f = read_frame(&mut self.stream, &mut self.buf, 64 << 20).await.map_err(|e| e.to_string())?;
+            match f[0] {
+                b'D' => {
+                    let mut b = Body::new(&f);
+                    let n = b.i16().map_err(|e| e.to_string())?;
+                    let mut row = Vec::with_capacity(n.max(0) as usize);
+                    for _ in 0..n {
+                        let len = b.i32().map_err(|e| e.to_string())?;
+                        row.push(if len < 0 {
+                            None
+                        } else {
+                            Some(String::from_utf8_lossy(b.bytes(len as usize).map_err(|e| e.to_string())?).into_owned())
+                        });
+                    }
+                    rows.push(row);
+                }
+                b'E' => {
+                    let (code, msg) = parse_error(&f);
+                    err.get_or_insert(format!("{msg} ({code})"));
+                }
+                b'Z' => return err.map_or(Ok(rows), Err),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn frame(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    out.put_u8(tag);
+    let at = out.len();
+    out.put_i32(0);
+    body(out);
+    let len = (out.len() - at) as i32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planned_rows_reads_the_modify_node_child() {
+        let j = r#"[{"Plan": {"Node Type": "ModifyTable", "Plan Rows": 0, "Plans": [{"Node Type": "Seq Scan", "Plan Rows": 2550}]}}]"#;
+        assert_eq!(planned_rows(j), Some(2550));
+        assert_eq!(planned_rows(r#"[{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 7}}]"#), Some(7));
+        assert_eq!(planned_rows("not json"), None);
+    }
+}
