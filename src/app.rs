@@ -7,6 +7,10 @@
 use crate::admin;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::approval::Gate;
+use crate::approval::api::ApiTokens;
+use crate::audit::Auditor;
+use crate::audit::event::{Event, EventKind};
 use crate::wire::{self, Proxy, client, session};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,6 +28,10 @@ pub enum Error {
     Wire(#[from] wire::Error),
     #[error("rules refused:\n{0}")]
     Rules(String),
+    #[error("audit trail: {0}")]
+    Audit(#[from] crate::audit::Error),
+    #[error(transparent)]
+    Slack(#[from] crate::slack::Error),
 }
 
 /// A running proxy: bound addresses and a handle to stop it. Tests and
@@ -61,7 +69,15 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         crate::rules::RuleStore::load(config.rules.paths.clone()).map_err(|e| Error::Rules(crate::rules::format_errors(&e)))?,
     );
     let engine = crate::engine::Engine::new(store.clone(), config.limits.max_statement_bytes, config.limits.classify_cache_bytes);
-    let proxy = Arc::new(Proxy::new(config.clone(), metrics.clone(), engine)?);
+    let (auditor, audit_task) = Auditor::start(config.audit.clone()).await?;
+    auditor.emit(policy_loaded(&store, "startup", Some(&config.source)));
+
+    let notifier: Arc<dyn crate::approval::Notifier> = match &config.approval.slack {
+        Some(slack) => Arc::new(crate::slack::SlackNotifier::new(slack)?),
+        None => Arc::new(crate::approval::LogNotifier),
+    };
+    let gate = Gate::new(notifier, Arc::new(AuditObserver(auditor.clone())));
+    let proxy = Arc::new(Proxy::new(config.clone(), metrics.clone(), engine, auditor.clone(), gate.clone())?);
     let listen = config.listen.address;
     let listener = TcpListener::bind(listen).await.map_err(|source| Error::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| Error::Bind { addr: listen, source })?;
@@ -76,7 +92,14 @@ pub async fn start(config: Config) -> Result<Running, Error> {
                 metrics: metrics.clone(),
                 gauges: Arc::new(move || vec![("airlock_cancel_keys", "Cancel keys registered", registry.len() as f64)]),
             };
-            let router = admin::router(state);
+            let mut router = admin::router(state)
+                .merge(crate::approval::api::router(gate.clone(), ApiTokens::new(&config.approval.api_tokens)));
+            if let Some(slack) = &config.approval.slack
+                && slack.mode == crate::approval::SlackMode::Http
+                && let Some(secret) = &slack.signing_secret
+            {
+                router = router.merge(crate::slack::interactions_router(gate.clone(), secret));
+            }
             let token = shutdown.clone();
             let task = tokio::spawn(async move {
                 let serve = axum::serve(l, router).with_graceful_shutdown(async move { token.cancelled().await });
@@ -90,13 +113,22 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     };
     let admin_addr = admin.as_ref().map(|a| a.0);
 
-    store.clone().spawn_watcher(config.rules.reload_interval, shutdown.clone());
-    spawn_sighup_reload(store.clone(), metrics.clone(), shutdown.clone());
+    if let Some(slack) = config.approval.slack.clone()
+        && slack.mode == crate::approval::SlackMode::Socket
+    {
+        let (gate, token) = (gate.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::slack::run_socket_mode(gate, &slack, token).await {
+                tracing::error!(error = %e, "Slack Socket Mode listener stopped; approvals only through the admin API");
+            }
+        });
+    }
+    spawn_rules_reloader(store.clone(), metrics.clone(), auditor.clone(), config.rules.reload_interval, shutdown.clone());
     tracing::info!(
         %addr, admin = ?admin_addr, upstream = %proxy.connector.addr(), agents = config.agents.len(),
         rules_version = %store.current().version(), "pg-airlock listening"
     );
-    let done = tokio::spawn(serve(listener, proxy.clone(), shutdown.clone(), admin.map(|a| a.1)));
+    let done = tokio::spawn(serve(listener, proxy.clone(), shutdown.clone(), admin.map(|a| a.1), audit_task));
     Ok(Running { addr, admin_addr, proxy, shutdown, done })
 }
 
@@ -107,6 +139,7 @@ async fn serve(
     proxy: Arc<Proxy>,
     shutdown: CancellationToken,
     admin: Option<tokio::task::JoinHandle<()>>,
+    audit_task: crate::audit::AuditTask,
 ) {
     let tracker = TaskTracker::new();
     let limit = Arc::new(Semaphore::new(proxy.config.limits.max_sessions as usize));
@@ -141,9 +174,21 @@ async fn serve(
     drop(listener);
     tracker.close();
     tracing::info!(sessions = tracker.len(), "no longer accepting; waiting for sessions");
+    // Pending approvals become audited denials; their sessions answer
+    // their clients and wind down with the rest.
+    proxy.gate.shutdown().await;
     tracker.wait().await;
     if let Some(a) = admin {
         let _ = a.await;
+    }
+    let grace = proxy.config.limits.shutdown_timeout.max(std::time::Duration::from_secs(5));
+    match tokio::time::timeout(grace, proxy.audit.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "audit trail did not close cleanly"),
+        Err(_) => tracing::error!("audit trail did not flush within the shutdown deadline"),
+    }
+    if let Ok(Err(e)) = tokio::time::timeout(grace, audit_task.join()).await {
+        tracing::error!(error = %e, "audit writer failed");
     }
     tracing::info!("pg-airlock stopped");
 }
@@ -170,32 +215,100 @@ async fn reject_busy(mut tcp: TcpStream) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tcp.write_all(&out)).await;
 }
 
-/// SIGHUP reloads the rule files now (the watcher also polls them).
-fn spawn_sighup_reload(store: Arc<crate::rules::RuleStore>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
-    #[cfg(unix)]
+/// Rule reloads: polled every `interval` and on SIGHUP. Each change (or
+/// refused change) is audited with the version of the rules in force, so
+/// every decision in the trail can name its policy.
+fn spawn_rules_reloader(
+    store: Arc<crate::rules::RuleStore>,
+    metrics: Arc<Metrics>,
+    audit: Auditor,
+    interval: std::time::Duration,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            return;
-        };
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error = String::new();
         loop {
-            tokio::select! {
+            #[cfg(unix)]
+            let hup_recv = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hup_recv = std::future::pending::<()>();
+            let trigger = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = hup.recv() => {}
-            }
+                _ = tick.tick() => "file change",
+                _ = hup_recv => "SIGHUP",
+            };
             let s = store.clone();
             match tokio::task::spawn_blocking(move || s.reload()).await {
-                Ok(Ok(outcome)) => {
+                Ok(Ok(crate::rules::ReloadOutcome::Reloaded { previous, version })) => {
                     metrics.rules_reloads.inc();
-                    tracing::info!(?outcome, "rules reloaded on SIGHUP");
+                    last_error.clear();
+                    tracing::info!(%previous, %version, trigger, "rules reloaded");
+                    audit.emit(policy_loaded(&store, trigger, None));
                 }
+                Ok(Ok(_unchanged)) => {}
                 Ok(Err(errors)) => {
-                    metrics.rules_reload_failures.inc();
-                    tracing::warn!(errors = %crate::rules::format_errors(&errors), "SIGHUP reload refused; previous rules stay in force");
+                    let error = crate::rules::format_errors(&errors);
+                    if error != last_error {
+                        metrics.rules_reload_failures.inc();
+                        tracing::warn!(%error, trigger, "new rules refused; previous rules stay in force");
+                        audit.emit(Event::now(EventKind::PolicyReloadFailed(crate::audit::event::PolicyReloadFailed {
+                            sources: store.paths().iter().map(|p| p.display().to_string()).collect(),
+                            error: error.clone(),
+                            ruleset_in_force: store.current().version().to_string(),
+                            trigger: trigger.to_string(),
+                        })));
+                        last_error = error;
+                    }
                 }
                 Err(e) => tracing::error!(error = %e, "rules reload task failed"),
             }
         }
     });
+}
+
+fn policy_loaded(store: &crate::rules::RuleStore, trigger: &str, config: Option<&std::path::Path>) -> Event {
+    let rules = store.current();
+    Event::now(EventKind::PolicyLoaded(crate::audit::event::PolicyLoaded {
+        ruleset: rules.version().to_string(),
+        config: config.map(|p| p.display().to_string()),
+        sources: rules.files().iter().map(|p| p.display().to_string()).collect(),
+        rule_count: rules.rules().len(),
+        trigger: trigger.to_string(),
+    }))
+}
+
+/// Records what only the approval gate sees (votes, refused clicks) in the
+/// audit trail. Requests and decisions are recorded by the session, durably,
+/// before it acts on them.
+struct AuditObserver(Auditor);
+
+impl crate::approval::ApprovalObserver for AuditObserver {
+    fn on_event(&self, ev: &crate::approval::ApprovalEvent) {
+        use crate::approval::ApprovalEventKind as K;
+        let (actor, action, outcome) = match &ev.kind {
+            K::Voted { by, votes, quorum } => (by, "approval vote", format!("counted ({votes} of {quorum})")),
+            K::Refused { who, why } => (who, "approval click refused", why.clone()),
+            _ => return,
+        };
+        self.0.emit(Event::now(EventKind::AdminAction(crate::audit::event::AdminAction {
+            actor: format!("{}:{}", actor.via, actor.id),
+            remote_addr: String::new(),
+            action: action.to_string(),
+            target: Some(ev.request_id.clone()),
+            outcome,
+        })));
+    }
 }
 
 /// Run until `signal` resolves, then shut down gracefully.

@@ -71,6 +71,16 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub rules: RawRules,
+    #[serde(default)]
+    pub audit: crate::audit::RawAuditConfig,
+    #[serde(default)]
+    pub slack: Option<crate::approval::config::RawSlackConfig>,
+    #[serde(default)]
+    pub api_token: Vec<crate::approval::config::RawApiToken>,
+    /// Directory of secret files: a secret named by `*_env = "NAME"` that
+    /// is not in the environment is read from `<secrets_dir>/NAME`
+    /// (the Docker / Kubernetes secrets convention).
+    pub secrets_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +153,8 @@ pub struct Config {
     pub admin_address: Option<SocketAddr>,
     pub limits: Limits,
     pub rules: Rules,
+    pub audit: crate::audit::AuditConfig,
+    pub approval: crate::approval::ApprovalConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -361,12 +373,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Look up a secret by name: the environment first, then `secrets_dir`.
+fn lookup_secret(name: &str, secrets_dir: Option<&Path>) -> Option<String> {
+    if let Ok(v) = std::env::var(name) {
+        return Some(v);
+    }
+    let dir = secrets_dir?;
+    if name.contains(['/', '\\']) || name.starts_with('.') {
+        return None;
+    }
+    std::fs::read_to_string(dir.join(name)).ok().map(|v| v.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// Read a secret from `env` or `file`, naming the key on failure.
 fn read_secret(
     env: &Option<String>,
     file: &Option<PathBuf>,
     key: &str,
     base: &Path,
+    secrets_dir: Option<&Path>,
     at: &Locator,
     problems: &mut Vec<Problem>,
 ) -> Option<Secret> {
@@ -375,8 +400,8 @@ fn read_secret(
             problems.push(at.problem(key, "give password_env or password_file, not both".into()));
             None
         }
-        (Some(var), None) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(Secret(v)),
+        (Some(var), None) => match lookup_secret(var, secrets_dir) {
+            Some(v) if !v.is_empty() => Some(Secret(v)),
             _ => {
                 problems.push(at.problem(
                     &format!("{key}.password_env"),
@@ -419,6 +444,8 @@ fn duration_or(
 }
 
 fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Problem>) -> Option<Config> {
+    let secrets_dir = raw.secrets_dir.as_ref().map(|d| base.join(d));
+    let secrets_dir = secrets_dir.as_deref();
     let address = raw.listen.address.as_deref().unwrap_or("127.0.0.1:6432");
     let listen_addr = address.parse::<SocketAddr>().map_err(|e| {
         problems.push(at.problem("listen.address", format!("{address:?}: {e}")));
@@ -464,7 +491,7 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         host: up.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
         port: up.port.unwrap_or(5432),
         user: up.user.clone().unwrap_or_else(|| "airlock".into()),
-        password: read_secret(&up.password_env, &up.password_file, "upstream", base, at, problems),
+        password: read_secret(&up.password_env, &up.password_file, "upstream", base, secrets_dir, at, problems),
         tls: tls_mode,
         tls_ca: up.tls_ca.as_ref().map(|p| base.join(p)),
         connect_timeout: duration_or(&up.connect_timeout, Duration::from_secs(5), "upstream.connect_timeout", at, problems),
@@ -496,7 +523,7 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
                     None
                 }
             },
-            (None, true) => read_secret(&a.password_env, &a.password_file, &key, base, at, problems)
+            (None, true) => read_secret(&a.password_env, &a.password_file, &key, base, secrets_dir, at, problems)
                 .map(AgentCredential::Password),
             (None, false) => {
                 problems.push(at.problem(&key, format!("agent {name:?} needs scram, password_env or password_file")));
@@ -545,8 +572,43 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         reload_interval: duration_or(&raw.rules.reload_interval, Duration::from_secs(2), "rules.reload_interval", at, problems),
     };
 
+    // The audit trail is always on: with no sink configured, it goes to a
+    // file beside the config.
+    let mut raw_audit = raw.audit;
+    match &raw_audit.file {
+        Some(f) => raw_audit.file = Some(base.join(f)),
+        None if !raw_audit.stdout && raw_audit.postgres_url.is_none() && raw_audit.postgres_url_env.is_none() => {
+            raw_audit.file = Some(base.join("airlock-audit.jsonl"));
+        }
+        None => {}
+    }
+    let audit = match crate::audit::validate(raw_audit) {
+        Ok(a) => Some(a),
+        Err(msgs) => {
+            for m in msgs {
+                let (key, msg) = m.split_once(": ").unwrap_or(("audit", m.as_str()));
+                problems.push(at.problem(key, msg.to_string()));
+            }
+            None
+        }
+    };
+
+    let raw_approval = crate::approval::RawApprovalConfig { slack: raw.slack, api_token: raw.api_token };
+    let approval = match crate::approval::config::validate_with(raw_approval, &|name| lookup_secret(name, secrets_dir)) {
+        Ok(a) => Some(a),
+        Err(msgs) => {
+            for m in msgs {
+                let (key, msg) = m.split_once(": ").unwrap_or(("slack", m.as_str()));
+                problems.push(at.problem(key, msg.to_string()));
+            }
+            None
+        }
+    };
+
     Some(Config {
         source: PathBuf::new(),
+        audit: audit?,
+        approval: approval?,
         listen: Listen { address: listen_addr.ok()?, tls, require_tls: raw.listen.require_tls },
         upstream,
         agents,

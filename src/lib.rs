@@ -17,7 +17,9 @@
 //! the transaction state stays in step.
 
 pub mod admin;
+pub mod approval;
 pub mod app;
+pub mod audit;
 pub mod classify;
 pub mod config;
 pub mod demo;
@@ -27,4 +29,5 @@ pub mod impact;
 pub mod metrics;
 pub mod pgcluster;
 pub mod rules;
+pub mod slack;
 pub mod wire;

@@ -23,7 +23,9 @@ pub(super) const PRIVILEGED_SETTINGS: &[&str] = &[
 ];
 
 pub(super) fn is_privileged_setting(name: &str) -> bool {
-    PRIVILEGED_SETTINGS.iter().any(|s| s.eq_ignore_ascii_case(name))
+    PRIVILEGED_SETTINGS
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(name))
 }
 
 /// One entry of the built-in list: a pattern on the function's own name
@@ -37,7 +39,11 @@ struct Builtin {
 }
 
 const fn b(pattern: &'static str, category: Category, why: &'static str) -> Builtin {
-    Builtin { pattern, category, why }
+    Builtin {
+        pattern,
+        category,
+        why,
+    }
 }
 
 use Category::{Ddl, Destructive, Export, Privilege, Session, Write};
@@ -48,49 +54,121 @@ static BUILTINS: &[Builtin] = &[
     b("pg_read_binary_file", Export, "reads a server file"),
     b("pg_stat_file", Export, "inspects a server file"),
     b("pg_ls_*", Export, "lists a server directory"),
-    b("pg_file_*", Export, "writes or moves a server file (adminpack)"),
-    b("pg_logdir_ls", Export, "lists the server log directory (adminpack)"),
+    b(
+        "pg_file_*",
+        Export,
+        "writes or moves a server file (adminpack)",
+    ),
+    b(
+        "pg_logdir_ls",
+        Export,
+        "lists the server log directory (adminpack)",
+    ),
     // Large objects: lo_import/lo_export touch server files, the rest move data.
     b("lo_*", Export, "large-object I/O"),
     b("loread", Export, "large-object I/O"),
     b("lowrite", Export, "large-object I/O"),
     // Other databases and servers.
-    b("dblink*", Export, "dblink: connects to a database and moves data"),
+    b(
+        "dblink*",
+        Export,
+        "dblink: connects to a database and moves data",
+    ),
     // Run a query given as text (read-only, but invisible to table rules).
-    b("query_to_xml*", Export, "runs a query given as text and exports its rows"),
+    b(
+        "query_to_xml*",
+        Export,
+        "runs a query given as text and exports its rows",
+    ),
     b("query_to_xmlschema", Export, "runs a query given as text"),
     b("cursor_to_xml*", Export, "exports the rows of a cursor"),
     b("table_to_xml*", Export, "exports a table named by a string"),
     b("schema_to_xml*", Export, "exports every table of a schema"),
-    b("database_to_xml*", Export, "exports every table of the database"),
+    b(
+        "database_to_xml*",
+        Export,
+        "exports every table of the database",
+    ),
     // Logical decoding reads every change of every table.
-    b("pg_logical_slot_*", Export, "reads changes from a replication slot"),
-    b("pg_create_*_replication_slot", Ddl, "creates a replication slot"),
-    b("pg_copy_*_replication_slot", Ddl, "creates a replication slot"),
+    b(
+        "pg_logical_slot_*",
+        Export,
+        "reads changes from a replication slot",
+    ),
+    b(
+        "pg_create_*_replication_slot",
+        Ddl,
+        "creates a replication slot",
+    ),
+    b(
+        "pg_copy_*_replication_slot",
+        Ddl,
+        "creates a replication slot",
+    ),
     b("pg_drop_replication_slot", Ddl, "drops a replication slot"),
-    b("pg_replication_slot_advance", Ddl, "advances a replication slot"),
+    b(
+        "pg_replication_slot_advance",
+        Ddl,
+        "advances a replication slot",
+    ),
     b("pg_import_system_collations", Ddl, "creates collations"),
     // Server administration.
-    b("pg_terminate_backend", Privilege, "terminates another session"),
-    b("pg_cancel_backend", Privilege, "cancels another session's query"),
+    b(
+        "pg_terminate_backend",
+        Privilege,
+        "terminates another session",
+    ),
+    b(
+        "pg_cancel_backend",
+        Privilege,
+        "cancels another session's query",
+    ),
     b("pg_signal_backend", Privilege, "signals another session"),
-    b("pg_reload_conf", Privilege, "reloads the server configuration"),
+    b(
+        "pg_reload_conf",
+        Privilege,
+        "reloads the server configuration",
+    ),
     b("pg_rotate_logfile*", Privilege, "rotates the server log"),
     b("pg_promote", Privilege, "promotes a standby"),
     b("pg_switch_wal", Privilege, "forces a WAL switch"),
-    b("pg_create_restore_point", Privilege, "creates a restore point"),
+    b(
+        "pg_create_restore_point",
+        Privilege,
+        "creates a restore point",
+    ),
     b("pg_backup_*", Privilege, "controls a base backup"),
     b("pg_start_backup", Privilege, "controls a base backup"),
     b("pg_stop_backup", Privilege, "controls a base backup"),
     b("pg_wal_replay_*", Privilege, "controls WAL replay"),
-    b("pg_replication_origin_*", Privilege, "manages replication origins"),
-    b("pg_log_backend_memory_contexts", Privilege, "makes another session log"),
-    b("binary_upgrade_*", Privilege, "binary-upgrade support function"),
-    b("pg_truncate_visibility_map", Destructive, "truncates a visibility map"),
+    b(
+        "pg_replication_origin_*",
+        Privilege,
+        "manages replication origins",
+    ),
+    b(
+        "pg_log_backend_memory_contexts",
+        Privilege,
+        "makes another session log",
+    ),
+    b(
+        "binary_upgrade_*",
+        Privilege,
+        "binary-upgrade support function",
+    ),
+    b(
+        "pg_truncate_visibility_map",
+        Destructive,
+        "truncates a visibility map",
+    ),
     // Writes outside tables.
     b("nextval", Write, "advances a sequence"),
     b("setval", Write, "sets a sequence"),
-    b("pg_logical_emit_message", Write, "writes a message into the WAL"),
+    b(
+        "pg_logical_emit_message",
+        Write,
+        "writes a message into the WAL",
+    ),
     b("pg_stat_reset*", Write, "resets statistics"),
     b("pg_stat_statements_reset", Write, "resets statistics"),
     b("pg_notify", Session, "sends a notification"),
@@ -102,7 +180,9 @@ fn glob_match(pattern: &str, name: &str) -> bool {
         (_, Some(prefix)) if !prefix.contains('*') => name.starts_with(prefix),
         _ => match pattern.split_once('*') {
             Some((pre, post)) => {
-                name.len() >= pre.len() + post.len() && name.starts_with(pre) && name.ends_with(post)
+                name.len() >= pre.len() + post.len()
+                    && name.starts_with(pre)
+                    && name.ends_with(post)
             }
             None => pattern == name,
         },
@@ -132,7 +212,10 @@ pub(super) fn lookup(name: &str, extra: &[(String, Category)]) -> Option<(Catego
             entry == base
         };
         if hit {
-            return Some((*category, format!("calls {name}: listed in extra_functions")));
+            return Some((
+                *category,
+                format!("calls {name}: listed in extra_functions"),
+            ));
         }
     }
     BUILTINS
@@ -149,8 +232,14 @@ mod tests {
     fn glob_forms() {
         assert!(glob_match("lo_*", "lo_import"));
         assert!(!glob_match("lo_*", "log"));
-        assert!(glob_match("pg_create_*_replication_slot", "pg_create_logical_replication_slot"));
-        assert!(!glob_match("pg_create_*_replication_slot", "pg_create_restore_point"));
+        assert!(glob_match(
+            "pg_create_*_replication_slot",
+            "pg_create_logical_replication_slot"
+        ));
+        assert!(!glob_match(
+            "pg_create_*_replication_slot",
+            "pg_create_restore_point"
+        ));
         assert!(glob_match("*_x", "a_x"));
         assert!(glob_match("nextval", "nextval"));
         assert!(!glob_match("nextval", "nextvalx"));

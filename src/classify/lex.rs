@@ -50,7 +50,9 @@ impl<'a> ByteOffsets<'a> {
         else {
             return self.sql.len();
         };
-        let col = usize::try_from(loc.column).unwrap_or(usize::MAX).saturating_sub(1);
+        let col = usize::try_from(loc.column)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1);
         self.sql[start..]
             .char_indices()
             .nth(col)
@@ -92,7 +94,11 @@ pub(super) fn fold_unicode_identifiers(tokens: &mut Vec<TokenWithSpan>) -> Resul
             {
                 let value = decode_unicode_escapes(&raw)?;
                 let span = Span::new(tokens[i].span.start, tokens[i + 2].span.end);
-                let word = Word { value, quote_style: Some('"'), keyword: Keyword::NoKeyword };
+                let word = Word {
+                    value,
+                    quote_style: Some('"'),
+                    keyword: Keyword::NoKeyword,
+                };
                 tokens.splice(i..i + 3, [TokenWithSpan::new(Token::Word(word), span)]);
             }
         }
@@ -263,8 +269,14 @@ mod tests {
         let sql = "SELECT 'é';\nDROP TABLE t";
         let tokens = tokenize(sql).unwrap();
         let off = ByteOffsets::new(sql);
-        let drop = tokens.iter().find(|t| keyword_text(&t.token).as_deref() == Some("DROP")).unwrap();
-        assert_eq!(&sql[off.offset(drop.span.start)..off.offset(drop.span.start) + 4], "DROP");
+        let drop = tokens
+            .iter()
+            .find(|t| keyword_text(&t.token).as_deref() == Some("DROP"))
+            .unwrap();
+        assert_eq!(
+            &sql[off.offset(drop.span.start)..off.offset(drop.span.start) + 4],
+            "DROP"
+        );
     }
 
     #[test]

@@ -66,7 +66,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { max_len: 64 * 1024, extra_functions: Vec::new() }
+        Options {
+            max_len: 64 * 1024,
+            extra_functions: Vec::new(),
+        }
     }
 }
 
@@ -77,10 +80,18 @@ const MAX_EXPLAIN_NESTING: usize = 4;
 /// Classifies one message (a simple-protocol Query or a Parse).
 pub fn classify(sql: &str, opts: &Options) -> Classification {
     let whole = |why: String| Classification {
-        statements: vec![StatementClass { span: (0, sql.len()), effects: vec![unknown(why)], prepared: None }],
+        statements: vec![StatementClass {
+            span: (0, sql.len()),
+            effects: vec![unknown(why)],
+            prepared: None,
+        }],
     };
     if sql.len() > opts.max_len {
-        return whole(format!("message is {} bytes, over the {} byte limit", sql.len(), opts.max_len));
+        return whole(format!(
+            "message is {} bytes, over the {} byte limit",
+            sql.len(),
+            opts.max_len
+        ));
     }
     let mut tokens = match lex::tokenize(sql) {
         Ok(t) => t,
@@ -100,14 +111,21 @@ pub fn classify(sql: &str, opts: &Options) -> Classification {
                 _ => (0, sql.len()),
             };
             let outcome = classify_part(part, opts, 0);
-            StatementClass { span, effects: outcome.effects, prepared: outcome.prepared }
+            StatementClass {
+                span,
+                effects: outcome.effects,
+                prepared: outcome.prepared,
+            }
         })
         .collect();
     Classification { statements }
 }
 
 fn classify_part(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize) -> Outcome {
-    let fail = |why: String| Outcome { effects: vec![unknown(why)], prepared: None };
+    let fail = |why: String| Outcome {
+        effects: vec![unknown(why)],
+        prepared: None,
+    };
     let operators = lex::operator_count(&part);
     if operators > lex::MAX_OPERATORS {
         return fail(format!(
@@ -122,7 +140,10 @@ fn classify_part(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize) -> Ou
 }
 
 fn parse_and_walk(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize) -> Outcome {
-    let fail = |why: String| Outcome { effects: vec![unknown(why)], prepared: None };
+    let fail = |why: String| Outcome {
+        effects: vec![unknown(why)],
+        prepared: None,
+    };
     let mut parser = Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(part.clone());
     let error = match parser.parse_statements() {
         Ok(stmts) if stmts.len() == 1 => return walk::classify_statement(&stmts[0], opts),
@@ -130,7 +151,10 @@ fn parse_and_walk(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize) -> O
         Err(e) => e,
     };
     match recognise::recognise(&part) {
-        Some(Recognised::Effects(effects)) => Outcome { effects, prepared: None },
+        Some(Recognised::Effects(effects)) => Outcome {
+            effects,
+            prepared: None,
+        },
         Some(Recognised::Explain { runs, inner }) if nesting < MAX_EXPLAIN_NESTING => {
             walk::explain(classify_part(inner, opts, nesting + 1), runs)
         }
@@ -144,11 +168,17 @@ fn parse_and_walk(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize) -> O
 /// not a (dotted) name is trimmed and lower-cased.
 pub fn normalize_function_name(raw: &str) -> String {
     let fallback = || raw.trim().to_ascii_lowercase();
-    let Ok(mut tokens) = lex::tokenize(raw) else { return fallback() };
+    let Ok(mut tokens) = lex::tokenize(raw) else {
+        return fallback();
+    };
     if lex::fold_unicode_identifiers(&mut tokens).is_err() {
         return fallback();
     }
-    let sig: Vec<&Token> = tokens.iter().map(|t| &t.token).filter(|t| !lex::is_trivia(t)).collect();
+    let sig: Vec<&Token> = tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !lex::is_trivia(t))
+        .collect();
     let mut parts = Vec::new();
     for (i, t) in sig.iter().enumerate() {
         match (i % 2, t) {

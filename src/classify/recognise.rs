@@ -21,30 +21,105 @@ pub(super) enum Recognised {
     /// `EXPLAIN [ANALYZE|ANALYSE] [VERBOSE] stmt` or `EXPLAIN (options) stmt`
     /// where sqlparser failed (e.g. on the `ANALYSE` spelling): the caller
     /// classifies `inner` (the tokens of `stmt`) and applies EXPLAIN rules.
-    Explain { runs: bool, inner: Vec<TokenWithSpan> },
+    Explain {
+        runs: bool,
+        inner: Vec<TokenWithSpan>,
+    },
 }
 
 const NOTE: &str = "recognised by leading keywords after sqlparser could not parse it";
 
 fn one(category: Category, tables: Vec<String>, what: &str) -> Option<Recognised> {
-    Some(Recognised::Effects(vec![effect(category, tables, format!("{what} ({NOTE})"))]))
+    Some(Recognised::Effects(vec![effect(
+        category,
+        tables,
+        format!("{what} ({NOTE})"),
+    )]))
 }
 
-/// Kinds whose CREATE/ALTER evaluates no user expression at that time.
-const PLAIN_DDL_KINDS: &[&str] = &[
-    "FUNCTION", "PROCEDURE", "AGGREGATE", "OPERATOR", "CAST", "RULE", "EVENT", "CONVERSION",
-    "LANGUAGE", "TRANSFORM", "ACCESS", "PUBLICATION", "SUBSCRIPTION", "FOREIGN", "SERVER", "TEXT",
-    "STATISTICS", "TABLESPACE", "COLLATION", "TRIGGER", "EXTENSION", "TYPE", "DOMAIN",
+/// Kinds whose CREATE evaluates no user expression at that time (unlike
+/// `CREATE TABLE ... AS`, `CREATE MATERIALIZED VIEW`, `CREATE INDEX`).
+const CREATE_KINDS: &[&str] = &[
+    "FUNCTION",
+    "PROCEDURE",
+    "AGGREGATE",
+    "OPERATOR",
+    "CAST",
+    "RULE",
+    "EVENT",
+    "CONVERSION",
+    "LANGUAGE",
+    "TRANSFORM",
+    "ACCESS",
+    "PUBLICATION",
+    "SUBSCRIPTION",
+    "FOREIGN",
+    "SERVER",
+    "TEXT",
+    "STATISTICS",
+    "TABLESPACE",
+    "COLLATION",
+    "TRIGGER",
+    "EXTENSION",
+    "TYPE",
+    "DOMAIN",
+];
+
+/// Kinds whose ALTER evaluates no user expression. Not TABLE (`ALTER COLUMN
+/// TYPE ... USING expr` runs on every row) and not DOMAIN (`ADD CHECK`
+/// validates existing rows).
+const ALTER_KINDS: &[&str] = &[
+    "FUNCTION",
+    "PROCEDURE",
+    "ROUTINE",
+    "AGGREGATE",
+    "OPERATOR",
+    "RULE",
+    "EVENT",
+    "CONVERSION",
+    "LANGUAGE",
+    "PUBLICATION",
+    "SUBSCRIPTION",
+    "FOREIGN",
+    "SERVER",
+    "TEXT",
+    "STATISTICS",
+    "TABLESPACE",
+    "COLLATION",
+    "TRIGGER",
+    "EXTENSION",
+    "TYPE",
+    "VIEW",
+    "MATERIALIZED",
+    "SEQUENCE",
+    "INDEX",
+    "SCHEMA",
+    "LARGE",
 ];
 
 /// Words that may precede the object kind in CREATE.
-const CREATE_MODIFIERS: &[&str] = &["OR", "REPLACE", "CONSTRAINT", "TRUSTED", "PROCEDURAL", "DEFAULT"];
+const CREATE_MODIFIERS: &[&str] = &[
+    "OR",
+    "REPLACE",
+    "CONSTRAINT",
+    "TRUSTED",
+    "PROCEDURAL",
+    "DEFAULT",
+];
 
 pub(super) fn recognise(tokens: &[TokenWithSpan]) -> Option<Recognised> {
-    let sig: Vec<&TokenWithSpan> = tokens.iter().filter(|t| !matches!(t.token, Token::Whitespace(_))).collect();
-    let kw = |i: usize| sig.get(i).and_then(|t| keyword_text(&t.token)).unwrap_or_default();
+    let sig: Vec<&TokenWithSpan> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let kw = |i: usize| {
+        sig.get(i)
+            .and_then(|t| keyword_text(&t.token))
+            .unwrap_or_default()
+    };
     let any_word = |pred: &dyn Fn(&str) -> bool| {
-        sig.iter().any(|t| matches!(&t.token, Token::Word(w) if pred(&w.value)))
+        sig.iter()
+            .any(|t| matches!(&t.token, Token::Word(w) if pred(&w.value)))
     };
     use Category::*;
     match kw(0).as_str() {
@@ -62,7 +137,9 @@ pub(super) fn recognise(tokens: &[TokenWithSpan]) -> Option<Recognised> {
         // A SET/RESET can at most change the role; sqlparser rejects e.g.
         // `SET role TO x`, so count it as that.
         "SET" | "RESET" => {
-            let what = if any_word(&|w| is_privileged_setting(w) || w.eq_ignore_ascii_case("authorization")) {
+            let what = if any_word(&|w| {
+                is_privileged_setting(w) || w.eq_ignore_ascii_case("authorization")
+            }) {
                 "SET/RESET of a privileged setting"
             } else {
                 "SET/RESET that sqlparser cannot parse: counted as the most a SET can do"
@@ -71,10 +148,16 @@ pub(super) fn recognise(tokens: &[TokenWithSpan]) -> Option<Recognised> {
         }
         "ALTER" if matches!(kw(1).as_str(), "SYSTEM" | "DATABASE") => {
             let privileged = any_word(&|w| {
-                is_privileged_setting(w) || w.eq_ignore_ascii_case("owner") || w.eq_ignore_ascii_case("all")
+                is_privileged_setting(w)
+                    || w.eq_ignore_ascii_case("owner")
+                    || w.eq_ignore_ascii_case("all")
             });
             if privileged {
-                one(Privilege, Vec::new(), "ALTER SYSTEM/DATABASE touching a privileged setting or owner")
+                one(
+                    Privilege,
+                    Vec::new(),
+                    "ALTER SYSTEM/DATABASE touching a privileged setting or owner",
+                )
             } else {
                 one(Ddl, Vec::new(), "ALTER SYSTEM/DATABASE")
             }
@@ -85,14 +168,19 @@ pub(super) fn recognise(tokens: &[TokenWithSpan]) -> Option<Recognised> {
                 i += 1;
             }
             let (name, next) = dotted_name(&sig, i)?;
-            let next = if matches!(sig.get(next).map(|t| &t.token), Some(Token::Mul)) { next + 1 } else { next };
-            (next == sig.len()).then(|| ())?;
+            let next = if matches!(sig.get(next).map(|t| &t.token), Some(Token::Mul)) {
+                next + 1
+            } else {
+                next
+            };
+            (next == sig.len()).then_some(())?;
             one(Read, vec![name], "TABLE")
         }
         "PREPARE" | "COMMIT" | "ROLLBACK"
             if sig.len() == 3
                 && matches!(sig[2].token, Token::SingleQuotedString(_))
-                && (kw(1) == "TRANSACTION" && kw(0) == "PREPARE" || kw(1) == "PREPARED" && kw(0) != "PREPARE") =>
+                && (kw(1) == "TRANSACTION" && kw(0) == "PREPARE"
+                    || kw(1) == "PREPARED" && kw(0) != "PREPARE") =>
         {
             one(Transaction, Vec::new(), "two-phase commit")
         }
@@ -102,20 +190,36 @@ pub(super) fn recognise(tokens: &[TokenWithSpan]) -> Option<Recognised> {
             while CREATE_MODIFIERS.contains(&kw(i).as_str()) {
                 i += 1;
             }
-            if PLAIN_DDL_KINDS.contains(&kw(i).as_str()) {
-                one(Ddl, Vec::new(), &format!("CREATE {} (objects not extracted)", kw(i)))
+            if CREATE_KINDS.contains(&kw(i).as_str()) {
+                one(
+                    Ddl,
+                    Vec::new(),
+                    &format!("CREATE {} (objects not extracted)", kw(i)),
+                )
             } else {
                 None
             }
         }
-        "ALTER" if PLAIN_DDL_KINDS.contains(&kw(1).as_str()) => {
+        "ALTER" if ALTER_KINDS.contains(&kw(1).as_str()) => {
             if any_word(&|w| w.eq_ignore_ascii_case("owner")) {
-                one(Privilege, Vec::new(), "ALTER ... OWNER TO changes ownership")
+                one(
+                    Privilege,
+                    Vec::new(),
+                    "ALTER ... OWNER TO changes ownership",
+                )
             } else {
-                one(Ddl, Vec::new(), &format!("ALTER {} (objects not extracted)", kw(1)))
+                one(
+                    Ddl,
+                    Vec::new(),
+                    &format!("ALTER {} (objects not extracted)", kw(1)),
+                )
             }
         }
-        "DROP" => one(Ddl, Vec::new(), &format!("DROP {} (objects not extracted)", kw(1))),
+        "DROP" => one(
+            Ddl,
+            Vec::new(),
+            &format!("DROP {} (objects not extracted)", kw(1)),
+        ),
         "COMMENT" if kw(1) == "ON" => one(Ddl, Vec::new(), "COMMENT ON (objects not extracted)"),
         "IMPORT" if kw(1) == "FOREIGN" => one(Ddl, Vec::new(), "IMPORT FOREIGN SCHEMA"),
         "REFRESH" if kw(1) == "MATERIALIZED" && kw(2) == "VIEW" => {
@@ -129,11 +233,15 @@ pub(super) fn recognise(tokens: &[TokenWithSpan]) -> Option<Recognised> {
                 if kw(next) == "NO" {
                     next += 1;
                 }
-                (kw(next) == "DATA").then(|| ())?;
+                (kw(next) == "DATA").then_some(())?;
                 next += 1;
             }
-            (next == sig.len()).then(|| ())?;
-            one(Ddl, vec![name], "REFRESH MATERIALIZED VIEW rewrites its data")
+            (next == sig.len()).then_some(())?;
+            one(
+                Ddl,
+                vec![name],
+                "REFRESH MATERIALIZED VIEW rewrites its data",
+            )
         }
         "CLUSTER" => {
             let mut i = 1;
@@ -141,21 +249,33 @@ pub(super) fn recognise(tokens: &[TokenWithSpan]) -> Option<Recognised> {
                 i += 1;
             }
             if i == sig.len() {
-                return one(Ddl, Vec::new(), "CLUSTER (every previously clustered table)");
+                return one(
+                    Ddl,
+                    Vec::new(),
+                    "CLUSTER (every previously clustered table)",
+                );
             }
             let (name, mut next) = dotted_name(&sig, i)?;
             if kw(next) == "USING" {
                 next = dotted_name(&sig, next + 1)?.1;
             }
-            (next == sig.len()).then(|| ())?;
-            one(Ddl, vec![name], "CLUSTER rewrites the table under an exclusive lock")
+            (next == sig.len()).then_some(())?;
+            one(
+                Ddl,
+                vec![name],
+                "CLUSTER rewrites the table under an exclusive lock",
+            )
         }
         "REINDEX" => one(Ddl, Vec::new(), "REINDEX (objects not extracted)"),
         "VACUUM" | "ANALYZE" | "ANALYSE" => {
             let full = any_word(&|w| w.eq_ignore_ascii_case("full"));
             let tables = maintenance_targets(&sig)?;
             if kw(0) == "VACUUM" && full {
-                one(Ddl, tables, "VACUUM FULL rewrites the table under an exclusive lock")
+                one(
+                    Ddl,
+                    tables,
+                    "VACUUM FULL rewrites the table under an exclusive lock",
+                )
             } else {
                 one(Write, tables, "VACUUM/ANALYZE")
             }
@@ -236,7 +356,11 @@ fn skip_parens(sig: &[&TokenWithSpan], i: usize) -> Option<usize> {
 }
 
 fn explain(sig: &[&TokenWithSpan], all: &[TokenWithSpan]) -> Option<Recognised> {
-    let word = |i: usize| sig.get(i).and_then(|t| keyword_text(&t.token)).unwrap_or_default();
+    let word = |i: usize| {
+        sig.get(i)
+            .and_then(|t| keyword_text(&t.token))
+            .unwrap_or_default()
+    };
     let mut i = 1;
     let mut runs = false;
     if matches!(sig.get(1).map(|t| &t.token), Some(Token::LParen)) {
@@ -246,7 +370,9 @@ fn explain(sig: &[&TokenWithSpan], all: &[TokenWithSpan]) -> Option<Recognised> 
             if matches!(word(j).as_str(), "ANALYZE" | "ANALYSE") {
                 let arg = sig.get(j + 1).map(|t| &t.token);
                 let off = match arg {
-                    Some(Token::Word(w)) => matches!(w.value.to_ascii_lowercase().as_str(), "false" | "off"),
+                    Some(Token::Word(w)) => {
+                        matches!(w.value.to_ascii_lowercase().as_str(), "false" | "off")
+                    }
                     Some(Token::Number(n, _)) => n == "0",
                     Some(Token::SingleQuotedString(s)) => {
                         matches!(s.to_ascii_lowercase().as_str(), "false" | "off" | "0")
@@ -268,5 +394,8 @@ fn explain(sig: &[&TokenWithSpan], all: &[TokenWithSpan]) -> Option<Recognised> 
     }
     let start = sig.get(i)?;
     let pos = all.iter().position(|t| std::ptr::eq(t, *start))?;
-    Some(Recognised::Explain { runs, inner: all[pos..].to_vec() })
+    Some(Recognised::Explain {
+        runs,
+        inner: all[pos..].to_vec(),
+    })
 }

@@ -1,1 +1,537 @@
+//! Table tests over `fixtures/classify/corpus.toml`, robustness tests
+//! (no panic on any prefix or random input) and fail-closed tests.
 
+use super::*;
+use serde::Deserialize;
+
+const CORPUS: &str = include_str!("../../fixtures/classify/corpus.toml");
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCorpus {
+    case: Vec<RawCase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    sql: String,
+    category: String,
+    pg_valid: bool,
+    #[serde(default)]
+    tables: Vec<String>,
+    #[serde(default)]
+    functions: Vec<String>,
+}
+
+fn corpus() -> Vec<RawCase> {
+    let raw: RawCorpus = toml::from_str(CORPUS).expect("fixtures/classify/corpus.toml must parse");
+    raw.case
+}
+
+fn short(sql: &str) -> String {
+    let s: String = sql.chars().take(120).collect();
+    if s.len() < sql.len() {
+        format!("{s}... ({} bytes)", sql.len())
+    } else {
+        s
+    }
+}
+
+fn cat(sql: &str) -> Category {
+    classify(sql, &Options::default()).category()
+}
+
+#[test]
+fn corpus_cases_classify_as_expected() {
+    let cases = corpus();
+    let opts = Options::default();
+    let mut failures = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let Some(expected) = Category::parse(&case.category) else {
+            failures.push(format!(
+                "case #{i} {:?}: unknown category {:?}",
+                short(&case.sql),
+                case.category
+            ));
+            continue;
+        };
+        let class = classify(&case.sql, &opts);
+        let got = class.category();
+        let tables: Vec<&String> = class.effects().flat_map(|e| e.tables.iter()).collect();
+        let functions: Vec<&String> = class.effects().flat_map(|e| e.functions.iter()).collect();
+        let mut problems = Vec::new();
+        if got != expected {
+            problems.push(format!("category {got}, expected {expected}"));
+        }
+        for t in &case.tables {
+            if !tables.contains(&t) {
+                problems.push(format!("table {t:?} missing (got {tables:?})"));
+            }
+        }
+        for f in &case.functions {
+            if !functions.contains(&f) {
+                problems.push(format!("function {f:?} missing (got {functions:?})"));
+            }
+        }
+        if !problems.is_empty() {
+            let whys: Vec<String> = class
+                .effects()
+                .map(|e| format!("{}: {}", e.category, e.why))
+                .collect();
+            failures.push(format!(
+                "case #{i} {:?}: {}\n      effects: {whys:?}",
+                short(&case.sql),
+                problems.join("; ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} corpus cases mismatch:\n  {}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n  ")
+    );
+}
+
+#[test]
+fn corpus_is_large_and_covers_every_category() {
+    let cases = corpus();
+    assert!(cases.len() >= 400, "corpus has only {} cases", cases.len());
+    for c in Category::ALL {
+        let n = cases.iter().filter(|x| x.category == c.as_str()).count();
+        assert!(n >= 5, "category {c} has only {n} corpus cases");
+    }
+    let valid = cases.iter().filter(|c| c.pg_valid).count();
+    assert!(
+        valid * 2 > cases.len(),
+        "most cases should be valid Postgres ({valid} are)"
+    );
+}
+
+/// Prefixes at every char boundary (a sample for long cases) exercise the
+/// tokenizer's and parser's error paths: nothing may panic, and a prefix is
+/// deterministic.
+#[test]
+fn no_panic_on_any_prefix_of_any_corpus_case() {
+    let opts = Options::default();
+    let mut checked = 0usize;
+    for case in corpus() {
+        let sql = case.sql.as_str();
+        let bounds: Vec<usize> = (0..=sql.len())
+            .filter(|&i| sql.is_char_boundary(i))
+            .collect();
+        let step = (bounds.len() / 300).max(1);
+        for &end in bounds.iter().step_by(step) {
+            let prefix = &sql[..end];
+            let a = classify(prefix, &opts);
+            for s in &a.statements {
+                assert!(
+                    s.span.0 <= s.span.1 && s.span.1 <= prefix.len(),
+                    "span {:?} outside {prefix:?}",
+                    s.span
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 10_000, "only {checked} prefixes checked");
+}
+
+/// Deterministic pseudo-random input: SQL fragments, quotes, comment
+/// markers and arbitrary characters glued together.
+#[test]
+fn no_panic_on_random_input() {
+    const PIECES: &[&str] = &[
+        "SELECT",
+        "DELETE",
+        "FROM",
+        "WHERE",
+        "users",
+        "(",
+        ")",
+        ";",
+        "'",
+        "\"",
+        "$$",
+        "$a$",
+        "--",
+        "/*",
+        "*/",
+        "U&\"",
+        "\\",
+        "1",
+        "=",
+        "OR",
+        "true",
+        " ",
+        "\n",
+        "\r",
+        "E'",
+        "::",
+        "[",
+        "]",
+        ",",
+        ".",
+        "EXPLAIN",
+        "ANALYZE",
+        "(ANALYZE)",
+        "WITH",
+        "AS",
+        "PREPARE",
+        "EXECUTE",
+        "SET",
+        "ROLE",
+        "TO",
+        "GRANT",
+        "DO",
+        "pg_read_file",
+        "LATERAL",
+        "UESCAPE",
+        "\u{a0}",
+        "é",
+        "\0",
+        "+",
+        "-",
+        "*",
+        "TABLE",
+        "COPY",
+        "MERGE",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let opts = Options::default();
+    for _ in 0..4000 {
+        let len = (next() % 40) as usize;
+        let mut sql = String::new();
+        for _ in 0..len {
+            let r = next();
+            if r % 7 == 0 {
+                sql.push(char::from_u32((r >> 8) as u32 % 0x3000).unwrap_or('?'));
+            } else {
+                sql.push_str(PIECES[(r >> 8) as usize % PIECES.len()]);
+            }
+        }
+        let a = classify(&sql, &opts);
+        let b = classify(&sql, &opts);
+        assert_eq!(a, b, "classification of {sql:?} is not deterministic");
+    }
+}
+
+#[test]
+fn parse_errors_are_unknown_never_pass() {
+    for sql in [
+        "SELEC 1",
+        "DELETE users",
+        "SELECT 'unterminated",
+        "SELECT * FROM users WHERE",
+        "COPY",
+    ] {
+        assert_eq!(cat(sql), Category::Unknown, "{sql}");
+    }
+    let c = classify("SELEC 1", &Options::default());
+    assert!(
+        c.statements[0].effects[0].why.contains("could not parse"),
+        "{:?}",
+        c
+    );
+}
+
+#[test]
+fn one_bad_part_makes_the_message_unknown_but_keeps_the_others() {
+    let c = classify(
+        "SELECT 1; NOT SQL AT ALL; DELETE FROM users WHERE id = 1",
+        &Options::default(),
+    );
+    assert_eq!(c.category(), Category::Unknown);
+    let cats: Vec<Category> = c.statements.iter().map(StatementClass::category).collect();
+    assert_eq!(cats, [Category::Read, Category::Unknown, Category::Write]);
+}
+
+#[test]
+fn over_long_messages_are_unknown_without_parsing() {
+    let opts = Options {
+        max_len: 16,
+        ..Options::default()
+    };
+    let c = classify("SELECT 1 FROM users", &opts);
+    assert_eq!(c.category(), Category::Unknown);
+    assert!(c.statements[0].effects[0].why.contains("limit"));
+    assert_eq!(classify("SELECT 1", &opts).category(), Category::Read);
+}
+
+#[test]
+fn unhandled_statement_kinds_are_unknown() {
+    for sql in [
+        "SHOW TABLES",
+        "USE db",
+        "DESCRIBE users",
+        "KILL 1",
+        "CACHE TABLE users",
+    ] {
+        assert_eq!(cat(sql), Category::Unknown, "{sql}");
+    }
+}
+
+#[test]
+fn recursion_limit_is_unknown() {
+    let sql = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
+    assert_eq!(cat(&sql), Category::Unknown);
+}
+
+/// The operator limit exists to keep the walk inside a 2 MiB stack (tokio's
+/// default for worker threads): the worst case just under the limit must
+/// classify there, just over it must be refused without a walk.
+#[test]
+fn operator_chains_stay_within_a_small_stack() {
+    let n = lex::MAX_OPERATORS;
+    let handle = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let under = format!(
+                "DELETE FROM users WHERE id = 1{}",
+                " OR id = 1".repeat(n / 2 - 2)
+            );
+            let cast = format!("SELECT 1{}", "::int".repeat(n - 1));
+            let over = format!("SELECT 1{}", "+1".repeat(n + 1));
+            let opts = Options::default();
+            (
+                classify(&under, &opts).category(),
+                classify(&cast, &opts).category(),
+                classify(&over, &opts).category(),
+            )
+        })
+        .unwrap();
+    let (under, cast, over) = handle
+        .join()
+        .expect("classification overflowed a 2 MiB stack");
+    assert_eq!(under, Category::Write);
+    assert_eq!(cast, Category::Read);
+    assert_eq!(over, Category::Unknown);
+}
+
+#[test]
+fn spans_point_into_the_message() {
+    let sql = "SELECT 'é';  /* x */ DELETE FROM users ; -- end";
+    let c = classify(sql, &Options::default());
+    let texts: Vec<&str> = c
+        .statements
+        .iter()
+        .map(|s| &sql[s.span.0..s.span.1])
+        .collect();
+    assert_eq!(texts, ["SELECT 'é'", "DELETE FROM users"]);
+}
+
+#[test]
+fn prepared_statement_ops_are_reported() {
+    let opts = Options::default();
+    let c = classify("PREPARE Q1(int) AS DELETE FROM users WHERE id = $1", &opts);
+    assert_eq!(
+        c.statements[0].prepared,
+        Some(PreparedOp::Prepare { name: "q1".into() })
+    );
+    assert_eq!(c.category(), Category::Write);
+
+    let c = classify("EXECUTE q1(5)", &opts);
+    assert_eq!(
+        c.statements[0].prepared,
+        Some(PreparedOp::Execute { name: "q1".into() })
+    );
+    assert!(
+        c.statements[0].effects.is_empty(),
+        "the session substitutes EXECUTE's effects"
+    );
+    assert_eq!(
+        c.category(),
+        Category::Unknown,
+        "unresolved EXECUTE fails closed"
+    );
+
+    let c = classify("EXECUTE q1(pg_read_file('x'))", &opts);
+    assert!(
+        c.effects().any(|e| e.category == Category::Export),
+        "parameters are still classified"
+    );
+
+    let c = classify("DEALLOCATE q1", &opts);
+    assert_eq!(
+        c.statements[0].prepared,
+        Some(PreparedOp::Deallocate { name: "q1".into() })
+    );
+    for sql in ["DEALLOCATE ALL", "DEALLOCATE PREPARE ALL", "DISCARD ALL"] {
+        let c = classify(sql, &opts);
+        assert_eq!(
+            c.statements[0].prepared,
+            Some(PreparedOp::DeallocateAll),
+            "{sql}"
+        );
+    }
+    let c = classify("DEALLOCATE \"ALL\"", &opts);
+    assert_eq!(
+        c.statements[0].prepared,
+        Some(PreparedOp::Deallocate { name: "ALL".into() })
+    );
+
+    let c = classify("EXPLAIN ANALYZE EXECUTE q1(1)", &opts);
+    assert_eq!(
+        c.statements[0].prepared,
+        Some(PreparedOp::Execute { name: "q1".into() })
+    );
+    let c = classify("EXPLAIN EXECUTE q1(1)", &opts);
+    assert_eq!(c.statements[0].prepared, None);
+    assert_eq!(c.category(), Category::Read);
+}
+
+#[test]
+fn extra_functions_raise_the_category() {
+    let opts = Options {
+        extra_functions: vec![
+            ("billing.charge".into(), Category::Write),
+            ("wipe".into(), Category::Destructive),
+            ("pg_read_file".into(), Category::Read),
+        ],
+        ..Options::default()
+    };
+    assert_eq!(
+        classify("SELECT billing.charge(1)", &opts).category(),
+        Category::Write
+    );
+    assert_eq!(
+        classify("SELECT charge(1)", &opts).category(),
+        Category::Write
+    );
+    assert_eq!(
+        classify("SELECT other.charge(1)", &opts).category(),
+        Category::Read
+    );
+    assert_eq!(
+        classify("SELECT * FROM x.wipe()", &opts).category(),
+        Category::Destructive
+    );
+    assert_eq!(
+        classify("SELECT pg_read_file('a')", &opts).category(),
+        Category::Read,
+        "extras override built-ins"
+    );
+    assert_eq!(
+        classify("SELECT wipe()", &Options::default()).category(),
+        Category::Read
+    );
+}
+
+#[test]
+fn unknown_functions_are_read_but_listed() {
+    let c = classify(
+        "SELECT * FROM users, LATERAL Audit.Fetch_All(users.id) f WHERE my_func(id) > 0",
+        &Options::default(),
+    );
+    assert_eq!(c.category(), Category::Read);
+    let functions: Vec<&String> = c.effects().flat_map(|e| &e.functions).collect();
+    assert!(
+        functions.contains(&&"audit.fetch_all".to_string()),
+        "{functions:?}"
+    );
+    assert!(functions.contains(&&"my_func".to_string()), "{functions:?}");
+    let tables: Vec<&String> = c.effects().flat_map(|e| &e.tables).collect();
+    assert!(
+        !tables.iter().any(|t| t.contains("fetch_all")),
+        "a function in FROM is not a table: {tables:?}"
+    );
+}
+
+#[test]
+fn normalize_function_name_matches_postgres_folding() {
+    assert_eq!(normalize_function_name("PG_READ_FILE"), "pg_read_file");
+    assert_eq!(
+        normalize_function_name(" pg_catalog . Pg_Read_File "),
+        "pg_catalog.pg_read_file"
+    );
+    assert_eq!(normalize_function_name("\"MyFunc\""), "MyFunc");
+    assert_eq!(normalize_function_name("\"my.schema\".f"), "my.schema.f");
+    assert_eq!(normalize_function_name("U&\"\\0070g_ls_dir\""), "pg_ls_dir");
+    assert_eq!(normalize_function_name("not a name"), "not a name");
+    let long = "a".repeat(70);
+    assert_eq!(
+        normalize_function_name(&long).len(),
+        63,
+        "identifiers truncate to 63 bytes"
+    );
+}
+
+#[test]
+fn reasons_come_from_comments_only() {
+    assert_eq!(
+        extract_reason("/* reason: nightly cleanup */ DELETE FROM t").as_deref(),
+        Some("nightly cleanup")
+    );
+    assert_eq!(
+        extract_reason("DELETE FROM t -- Reason:  ticket 42\n").as_deref(),
+        Some("ticket 42")
+    );
+    assert_eq!(
+        extract_reason("/* REASON: multi\n   line */ SELECT 1").as_deref(),
+        Some("multi line")
+    );
+    assert_eq!(
+        extract_reason("/** reason: doc style */ SELECT 1").as_deref(),
+        Some("doc style")
+    );
+    assert_eq!(extract_reason("SELECT '/* reason: fake */'"), None);
+    assert_eq!(extract_reason("SELECT 1 -- no reason here"), None);
+    assert_eq!(extract_reason("/* reason: */ SELECT 1"), None);
+    assert_eq!(
+        extract_reason(&format!("-- reason: {}", "x".repeat(2000))).map(|r| r.len()),
+        Some(500)
+    );
+}
+
+#[test]
+fn classifier_caches_by_text() {
+    let classifier = Classifier::new(Options::default(), 1 << 20);
+    let a = classifier.classify("DELETE FROM users");
+    let b = classifier.classify("DELETE FROM users");
+    assert!(Arc::ptr_eq(&a, &b), "second lookup must be a cache hit");
+    assert_eq!(a.category(), Category::Destructive);
+    let c = classifier.classify("DELETE FROM users WHERE id = 1");
+    assert!(!Arc::ptr_eq(&a, &c));
+    assert_eq!(c.category(), Category::Write);
+
+    let small = Classifier::new(
+        Options {
+            max_len: 8,
+            ..Options::default()
+        },
+        1 << 20,
+    );
+    let x = small.classify("SELECT 1 FROM users");
+    let y = small.classify("SELECT 1 FROM users");
+    assert_eq!(x.category(), Category::Unknown);
+    assert!(!Arc::ptr_eq(&x, &y), "over-long texts are not cached");
+}
+
+#[test]
+fn cte_names_shadow_tables_only_where_visible() {
+    let tables = |sql: &str| -> Vec<String> {
+        classify(sql, &Options::default())
+            .effects()
+            .flat_map(|e| e.tables.clone())
+            .collect()
+    };
+    assert!(tables("WITH customer_pii AS (SELECT 1) SELECT * FROM customer_pii").is_empty());
+    assert_eq!(
+        tables("WITH a AS (SELECT * FROM customer_pii), customer_pii AS (SELECT 1) SELECT 1"),
+        ["customer_pii"]
+    );
+    assert_eq!(
+        tables(
+            "WITH RECURSIVE r AS (SELECT 1 UNION ALL SELECT 1 FROM r) SELECT * FROM r, app_secrets"
+        ),
+        ["app_secrets"]
+    );
+}

@@ -23,7 +23,7 @@ use sqlparser::ast::{
     AlterTableOperation, BinaryOperator, CopySource, CopyTarget, DescribeAlias, DiscardObject,
     Expr, FromTable, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GrantObjects,
     Ident, MergeAction, MergeClauseKind, ObjectName, ObjectNamePart, ObjectType, Query, Reset,
-    Select, Set, SetExpr, Statement, TableFactor, TableObject, TableWithJoins, UnaryOperator,
+    SchemaName, Select, Set, SetExpr, Statement, TableFactor, TableObject, UnaryOperator,
     UpdateTableFromKind, UtilityOption, Value, Visit, Visitor,
 };
 
@@ -37,7 +37,12 @@ pub(super) struct Outcome {
 }
 
 pub(super) fn effect(category: Category, tables: Vec<String>, why: impl Into<String>) -> Effect {
-    Effect { category, tables, functions: Vec::new(), why: why.into() }
+    Effect {
+        category,
+        tables,
+        functions: Vec::new(),
+        why: why.into(),
+    }
 }
 
 pub(super) fn unknown(why: impl Into<String>) -> Effect {
@@ -48,7 +53,11 @@ pub(super) fn unknown(why: impl Into<String>) -> Effect {
 /// letters to lower case, quoted ones are kept verbatim, and both are
 /// truncated to NAMEDATALEN-1 = 63 bytes.
 pub(super) fn normalize_ident(id: &Ident) -> String {
-    let value = if id.quote_style.is_none() { id.value.to_ascii_lowercase() } else { id.value.clone() };
+    let value = if id.quote_style.is_none() {
+        id.value.to_ascii_lowercase()
+    } else {
+        id.value.clone()
+    };
     truncate_identifier(value)
 }
 
@@ -101,9 +110,38 @@ fn dedup(v: &mut Vec<String>) {
 
 /// Classifies one parsed statement.
 pub(super) fn classify_statement(stmt: &Statement, opts: &Options) -> Outcome {
-    if let Statement::Explain { describe_alias, analyze, statement, options, .. } = stmt {
+    if let Statement::Explain {
+        describe_alias,
+        analyze,
+        statement,
+        options,
+        ..
+    } = stmt
+    {
         if *describe_alias != DescribeAlias::Explain {
-            return Outcome { effects: vec![unknown("DESCRIBE is not PostgreSQL")], prepared: None };
+            return Outcome {
+                effects: vec![unknown("DESCRIBE is not PostgreSQL")],
+                prepared: None,
+            };
+        }
+        let explainable = matches!(
+            **statement,
+            Statement::Query(_)
+                | Statement::Insert(_)
+                | Statement::Update(_)
+                | Statement::Delete(_)
+                | Statement::Merge(_)
+                | Statement::Execute { .. }
+                | Statement::Declare { .. }
+                | Statement::CreateTable(_)
+                | Statement::CreateView(_)
+        );
+        if !explainable {
+            let why = "EXPLAIN of a statement kind Postgres cannot explain";
+            return Outcome {
+                effects: vec![unknown(why)],
+                prepared: None,
+            };
         }
         let runs = *analyze || options.as_deref().is_some_and(options_say_analyze);
         return explain(classify_statement(statement, opts), runs);
@@ -138,7 +176,10 @@ pub(super) fn explain(inner: Outcome, runs: bool) -> Outcome {
     dedup(&mut read.tables);
     dedup(&mut read.functions);
     effects.insert(0, read);
-    Outcome { effects, prepared: None }
+    Outcome {
+        effects,
+        prepared: None,
+    }
 }
 
 /// `EXPLAIN (ANALYZE)`, `(ANALYSE on)`, `(analyze true, ...)`: Postgres'
@@ -176,19 +217,21 @@ struct Targets {
 }
 
 impl Targets {
-    fn new(relations: &[(&ObjectName, Option<&Ident>)], unqualified: bool) -> Self {
+    fn new(relations: &[(String, Option<Ident>)], unqualified: bool) -> Self {
         let mut qualifiers = Vec::new();
-        for (name, alias) in relations {
+        for (full, alias) in relations {
             match alias {
                 Some(a) => qualifiers.push(normalize_ident(a)),
                 None => {
-                    let full = normalize_name(name);
-                    qualifiers.push(base_name(&full).to_string());
-                    qualifiers.push(full);
+                    qualifiers.push(base_name(full).to_string());
+                    qualifiers.push(full.clone());
                 }
             }
         }
-        Targets { qualifiers, unqualified }
+        Targets {
+            qualifiers,
+            unqualified,
+        }
     }
 }
 
@@ -232,7 +275,9 @@ fn depends_on_target(expr: &Expr, targets: &Targets) -> bool {
                 Expr::Identifier(id) => {
                     self.targets.unqualified
                         && (id.quote_style.is_some()
-                            || !SQL_VALUE_FUNCTIONS.iter().any(|f| id.value.eq_ignore_ascii_case(f)))
+                            || !SQL_VALUE_FUNCTIONS
+                                .iter()
+                                .any(|f| id.value.eq_ignore_ascii_case(f)))
                 }
                 Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
                     let qualifier = parts[..parts.len() - 1]
@@ -244,7 +289,11 @@ fn depends_on_target(expr: &Expr, targets: &Targets) -> bool {
                 }
                 _ => false,
             };
-            if hit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if hit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         }
     }
     let mut f = Finder { targets, depth: 0 };
@@ -273,31 +322,45 @@ fn restricts(e: &Expr, t: &Targets, negated: bool) -> bool {
     use BinaryOperator as B;
     match e {
         Expr::Nested(inner) => restricts(inner, t, negated),
-        Expr::UnaryOp { op: UnaryOperator::Not, expr } => restricts(expr, t, !negated),
-        Expr::BinaryOp { left, op: B::And, right } => {
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => restricts(expr, t, !negated),
+        Expr::BinaryOp {
+            left,
+            op: B::And,
+            right,
+        } => {
             if negated {
                 restricts(left, t, true) && restricts(right, t, true)
             } else {
                 restricts(left, t, false) || restricts(right, t, false)
             }
         }
-        Expr::BinaryOp { left, op: B::Or, right } => {
+        Expr::BinaryOp {
+            left,
+            op: B::Or,
+            right,
+        } => {
             if negated {
                 restricts(left, t, true) || restricts(right, t, true)
             } else {
                 restricts(left, t, false) && restricts(right, t, false)
             }
         }
-        Expr::BinaryOp { left, op: B::Xor, right } => {
-            restricts(left, t, negated) && restricts(right, t, negated)
-        }
+        Expr::BinaryOp {
+            left,
+            op: B::Xor,
+            right,
+        } => restricts(left, t, negated) && restricts(right, t, negated),
         Expr::BinaryOp { left, right, .. } => {
             (depends_on_target(left, t) || depends_on_target(right, t)) && !same(left, right)
         }
         Expr::IsTrue(x) | Expr::IsNotFalse(x) => restricts(x, t, negated),
         Expr::IsFalse(x) | Expr::IsNotTrue(x) => restricts(x, t, !negated),
         Expr::IsNull(x) | Expr::IsNotNull(x) => {
-            matches!(**x, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) && depends_on_target(x, t)
+            matches!(**x, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+                && depends_on_target(x, t)
         }
         Expr::IsUnknown(_) | Expr::IsNotUnknown(_) => false,
         Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
@@ -307,9 +370,9 @@ fn restricts(e: &Expr, t: &Targets, negated: bool) -> bool {
             depends_on_target(expr, t) && !list.iter().any(|x| same(x, expr))
         }
         Expr::InSubquery { expr, .. } | Expr::InUnnest { expr, .. } => depends_on_target(expr, t),
-        Expr::Between { expr, low, high, .. } => {
-            depends_on_target(expr, t) && !same(expr, low) && !same(expr, high)
-        }
+        Expr::Between {
+            expr, low, high, ..
+        } => depends_on_target(expr, t) && !same(expr, low) && !same(expr, high),
         Expr::Like { expr, pattern, .. }
         | Expr::ILike { expr, pattern, .. }
         | Expr::SimilarTo { expr, pattern, .. } => {
@@ -370,15 +433,29 @@ impl<'o> Collector<'o> {
         self.effects.push(effect(category, tables, why));
     }
 
-    fn push_functions(&mut self, category: Category, functions: Vec<String>, why: impl Into<String>) {
-        self.effects.push(Effect { category, tables: Vec::new(), functions, why: why.into() });
+    fn push_functions(
+        &mut self,
+        category: Category,
+        functions: Vec<String>,
+        why: impl Into<String>,
+    ) {
+        self.effects.push(Effect {
+            category,
+            tables: Vec::new(),
+            functions,
+            why: why.into(),
+        });
     }
 
     fn finish(mut self) -> Outcome {
         dedup(&mut self.reads);
         dedup(&mut self.functions);
         if self.read_root || !self.reads.is_empty() || !self.functions.is_empty() {
-            let why = if self.read_root { "query" } else { "reads tables / calls functions" };
+            let why = if self.read_root {
+                "query"
+            } else {
+                "reads tables / calls functions"
+            };
             let read = Effect {
                 category: Category::Read,
                 tables: std::mem::take(&mut self.reads),
@@ -387,7 +464,10 @@ impl<'o> Collector<'o> {
             };
             self.effects.insert(0, read);
         }
-        Outcome { effects: self.effects, prepared: self.prepared }
+        Outcome {
+            effects: self.effects,
+            prepared: self.prepared,
+        }
     }
 
     /// Is an unqualified relation name a reference to a CTE in scope?
@@ -411,14 +491,26 @@ impl<'o> Collector<'o> {
         self.targets.insert(addr(name));
     }
 
-    fn table_targets<'a>(
-        &mut self,
-        twj: &'a TableWithJoins,
-    ) -> Option<(String, &'a ObjectName, Option<Ident>)> {
-        match &twj.relation {
-            TableFactor::Table { name, alias, args: None, .. } => {
+    /// The target of UPDATE / DELETE / MERGE: normalised name and the alias
+    /// that qualifies its columns.
+    fn target(&mut self, tf: &TableFactor) -> Option<(String, Option<Ident>)> {
+        match tf {
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } => {
                 self.mark_target(name);
-                Some((normalize_name(name), name, alias.as_ref().map(|a| a.name.clone())))
+                match (is_only(name), alias) {
+                    (false, _) => {
+                        Some((normalize_name(name), alias.as_ref().map(|a| a.name.clone())))
+                    }
+                    (true, Some(a)) if a.columns.is_empty() => {
+                        Some((normalize_ident(&a.name), Some(a.name.clone())))
+                    }
+                    (true, _) => None,
+                }
             }
             _ => None,
         }
@@ -426,7 +518,9 @@ impl<'o> Collector<'o> {
 
     fn call(&mut self, name: &ObjectName, args: Option<&[FunctionArg]>) {
         let n = normalize_name(name);
-        if base_name(&n) == "set_config" && functions::lookup(&n, &self.opts.extra_functions).is_none() {
+        if base_name(&n) == "set_config"
+            && functions::lookup(&n, &self.opts.extra_functions).is_none()
+        {
             let (category, why) = set_config_effect(args);
             self.push_functions(category, vec![n.clone()], why);
         } else if let Some((category, why)) = functions::lookup(&n, &self.opts.extra_functions) {
@@ -437,12 +531,11 @@ impl<'o> Collector<'o> {
         self.functions.push(n);
     }
 
-    fn write_target(&mut self, verb: &str, name: &ObjectName) -> Category {
-        let n = normalize_name(name);
-        if is_catalog_relation(&n) {
+    fn write_target(&mut self, verb: &str, n: &str) -> Category {
+        if is_catalog_relation(n) {
             self.push(
                 Category::Privilege,
-                vec![n],
+                vec![n.to_string()],
                 format!("{verb} a system catalog (UPDATE pg_settings is set_config in disguise)"),
             );
             return Category::Privilege;
@@ -455,36 +548,37 @@ impl<'o> Collector<'o> {
         use Category::*;
         let is_root = std::ptr::eq(stmt, self.root);
         match stmt {
-            Statement::Query(q) => {
-                if is_root {
-                    self.read_root = true;
-                }
-                let _ = q;
-            }
+            // Nested queries too (`PREPARE p AS SELECT 1` must not be empty).
+            Statement::Query(_) => self.read_root = true,
             Statement::Insert(ins) => match &ins.table {
                 TableObject::TableName(name) => {
                     let n = normalize_name(name);
-                    if self.write_target("INSERT into", name) == Write {
+                    if self.write_target("INSERT into", &n) == Write {
                         self.push(Write, vec![n], "INSERT");
                     }
                 }
-                _ => self.effects.push(unknown("INSERT into a table function or query")),
+                _ => self
+                    .effects
+                    .push(unknown("INSERT into a table function or query")),
             },
             Statement::Update(u) => {
-                let target = self.table_targets(&u.table);
-                let Some((n, name, alias)) = target else {
-                    self.effects.push(unknown("UPDATE of something other than a table"));
+                let Some((n, alias)) = self.target(&u.table.relation) else {
+                    self.effects
+                        .push(unknown("UPDATE of something other than a table"));
                     return;
                 };
-                let name = name.clone();
-                if self.write_target("UPDATE of", &name) != Write {
+                if self.write_target("UPDATE of", &n) != Write {
                     return;
                 }
                 let others = !u.table.joins.is_empty()
                     || matches!(&u.from, Some(UpdateTableFromKind::BeforeSet(v) | UpdateTableFromKind::AfterSet(v)) if !v.is_empty());
-                let t = Targets::new(&[(&name, alias.as_ref())], !others);
+                let t = Targets::new(&[(n.clone(), alias)], !others);
                 match &u.selection {
-                    None => self.push(Destructive, vec![n], "UPDATE without WHERE changes every row"),
+                    None => self.push(
+                        Destructive,
+                        vec![n],
+                        "UPDATE without WHERE changes every row",
+                    ),
                     Some(w) if !restricts(w, &t, false) => self.push(
                         Destructive,
                         vec![n],
@@ -499,31 +593,35 @@ impl<'o> Collector<'o> {
                 };
                 let mut names = Vec::new();
                 for twj in from {
-                    match self.table_targets(twj) {
-                        Some((n, name, alias)) => names.push((n, name.clone(), alias)),
+                    match self.target(&twj.relation) {
+                        Some(target) => names.push(target),
                         None => {
-                            self.effects.push(unknown("DELETE from something other than a table"));
+                            self.effects
+                                .push(unknown("DELETE from something other than a table"));
                             return;
                         }
                     }
                 }
                 for name in &d.tables {
                     self.mark_target(name);
-                    names.push((normalize_name(name), name.clone(), None));
+                    names.push((normalize_name(name), None));
                 }
-                for (_, name, _) in &names {
-                    if self.write_target("DELETE from", name) != Write {
+                for (n, _) in &names {
+                    if self.write_target("DELETE from", n) != Write {
                         return;
                     }
                 }
                 let others = d.using.as_ref().is_some_and(|u| !u.is_empty())
                     || from.iter().any(|f| !f.joins.is_empty())
                     || names.len() > 1;
-                let rels: Vec<_> = names.iter().map(|(_, n, a)| (n, a.as_ref())).collect();
-                let t = Targets::new(&rels, !others);
-                let tables: Vec<String> = names.iter().map(|(n, _, _)| n.clone()).collect();
+                let t = Targets::new(&names, !others);
+                let tables: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
                 match &d.selection {
-                    None => self.push(Destructive, tables, "DELETE without WHERE removes every row"),
+                    None => self.push(
+                        Destructive,
+                        tables,
+                        "DELETE without WHERE removes every row",
+                    ),
                     Some(w) if !restricts(w, &t, false) => self.push(
                         Destructive,
                         tables,
@@ -533,24 +631,26 @@ impl<'o> Collector<'o> {
                 }
             }
             Statement::Merge(m) => {
-                let (name, alias) = match &m.table {
-                    TableFactor::Table { name, alias, args: None, .. } => (name, alias.as_ref().map(|a| a.name.clone())),
-                    _ => {
-                        self.effects.push(unknown("MERGE into something other than a table"));
-                        return;
-                    }
+                let Some((n, alias)) = self.target(&m.table) else {
+                    self.effects
+                        .push(unknown("MERGE into something other than a table"));
+                    return;
                 };
-                self.mark_target(name);
-                let n = normalize_name(name);
-                if self.write_target("MERGE into", name) != Write {
+                if self.write_target("MERGE into", &n) != Write {
                     return;
                 }
-                let t = Targets::new(&[(name, alias.as_ref())], false);
+                let t = Targets::new(&[(n.clone(), alias)], false);
                 let on_restricts = restricts(&m.on, &t, false);
                 let wipes = m.clauses.iter().any(|c| {
-                    let changes = matches!(c.action, MergeAction::Delete { .. } | MergeAction::Update(_));
+                    let changes = matches!(
+                        c.action,
+                        MergeAction::Delete { .. } | MergeAction::Update(_)
+                    );
                     let by_source = matches!(c.clause_kind, MergeClauseKind::NotMatchedBySource);
-                    let pred_restricts = c.predicate.as_ref().is_some_and(|p| restricts(p, &t, false));
+                    let pred_restricts = c
+                        .predicate
+                        .as_ref()
+                        .is_some_and(|p| restricts(p, &t, false));
                     changes && (by_source || (!on_restricts && !pred_restricts))
                 });
                 if wipes {
@@ -564,10 +664,16 @@ impl<'o> Collector<'o> {
                 }
             }
             Statement::Truncate(t) => {
-                let tables = t.table_names.iter().map(|x| normalize_name(&x.name)).collect();
+                let tables = t
+                    .table_names
+                    .iter()
+                    .map(|x| normalize_name(&x.name))
+                    .collect();
                 self.push(Destructive, tables, "TRUNCATE removes every row");
             }
-            Statement::Copy { source, to, target, .. } => {
+            Statement::Copy {
+                source, to, target, ..
+            } => {
                 let tables = match source {
                     CopySource::Table { table_name, .. } => vec![normalize_name(table_name)],
                     CopySource::Query(_) => Vec::new(),
@@ -579,18 +685,28 @@ impl<'o> Collector<'o> {
                     (true, CopyTarget::File { .. }) => {
                         self.push(Export, tables, "COPY TO a server file")
                     }
-                    (false, CopyTarget::Stdin) => self.push(Write, tables, "COPY FROM STDIN loads rows"),
+                    (false, CopyTarget::Stdin) => {
+                        self.push(Write, tables, "COPY FROM STDIN loads rows")
+                    }
                     (false, CopyTarget::File { .. }) => {
                         self.push(Write, tables.clone(), "COPY FROM loads rows");
                         self.push(Export, tables, "COPY FROM reads a server file");
                     }
                     (_, CopyTarget::Program { .. }) => {
-                        self.push(Export, tables, "COPY ... PROGRAM moves data through a server program");
-                        self.push(Procedural, Vec::new(), "COPY ... PROGRAM runs an OS command on the server");
+                        self.push(
+                            Export,
+                            tables,
+                            "COPY ... PROGRAM moves data through a server program",
+                        );
+                        self.push(
+                            Procedural,
+                            Vec::new(),
+                            "COPY ... PROGRAM runs an OS command on the server",
+                        );
                     }
-                    (true, CopyTarget::Stdin) | (false, CopyTarget::Stdout) => {
-                        self.effects.push(unknown("COPY with an impossible direction"))
-                    }
+                    (true, CopyTarget::Stdin) | (false, CopyTarget::Stdout) => self
+                        .effects
+                        .push(unknown("COPY with an impossible direction")),
                 }
             }
             Statement::Call(f) => {
@@ -599,34 +715,60 @@ impl<'o> Collector<'o> {
                 self.call(&f.name, fn_args(f));
             }
             Statement::Declare { stmts } => {
-                if stmts.iter().all(|d| d.for_query.is_some() && d.assignment.is_none()) {
+                if stmts
+                    .iter()
+                    .all(|d| d.for_query.is_some() && d.assignment.is_none())
+                {
                     self.read_root |= is_root;
                     self.push(Read, Vec::new(), "DECLARE CURSOR");
                 } else {
                     self.effects.push(unknown("DECLARE other than a cursor"));
                 }
             }
-            Statement::Fetch { into: None, .. } => self.push(Read, Vec::new(), "FETCH from a cursor"),
+            Statement::Fetch { into: None, .. } => {
+                self.push(Read, Vec::new(), "FETCH from a cursor")
+            }
             Statement::Close { .. } => self.push(Session, Vec::new(), "CLOSE cursor"),
             Statement::Lock(l) => {
                 let tables = l.tables.iter().map(|x| normalize_name(&x.name)).collect();
-                self.push(Write, tables, "LOCK TABLE blocks other sessions until the transaction ends");
+                self.push(
+                    Write,
+                    tables,
+                    "LOCK TABLE blocks other sessions until the transaction ends",
+                );
             }
             Statement::Analyze(a) => {
-                if a.partitions.is_some() || a.for_columns || a.cache_metadata || a.noscan || a.compute_statistics {
-                    self.effects.push(unknown("ANALYZE form that is not PostgreSQL"));
+                if a.partitions.is_some()
+                    || a.for_columns
+                    || a.cache_metadata
+                    || a.noscan
+                    || a.compute_statistics
+                {
+                    self.effects
+                        .push(unknown("ANALYZE form that is not PostgreSQL"));
                 } else {
                     let tables = a.table_name.iter().map(normalize_name).collect();
                     self.push(Write, tables, "ANALYZE updates planner statistics");
                 }
             }
             Statement::Vacuum(v) => {
-                if v.sort_only || v.delete_only || v.reindex || v.recluster || v.boost || v.threshold.is_some() {
-                    self.effects.push(unknown("VACUUM form that is not PostgreSQL"));
+                if v.sort_only
+                    || v.delete_only
+                    || v.reindex
+                    || v.recluster
+                    || v.boost
+                    || v.threshold.is_some()
+                {
+                    self.effects
+                        .push(unknown("VACUUM form that is not PostgreSQL"));
                 } else {
                     let tables = v.table_name.iter().map(normalize_name).collect();
                     if v.full {
-                        self.push(Ddl, tables, "VACUUM FULL rewrites the table under an exclusive lock");
+                        self.push(
+                            Ddl,
+                            tables,
+                            "VACUUM FULL rewrites the table under an exclusive lock",
+                        );
                     } else {
                         self.push(Write, tables, "VACUUM");
                     }
@@ -636,14 +778,28 @@ impl<'o> Collector<'o> {
             // Session state.
             Statement::Set(set) => self.set(set),
             Statement::Reset(r) => match &r.reset {
-                Reset::ALL => self.push(Privilege, Vec::new(), "RESET ALL also resets role and session authorization"),
-                Reset::SessionAuthorization => self.push(Privilege, Vec::new(), "RESET SESSION AUTHORIZATION"),
+                Reset::ALL => self.push(
+                    Privilege,
+                    Vec::new(),
+                    "RESET ALL also resets role and session authorization",
+                ),
+                Reset::SessionAuthorization => {
+                    self.push(Privilege, Vec::new(), "RESET SESSION AUTHORIZATION")
+                }
                 Reset::ConfigurationParameter(name) => {
                     let setting = last_ident_value(name);
                     if name.0.len() == 1 && is_privileged_setting(&setting) {
-                        self.push(Privilege, Vec::new(), format!("RESET of privileged setting {setting}"));
+                        self.push(
+                            Privilege,
+                            Vec::new(),
+                            format!("RESET of privileged setting {setting}"),
+                        );
                     } else {
-                        self.push(Session, Vec::new(), format!("RESET {}", normalize_name(name)));
+                        self.push(
+                            Session,
+                            Vec::new(),
+                            format!("RESET {}", normalize_name(name)),
+                        );
                     }
                 }
             },
@@ -651,33 +807,55 @@ impl<'o> Collector<'o> {
             Statement::Discard { object_type } => match object_type {
                 DiscardObject::ALL => {
                     self.prepared = Some(PreparedOp::DeallocateAll);
-                    self.push(Privilege, Vec::new(), "DISCARD ALL also resets role and session authorization");
+                    self.push(
+                        Privilege,
+                        Vec::new(),
+                        "DISCARD ALL also resets role and session authorization",
+                    );
                 }
                 _ => self.push(Session, Vec::new(), "DISCARD"),
             },
             Statement::LISTEN { .. } => self.push(Session, Vec::new(), "LISTEN"),
             Statement::UNLISTEN { .. } => self.push(Session, Vec::new(), "UNLISTEN"),
             Statement::NOTIFY { .. } => self.push(Session, Vec::new(), "NOTIFY"),
-            Statement::Load { .. } => self.push(Privilege, Vec::new(), "LOAD loads a shared library into the server"),
+            Statement::Load { .. } => self.push(
+                Privilege,
+                Vec::new(),
+                "LOAD loads a shared library into the server",
+            ),
 
             // Prepared statements: classify is pure, the session keeps the state.
             Statement::Prepare { name, .. } => {
                 // The inner statement is reached by the visitor as a nested statement.
-                self.prepared = Some(PreparedOp::Prepare { name: normalize_ident(name) });
+                self.prepared = Some(PreparedOp::Prepare {
+                    name: normalize_ident(name),
+                });
             }
-            Statement::Execute { name: Some(name), immediate: false, into, using, output: false, default: false, .. }
-                if into.is_empty() && using.is_empty() =>
-            {
+            Statement::Execute {
+                name: Some(name),
+                immediate: false,
+                into,
+                using,
+                output: false,
+                default: false,
+                ..
+            } if into.is_empty() && using.is_empty() => {
                 // Effects stay empty unless the parameters themselves call
                 // functions or read tables (the visitor adds those).
-                self.prepared = Some(PreparedOp::Execute { name: normalize_name(name) });
+                self.prepared = Some(PreparedOp::Execute {
+                    name: normalize_name(name),
+                });
             }
             Statement::Deallocate { name, .. } => {
-                self.prepared = Some(if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
-                    PreparedOp::DeallocateAll
-                } else {
-                    PreparedOp::Deallocate { name: normalize_ident(name) }
-                });
+                self.prepared = Some(
+                    if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+                        PreparedOp::DeallocateAll
+                    } else {
+                        PreparedOp::Deallocate {
+                            name: normalize_ident(name),
+                        }
+                    },
+                );
                 self.push(Session, Vec::new(), "DEALLOCATE");
             }
             // A nested EXPLAIN (only reachable through PREPARE, which Postgres
@@ -685,50 +863,81 @@ impl<'o> Collector<'o> {
             Statement::Explain { .. } => {}
 
             // Transactions.
-            Statement::StartTransaction { statements, exception: None, has_end_keyword: false, .. }
-                if statements.is_empty() =>
-            {
-                self.push(Transaction, Vec::new(), "BEGIN")
-            }
+            Statement::StartTransaction {
+                statements,
+                exception: None,
+                has_end_keyword: false,
+                ..
+            } if statements.is_empty() => self.push(Transaction, Vec::new(), "BEGIN"),
             Statement::Commit { .. } => self.push(Transaction, Vec::new(), "COMMIT"),
             Statement::Rollback { .. } => self.push(Transaction, Vec::new(), "ROLLBACK"),
             Statement::Savepoint { .. } => self.push(Transaction, Vec::new(), "SAVEPOINT"),
-            Statement::ReleaseSavepoint { .. } => self.push(Transaction, Vec::new(), "RELEASE SAVEPOINT"),
+            Statement::ReleaseSavepoint { .. } => {
+                self.push(Transaction, Vec::new(), "RELEASE SAVEPOINT")
+            }
 
             // Privileges and roles.
             Statement::Grant(g) => {
                 let (tables, funcs) = grant_objects(g.objects.as_ref());
-                self.effects.push(Effect { category: Privilege, tables, functions: funcs, why: "GRANT".into() });
+                self.effects.push(Effect {
+                    category: Privilege,
+                    tables,
+                    functions: funcs,
+                    why: "GRANT".into(),
+                });
             }
             Statement::Revoke(r) => {
                 let (tables, funcs) = grant_objects(r.objects.as_ref());
-                self.effects.push(Effect { category: Privilege, tables, functions: funcs, why: "REVOKE".into() });
+                self.effects.push(Effect {
+                    category: Privilege,
+                    tables,
+                    functions: funcs,
+                    why: "REVOKE".into(),
+                });
             }
             Statement::CreateRole(_) => self.push(Privilege, Vec::new(), "CREATE ROLE"),
             Statement::AlterRole { .. } => self.push(Privilege, Vec::new(), "ALTER ROLE"),
             Statement::CreateUser(_) => self.push(Privilege, Vec::new(), "CREATE USER"),
             Statement::AlterUser(_) => self.push(Privilege, Vec::new(), "ALTER USER"),
-            Statement::CreatePolicy(p) => {
-                self.push(Privilege, vec![normalize_name(&p.table_name)], "CREATE POLICY changes row-level access")
-            }
-            Statement::AlterPolicy(p) => {
-                self.push(Privilege, vec![normalize_name(&p.table_name)], "ALTER POLICY changes row-level access")
-            }
-            Statement::DropPolicy(p) => {
-                self.push(Privilege, vec![normalize_name(&p.table_name)], "DROP POLICY changes row-level access")
-            }
+            Statement::CreatePolicy(p) => self.push(
+                Privilege,
+                vec![normalize_name(&p.table_name)],
+                "CREATE POLICY changes row-level access",
+            ),
+            Statement::AlterPolicy(p) => self.push(
+                Privilege,
+                vec![normalize_name(&p.table_name)],
+                "ALTER POLICY changes row-level access",
+            ),
+            Statement::DropPolicy(p) => self.push(
+                Privilege,
+                vec![normalize_name(&p.table_name)],
+                "DROP POLICY changes row-level access",
+            ),
 
             // DDL.
             Statement::CreateTable(ct) => {
                 let n = normalize_name(&ct.name);
                 self.push(Ddl, vec![n.clone()], "CREATE TABLE");
                 if ct.query.is_some() {
-                    self.push(Export, vec![n], "CREATE TABLE AS copies query results into a new table");
+                    self.push(
+                        Export,
+                        vec![n],
+                        "CREATE TABLE AS copies query results into a new table",
+                    );
                 }
             }
             Statement::CreateView(v) => {
                 let n = normalize_name(&v.name);
-                self.push(Ddl, vec![n.clone()], if v.materialized { "CREATE MATERIALIZED VIEW" } else { "CREATE VIEW" });
+                self.push(
+                    Ddl,
+                    vec![n.clone()],
+                    if v.materialized {
+                        "CREATE MATERIALIZED VIEW"
+                    } else {
+                        "CREATE VIEW"
+                    },
+                );
                 if v.materialized {
                     self.push(Export, vec![n], "a materialized view copies query results");
                 }
@@ -745,7 +954,11 @@ impl<'o> Collector<'o> {
                 self.push_functions(Ddl, vec![normalize_name(name)], "CREATE PROCEDURE")
             }
             Statement::CreateTrigger(tr) => {
-                let funcs = tr.exec_body.iter().map(|b| normalize_name(&b.func_desc.name)).collect();
+                let funcs = tr
+                    .exec_body
+                    .iter()
+                    .map(|b| normalize_name(&b.func_desc.name))
+                    .collect();
                 self.effects.push(Effect {
                     category: Ddl,
                     tables: vec![normalize_name(&tr.table_name), normalize_name(&tr.name)],
@@ -759,26 +972,48 @@ impl<'o> Collector<'o> {
                 self.push(Ddl, tables, "DROP TRIGGER");
             }
             Statement::CreateSchema { schema_name, .. } => {
-                self.push(Ddl, vec![schema_name.to_string().to_ascii_lowercase()], "CREATE SCHEMA")
+                let n = match schema_name {
+                    SchemaName::Simple(n) | SchemaName::NamedAuthorization(n, _) => {
+                        normalize_name(n)
+                    }
+                    SchemaName::UnnamedAuthorization(id) => normalize_ident(id),
+                };
+                self.push(Ddl, vec![n], "CREATE SCHEMA")
             }
             Statement::CreateDatabase { db_name, .. } => {
                 self.push(Ddl, vec![normalize_name(db_name)], "CREATE DATABASE")
             }
-            Statement::CreateExtension(e) => {
-                self.push(Ddl, vec![normalize_ident(&e.name)], "CREATE EXTENSION runs the extension's script")
+            Statement::CreateExtension(e) => self.push(
+                Ddl,
+                vec![normalize_ident(&e.name)],
+                "CREATE EXTENSION runs the extension's script",
+            ),
+            Statement::DropExtension(e) => self.push(
+                Ddl,
+                e.names.iter().map(normalize_ident).collect(),
+                "DROP EXTENSION",
+            ),
+            Statement::CreateSequence { name, .. } => {
+                self.push(Ddl, vec![normalize_name(name)], "CREATE SEQUENCE")
             }
-            Statement::DropExtension(e) => {
-                self.push(Ddl, e.names.iter().map(normalize_ident).collect(), "DROP EXTENSION")
+            Statement::CreateDomain(d) => {
+                self.push(Ddl, vec![normalize_name(&d.name)], "CREATE DOMAIN")
             }
-            Statement::CreateSequence { name, .. } => self.push(Ddl, vec![normalize_name(name)], "CREATE SEQUENCE"),
-            Statement::CreateDomain(d) => self.push(Ddl, vec![normalize_name(&d.name)], "CREATE DOMAIN"),
-            Statement::CreateType { name, .. } => self.push(Ddl, vec![normalize_name(name)], "CREATE TYPE"),
-            Statement::CreateServer(s) => self.push(Ddl, vec![normalize_name(&s.name)], "CREATE SERVER (foreign data)"),
+            Statement::CreateType { name, .. } => {
+                self.push(Ddl, vec![normalize_name(name)], "CREATE TYPE")
+            }
+            Statement::CreateServer(s) => self.push(
+                Ddl,
+                vec![normalize_name(&s.name)],
+                "CREATE SERVER (foreign data)",
+            ),
             Statement::CreateCollation(_)
             | Statement::CreateOperator(_)
             | Statement::CreateOperatorFamily(_)
             | Statement::CreateOperatorClass(_)
-            | Statement::CreateTextSearch(_) => self.push(Ddl, Vec::new(), "CREATE (catalog object)"),
+            | Statement::CreateTextSearch(_) => {
+                self.push(Ddl, Vec::new(), "CREATE (catalog object)")
+            }
             Statement::AlterTable(at) => {
                 let n = normalize_name(&at.name);
                 let privileged = at.operations.iter().any(|op| {
@@ -792,15 +1027,27 @@ impl<'o> Collector<'o> {
                     )
                 });
                 if privileged {
-                    self.push(Privilege, vec![n], "ALTER TABLE changes ownership or row-level security");
+                    self.push(
+                        Privilege,
+                        vec![n],
+                        "ALTER TABLE changes ownership or row-level security",
+                    );
                 } else {
                     self.push(Ddl, vec![n], "ALTER TABLE");
                 }
             }
-            Statement::AlterIndex { name, .. } => self.alter(stmt, vec![normalize_name(name)], "ALTER INDEX"),
-            Statement::AlterView { name, .. } => self.alter(stmt, vec![normalize_name(name)], "ALTER VIEW"),
-            Statement::AlterSchema(s) => self.alter(stmt, vec![normalize_name(&s.name)], "ALTER SCHEMA"),
-            Statement::AlterType(t) => self.alter(stmt, vec![normalize_name(&t.name)], "ALTER TYPE"),
+            Statement::AlterIndex { name, .. } => {
+                self.alter(stmt, vec![normalize_name(name)], "ALTER INDEX")
+            }
+            Statement::AlterView { name, .. } => {
+                self.alter(stmt, vec![normalize_name(name)], "ALTER VIEW")
+            }
+            Statement::AlterSchema(s) => {
+                self.alter(stmt, vec![normalize_name(&s.name)], "ALTER SCHEMA")
+            }
+            Statement::AlterType(t) => {
+                self.alter(stmt, vec![normalize_name(&t.name)], "ALTER TYPE")
+            }
             Statement::AlterFunction(f) => {
                 let n = normalize_name(&f.function.name);
                 self.alter(stmt, Vec::new(), "ALTER FUNCTION");
@@ -812,30 +1059,45 @@ impl<'o> Collector<'o> {
             | Statement::AlterOperator(_)
             | Statement::AlterOperatorFamily(_)
             | Statement::AlterOperatorClass(_)
-            | Statement::AlterTextSearch(_) => self.alter(stmt, Vec::new(), "ALTER (catalog object)"),
-            Statement::Drop { object_type, names, table, .. } => {
+            | Statement::AlterTextSearch(_) => {
+                self.alter(stmt, Vec::new(), "ALTER (catalog object)")
+            }
+            Statement::Drop {
+                object_type,
+                names,
+                table,
+                ..
+            } => {
                 let mut tables: Vec<String> = names.iter().map(normalize_name).collect();
                 tables.extend(table.iter().map(normalize_name));
                 match object_type {
-                    ObjectType::Role | ObjectType::User => self.push(Privilege, tables, "DROP ROLE"),
-                    ObjectType::Stage | ObjectType::Stream | ObjectType::Warehouse => {
-                        self.effects.push(unknown("DROP of an object kind that is not PostgreSQL"))
+                    ObjectType::Role | ObjectType::User => {
+                        self.push(Privilege, tables, "DROP ROLE")
                     }
+                    ObjectType::Stage | ObjectType::Stream | ObjectType::Warehouse => self
+                        .effects
+                        .push(unknown("DROP of an object kind that is not PostgreSQL")),
                     other => self.push(Ddl, tables, format!("DROP {other}")),
                 }
             }
             Statement::DropFunction(d) => {
-                let funcs = d.func_desc.iter().map(|f| normalize_name(&f.name)).collect();
+                let funcs = d
+                    .func_desc
+                    .iter()
+                    .map(|f| normalize_name(&f.name))
+                    .collect();
                 self.push_functions(Ddl, funcs, "DROP FUNCTION");
             }
             Statement::DropProcedure { proc_desc, .. } => {
                 let funcs = proc_desc.iter().map(|f| normalize_name(&f.name)).collect();
                 self.push_functions(Ddl, funcs, "DROP PROCEDURE");
             }
-            Statement::DropDomain(d) => self.push(Ddl, vec![normalize_name(&d.name)], "DROP DOMAIN"),
-            Statement::DropOperator(_) | Statement::DropOperatorFamily(_) | Statement::DropOperatorClass(_) => {
-                self.push(Ddl, Vec::new(), "DROP OPERATOR")
+            Statement::DropDomain(d) => {
+                self.push(Ddl, vec![normalize_name(&d.name)], "DROP DOMAIN")
             }
+            Statement::DropOperator(_)
+            | Statement::DropOperatorFamily(_)
+            | Statement::DropOperatorClass(_) => self.push(Ddl, Vec::new(), "DROP OPERATOR"),
             Statement::Comment { object_name, .. } => {
                 self.push(Ddl, vec![normalize_name(object_name)], "COMMENT ON")
             }
@@ -853,7 +1115,11 @@ impl<'o> Collector<'o> {
         // sqlparser prints keywords in upper case and identifiers as
         // written; a false hit (an identifier spelled OWNER TO) only raises.
         if stmt.to_string().contains("OWNER TO") {
-            self.push(Category::Privilege, tables, format!("{what} OWNER TO changes ownership"));
+            self.push(
+                Category::Privilege,
+                tables,
+                format!("{what} OWNER TO changes ownership"),
+            );
         } else {
             self.push(Category::Ddl, tables, what.to_string());
         }
@@ -862,25 +1128,45 @@ impl<'o> Collector<'o> {
     fn set(&mut self, set: &Set) {
         use Category::*;
         match set {
-            Set::SingleAssignment { hivevar: false, variable, .. } => {
+            Set::SingleAssignment {
+                hivevar: false,
+                variable,
+                ..
+            } => {
                 let setting = last_ident_value(variable);
                 if variable.0.len() == 1 && is_privileged_setting(&setting) {
-                    self.push(Privilege, Vec::new(), format!("SET of privileged setting {}", setting.to_ascii_lowercase()));
+                    self.push(
+                        Privilege,
+                        Vec::new(),
+                        format!("SET of privileged setting {}", setting.to_ascii_lowercase()),
+                    );
                 } else {
-                    self.push(Session, Vec::new(), format!("SET {}", normalize_name(variable)));
+                    self.push(
+                        Session,
+                        Vec::new(),
+                        format!("SET {}", normalize_name(variable)),
+                    );
                 }
             }
             Set::SetRole { .. } => self.push(Privilege, Vec::new(), "SET ROLE"),
-            Set::SetSessionAuthorization(_) => self.push(Privilege, Vec::new(), "SET SESSION AUTHORIZATION"),
-            Set::SetNames { .. } | Set::SetNamesDefault {} => {
-                self.push(Privilege, Vec::new(), "SET NAMES changes client_encoding, which changes how SQL text is split")
+            Set::SetSessionAuthorization(_) => {
+                self.push(Privilege, Vec::new(), "SET SESSION AUTHORIZATION")
             }
+            Set::SetNames { .. } | Set::SetNamesDefault {} => self.push(
+                Privilege,
+                Vec::new(),
+                "SET NAMES changes client_encoding, which changes how SQL text is split",
+            ),
             Set::SetTimeZone { .. } => self.push(Session, Vec::new(), "SET TIME ZONE"),
-            Set::SetTransaction { session: false, .. } => self.push(Transaction, Vec::new(), "SET TRANSACTION"),
+            Set::SetTransaction { session: false, .. } => {
+                self.push(Transaction, Vec::new(), "SET TRANSACTION")
+            }
             Set::SetTransaction { session: true, .. } => {
                 self.push(Session, Vec::new(), "SET SESSION CHARACTERISTICS")
             }
-            _ => self.effects.push(unknown("SET form that is not PostgreSQL")),
+            _ => self
+                .effects
+                .push(unknown("SET form that is not PostgreSQL")),
         }
     }
 
@@ -891,12 +1177,20 @@ impl<'o> Collector<'o> {
             .iter()
             .map(|e| match e {
                 Expr::Identifier(id) => normalize_ident(id),
-                Expr::CompoundIdentifier(ids) => ids.iter().map(normalize_ident).collect::<Vec<_>>().join("."),
+                Expr::CompoundIdentifier(ids) => ids
+                    .iter()
+                    .map(normalize_ident)
+                    .collect::<Vec<_>>()
+                    .join("."),
                 other => other.to_string(),
             })
             .collect();
         self.push(Category::Ddl, tables.clone(), "SELECT INTO creates a table");
-        self.push(Category::Export, tables, "SELECT INTO copies query results into a new table");
+        self.push(
+            Category::Export,
+            tables,
+            "SELECT INTO copies query results into a new table",
+        );
     }
 
     /// `TABLE t` inside set operations (`SELECT ... UNION TABLE t`) is stored
@@ -911,7 +1205,11 @@ impl<'o> Collector<'o> {
                     self.effects.push(unknown("TABLE without a name"));
                 } else {
                     // The strings lost their quoting: fold them as if unquoted.
-                    let n = parts.iter().map(normalize_ident).collect::<Vec<_>>().join(".");
+                    let n = parts
+                        .iter()
+                        .map(normalize_ident)
+                        .collect::<Vec<_>>()
+                        .join(".");
                     self.reads.push(n);
                 }
             }
@@ -924,9 +1222,17 @@ impl<'o> Collector<'o> {
     }
 }
 
+/// An unquoted `only`: a reserved word in Postgres, never a relation name.
+fn is_only(name: &ObjectName) -> bool {
+    matches!(name.0.as_slice(),
+        [ObjectNamePart::Identifier(id)] if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("only"))
+}
+
 fn variant_name(stmt: &Statement) -> String {
     let dbg = format!("{stmt:?}");
-    dbg.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
+    dbg.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
 }
 
 fn fn_args(f: &Function) -> Option<&[FunctionArg]> {
@@ -943,7 +1249,11 @@ fn set_config_effect(args: Option<&[FunctionArg]>) -> (Category, String) {
     let name_arg = args.and_then(|args| {
         args.iter()
             .find_map(|a| match a {
-                FunctionArg::Named { name, arg, .. } if name.value.eq_ignore_ascii_case("setting_name") => Some(arg),
+                FunctionArg::Named { name, arg, .. }
+                    if name.value.eq_ignore_ascii_case("setting_name") =>
+                {
+                    Some(arg)
+                }
                 _ => None,
             })
             .or_else(|| match args.first() {
@@ -962,11 +1272,18 @@ fn set_config_effect(args: Option<&[FunctionArg]>) -> (Category, String) {
         _ => None,
     };
     match literal {
-        Some(s) if !is_privileged_setting(&s) => {
-            (Category::Session, format!("set_config of ordinary setting {s}"))
-        }
-        Some(s) => (Category::Privilege, format!("set_config of privileged setting {s}")),
-        None => (Category::Privilege, "set_config with a setting name that is not a literal".into()),
+        Some(s) if !is_privileged_setting(&s) => (
+            Category::Session,
+            format!("set_config of ordinary setting {s}"),
+        ),
+        Some(s) => (
+            Category::Privilege,
+            format!("set_config of privileged setting {s}"),
+        ),
+        None => (
+            Category::Privilege,
+            "set_config with a setting name that is not a literal".into(),
+        ),
     }
 }
 
@@ -984,9 +1301,13 @@ fn grant_objects(objects: Option<&GrantObjects>) -> (Vec<String>, Vec<String>) {
             | GrantObjects::AllSequencesInSchema { schemas }
             | GrantObjects::AllViewsInSchema { schemas }
             | GrantObjects::AllMaterializedViewsInSchema { schemas }
-            | GrantObjects::AllFunctionsInSchema { schemas } => {
-                (names(schemas).into_iter().map(|s| format!("{s}.*")).collect(), Vec::new())
-            }
+            | GrantObjects::AllFunctionsInSchema { schemas } => (
+                names(schemas)
+                    .into_iter()
+                    .map(|s| format!("{s}.*"))
+                    .collect(),
+                Vec::new(),
+            ),
             GrantObjects::Function { name, .. } | GrantObjects::Procedure { name, .. } => {
                 (Vec::new(), vec![normalize_name(name)])
             }
@@ -1022,10 +1343,18 @@ impl Visitor for Collector<'_> {
             ),
             None => (Vec::new(), false),
         };
-        self.scopes.push(CteScope { names, recursive, current: None });
+        self.scopes.push(CteScope {
+            names,
+            recursive,
+            current: None,
+        });
         self.set_expr_tables(&q.body);
         if !q.locks.is_empty() {
-            self.push(Category::Write, Vec::new(), "SELECT ... FOR UPDATE/SHARE locks rows");
+            self.push(
+                Category::Write,
+                Vec::new(),
+                "SELECT ... FOR UPDATE/SHARE locks rows",
+            );
         }
         ControlFlow::Continue(())
     }
@@ -1049,11 +1378,49 @@ impl Visitor for Collector<'_> {
     fn pre_visit_table_factor(&mut self, tf: &TableFactor) -> ControlFlow<()> {
         match tf {
             // `FROM f(1)`: sqlparser stores a function call as a table with args.
-            TableFactor::Table { name, args: Some(args), .. } => self.call(name, Some(&args.args)),
-            TableFactor::Table { name, args: None, .. } => {
-                if !self.targets.contains(&addr(name)) && !self.is_cte(name) {
-                    self.reads.push(normalize_name(name));
+            TableFactor::Table {
+                name, alias, args, ..
+            } if is_only(name) => {
+                // sqlparser reads `FROM ONLY t` as table `only` aliased `t`
+                // and `FROM ONLY (t)` as a call of `only(t)`. ONLY is reserved
+                // in Postgres, so recover the real relation.
+                let real = match (args, alias) {
+                    (None, Some(a)) if a.columns.is_empty() => Some(normalize_ident(&a.name)),
+                    (Some(args), _) => match args.args.as_slice() {
+                        [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(id)))] => {
+                            Some(normalize_ident(id))
+                        }
+                        [
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::CompoundIdentifier(
+                                ids,
+                            ))),
+                        ] => Some(
+                            ids.iter()
+                                .map(normalize_ident)
+                                .collect::<Vec<_>>()
+                                .join("."),
+                        ),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match real {
+                    Some(n) if self.targets.contains(&addr(name)) => drop(n),
+                    Some(n) => self.reads.push(n),
+                    None => self
+                        .effects
+                        .push(unknown("ONLY without a recognisable relation")),
                 }
+            }
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } => self.call(name, Some(&args.args)),
+            TableFactor::Table {
+                name, args: None, ..
+            } if !self.targets.contains(&addr(name)) && !self.is_cte(name) => {
+                self.reads.push(normalize_name(name));
             }
             TableFactor::Function { name, args, .. } => self.call(name, Some(args)),
             _ => {}

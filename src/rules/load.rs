@@ -225,9 +225,19 @@ pub(crate) fn build(sources: &[(PathBuf, String)]) -> Result<RuleSet, Vec<Error>
     }
     let mut files: Vec<PathBuf> = sources.iter().map(|(p, _)| p.clone()).collect();
     files.sort();
+    // A hold rule without its own timeout uses the [defaults] timeout, so
+    // one line sets the policy-wide wait.
+    let defaults = defaults.unwrap_or_default();
+    for r in &mut rules {
+        if let Some(h) = r.hold.as_mut()
+            && r.inherits_timeout
+        {
+            h.timeout = defaults.hold.timeout;
+        }
+    }
     Ok(RuleSet {
         rules,
-        defaults: defaults.unwrap_or_default(),
+        defaults,
         functions: functions.into_iter().map(|(n, c, _)| (n, c)).collect(),
         files,
         version: version_of(sources),
@@ -694,10 +704,12 @@ fn parse_rule(sec: &mut Section) -> Option<Rule> {
         Some(a) => sec.action_settings(a),
         None => (None, None),
     };
+    let inherits_timeout = entry(sec.table, "timeout").is_none();
     if sec.failed() {
         return None;
     }
     Some(Rule {
+        inherits_timeout,
         name: name?,
         description: description?.0,
         action: action?,
@@ -772,6 +784,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     if s.contains(char::is_whitespace) {
         return Err("no spaces allowed; write e.g. \"90s\", \"5m\" or \"1m30s\"".into());
+    }
+    // Milliseconds, alone: short holds for tests and latency-sensitive
+    // pipelines ("500ms"); at least 100ms so a hold can be decided at all.
+    if let Some(ms) = s.strip_suffix("ms")
+        && !ms.is_empty()
+        && ms.bytes().all(|b| b.is_ascii_digit())
+    {
+        let ms: u64 = ms.parse().map_err(|_| "number too large".to_string())?;
+        if ms < 100 {
+            return Err("must be at least 100ms".into());
+        }
+        let d = Duration::from_millis(ms);
+        if d > MAX_TIMEOUT {
+            return Err("must be at most 24h".into());
+        }
+        return Ok(d);
     }
     let mut total: u64 = 0;
     let mut last_rank = u8::MAX;

@@ -213,6 +213,8 @@ pub struct Rule {
     pub(crate) when: Conditions,
     pub(crate) message: Option<String>,
     pub(crate) hold: Option<HoldSettings>,
+    /// The rule sets no `timeout`: it takes `[defaults]`'s.
+    pub(crate) inherits_timeout: bool,
 }
 
 impl Rule {

@@ -185,6 +185,8 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
         Err(AuthError::Failed) => {
             proxy.metrics.logins_refused.inc();
             tracing::warn!(%peer, agent = %agent, "authentication failed");
+            let why = if known.is_some() { "wrong password" } else { "unknown agent" };
+            refused_login(proxy, peer, secure, Some(&agent), Some(&database), why);
             let msg = format!("password authentication failed for user \"{agent}\"");
             return Err(fatal(&mut io, sqlstate::INVALID_PASSWORD, &msg).await);
         }
@@ -199,6 +201,7 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
         && !dbs.iter().any(|d| d == &database)
     {
         proxy.metrics.logins_refused.inc();
+        refused_login(proxy, peer, secure, Some(&agent), Some(&database), "database not allowed for this agent");
         let msg = format!("agent \"{agent}\" is not allowed to connect to database \"{database}\"");
         return Err(fatal(&mut io, sqlstate::INVALID_AUTHORIZATION, &msg).await);
     }
@@ -242,6 +245,19 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
         started_at: SystemTime::now(),
     };
     Ok(Established { info, client: io, client_buf: rbuf, upstream })
+}
+
+/// Audit a refused login (who tried, from where, why).
+fn refused_login(proxy: &Proxy, peer: SocketAddr, tls: bool, user: Option<&str>, database: Option<&str>, reason: &str) {
+    use crate::audit::event::{Event, EventKind, LoginRefused};
+    proxy.audit.emit(Event::now(EventKind::LoginRefused(LoginRefused {
+        client_addr: peer.ip().to_string(),
+        client_port: peer.port(),
+        tls,
+        user: user.map(str::to_string),
+        database: database.map(str::to_string),
+        reason: reason.to_string(),
+    })));
 }
 
 fn cert_subject(der: &[u8]) -> String {

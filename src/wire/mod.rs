@@ -40,6 +40,8 @@ pub struct Proxy {
     pub cancel: Arc<cancel::Registry>,
     pub metrics: Arc<Metrics>,
     pub engine: crate::engine::Engine,
+    pub audit: crate::audit::Auditor,
+    pub gate: crate::approval::Gate,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +53,13 @@ pub enum Error {
 }
 
 impl Proxy {
-    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, engine: crate::engine::Engine) -> Result<Proxy, Error> {
+    pub fn new(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        engine: crate::engine::Engine,
+        audit: crate::audit::Auditor,
+        gate: crate::approval::Gate,
+    ) -> Result<Proxy, Error> {
         let verifiers = config
             .agents
             .values()
@@ -89,6 +97,8 @@ impl Proxy {
             cancel: Arc::new(cancel::Registry::default()),
             metrics,
             engine,
+            audit,
+            gate,
         })
     }
 

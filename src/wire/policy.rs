@@ -21,6 +21,8 @@ use crate::classify::{
     Category, Classification, Effect, PreparedOp, SharedClassification, StatementClass,
 };
 use crate::identity::SessionInfo;
+use crate::audit::FailurePolicy;
+use crate::audit::event::{self as audit, decision};
 use crate::rules::{Action, Decision, HoldSettings, Subject};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -129,6 +131,10 @@ impl Policy {
         &self.info
     }
 
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
     fn subject(&self) -> Subject<'_> {
         Subject { agent: &self.info.agent, application_name: &self.info.application_name, database: &self.info.database }
     }
@@ -156,7 +162,7 @@ impl Policy {
             b'B' => {
                 let portal = b.str()?;
                 let stmt = b.str()?;
-                let class = self.prepared.get(stmt).cloned().unwrap_or_else(|| {
+                let class = self.prepared.get(stmt).or_else(|| self.sql_prepared.get(stmt)).cloned().unwrap_or_else(|| {
                     unknown("Bind to a prepared statement the proxy has not seen")
                 });
                 self.last_params = bind_params(&mut b).unwrap_or_default();
@@ -203,10 +209,14 @@ impl Policy {
             .statements
             .iter()
             .map(|s| match &s.prepared {
-                Some(PreparedOp::Execute { name }) => match self.sql_prepared.get(name) {
+                // SQL PREPARE and protocol Parse share one namespace in
+                // PostgreSQL, so EXECUTE can run either kind.
+                Some(PreparedOp::Execute { name }) => match self.sql_prepared.get(name).or_else(|| self.prepared.get(name)) {
                     Some(inner) => StatementClass {
                         span: s.span,
-                        effects: inner.effects().cloned().collect(),
+                        // Its own effects (functions in its arguments) plus
+                        // what the prepared statement does.
+                        effects: s.effects.iter().cloned().chain(inner.effects().cloned()).collect(),
                         prepared: s.prepared.clone(),
                     },
                     None => StatementClass {
@@ -267,18 +277,77 @@ impl Policy {
         Ok(Judgement { decision, executed, raw })
     }
 
-    pub fn decide(&mut self, unit: &Unit<'_>) -> Verdict {
-        self.statements += 1;
+    /// Judge a unit. Also returns the draft of its audit record (outcome
+    /// still to fill in), or `None` for a unit that executes nothing.
+    pub fn decide(&mut self, unit: &Unit<'_>) -> (Verdict, Option<audit::Statement>) {
         let proxy = self.proxy.clone();
         let m = &proxy.metrics;
-        m.statements_total.inc();
+        if proxy.audit.policy() == FailurePolicy::Refuse && !proxy.audit.is_healthy() {
+            // The trail cannot record what would happen: run nothing.
+            self.rollback();
+            let message = "pg-airlock: the audit trail is unavailable; statements are refused until it recovers".to_string();
+            return (Verdict::Refuse { code: sqlstate::CANNOT_CONNECT_NOW, message }, None);
+        }
         let judgement = match self.judge(unit) {
             Ok(j) => j,
             Err((code, message)) => {
                 self.rollback();
-                return Verdict::Refuse { code, message };
+                return (Verdict::Refuse { code, message }, None);
             }
         };
+        let draft = if judgement.executed.is_empty() {
+            None
+        } else {
+            self.statements += 1;
+            m.statements_total.inc();
+            Some(self.draft(&judgement))
+        };
+        (self.verdict(judgement), draft)
+    }
+
+    fn draft(&self, j: &Judgement) -> audit::Statement {
+        let mut categories = Vec::new();
+        let mut tables = Vec::new();
+        let mut functions = Vec::new();
+        for e in j.executed.iter().flat_map(|c| c.effects()) {
+            categories.push(e.category.as_str().to_string());
+            tables.extend(e.tables.iter().cloned());
+            functions.extend(e.functions.iter().cloned());
+        }
+        for v in [&mut categories, &mut tables, &mut functions] {
+            v.sort();
+            v.dedup();
+        }
+        let d = &j.decision;
+        audit::Statement {
+            session: self.info.id.clone(),
+            agent: self.info.agent.clone(),
+            statement: self.statements,
+            sql: Some(self.last_sql.clone()),
+            text_mode: String::new(),
+            parameter_count: self.last_params.len(),
+            parameters: (!self.last_params.is_empty()).then(|| self.last_params.clone()),
+            categories,
+            tables,
+            functions,
+            decision: match d.action {
+                Action::Allow => decision::ALLOW,
+                Action::Log => "log",
+                Action::Deny => decision::DENY,
+                Action::Hold => "held",
+            }
+            .to_string(),
+            rules: d.rules.clone(),
+            ruleset: Some(self.proxy.engine.snapshot().rules.version().to_string()),
+            request_id: None,
+            outcome: audit::Outcome::NotSent,
+            duration_us: 0,
+        }
+    }
+
+    fn verdict(&mut self, judgement: Judgement) -> Verdict {
+        let proxy = self.proxy.clone();
+        let m = &proxy.metrics;
         let d = &judgement.decision;
         match d.action {
             Action::Allow | Action::Log => {

@@ -16,7 +16,10 @@
 
 use super::frame::{self, Body, FrameError, Tag};
 use super::messages::{self, Severity};
-use super::policy::{Policy, Unit, Verdict};
+use super::policy::{Held, Policy, Unit, Verdict};
+use super::inflight::UnitResult;
+use crate::approval;
+use crate::audit::event::{self as audit, Event, EventKind, decision};
 use super::sqlstate;
 use super::{Proxy, client::Established};
 use crate::identity::SessionInfo;
@@ -101,6 +104,16 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         upstream_tls = upstream.tls, "session started"
     );
 
+    proxy.audit.emit(Event::now(EventKind::SessionStart(audit::SessionStart {
+        session: info.id.clone(),
+        agent: info.agent.clone(),
+        client_addr: info.client_addr.ip().to_string(),
+        client_port: info.client_addr.port(),
+        tls: info.tls,
+        client_cert_subject: info.client_cert_subject.clone(),
+        database: info.database.clone(),
+        application_name: Some(info.application_name.clone()).filter(|a| !a.is_empty()),
+    })));
     let shared = Shared { txn: AtomicU8::new(b'I'), in_flight: InFlight::default(), at_boundary: AtomicBool::new(true) };
     let (inject_tx, inject_rx) = mpsc::channel::<BytesMut>(16);
     let mut inbound = Inbound {
@@ -163,7 +176,13 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
     proxy.metrics.sessions_active.dec();
     let secs = info.started_at.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
     tracing::info!(session = %info.id, agent = %info.agent, reason = %end, statements, duration_s = secs, "session ended");
-    inbound.policy.end_session(&end);
+    proxy.audit.emit(Event::now(EventKind::SessionEnd(audit::SessionEnd {
+        session: info.id.clone(),
+        agent: info.agent.clone(),
+        started_at: Some(crate::audit::Timestamp::from_system(info.started_at)),
+        statements,
+        reason: end.to_string(),
+    })));
     drop(key);
 }
 
@@ -282,7 +301,7 @@ impl Inbound<'_> {
 
     /// Ask the policy about one unit and put what must go upstream into `out`.
     /// The unit is `buf[..len]`.
-    async fn decide<R, W>(&mut self, kind: Kind, len: usize, _cr: &mut R, _uw: &mut W) -> Result<(), End>
+    async fn decide<R, W>(&mut self, kind: Kind, len: usize, cr: &mut R, uw: &mut W) -> Result<(), End>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -293,50 +312,305 @@ impl Inbound<'_> {
             Kind::SyncedSegment => Unit::Segment { bytes, sync: true },
             Kind::OpenSegment => Unit::Segment { bytes, sync: false },
         };
-        let answers = unit.ready_for_query_count();
-        let verdict = match self.policy.decide(&unit) {
-            // Until an approval channel is wired in, a hold stops the
-            // statement like a denial that names the rule.
-            Verdict::Hold(held) => {
-                self.policy.refused();
-                Verdict::Refuse {
-                    code: sqlstate::INSUFFICIENT_PRIVILEGE,
-                    message: format!(
-                        "pg-airlock: statement held by rule {}: approval is required ({})",
-                        held.decision.rules.join(", "),
-                        held.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                }
-            }
-            v => v,
-        };
+        let answered = unit.ready_for_query_count() > 0;
+        let (verdict, draft) = self.policy.decide(&unit);
         match verdict {
             Verdict::Forward => {
                 self.out.extend_from_slice(bytes);
-                if answers > 0 {
-                    self.shared.in_flight.push(None);
-                }
+                self.track(answered, draft, None);
+                Ok(())
             }
-            Verdict::Hold(_) => unreachable!("holds are resolved above"),
             Verdict::Refuse { code, message } => {
-                match unit {
-                    // Postgres answers the refusal with ErrorResponse +
-                    // ReadyForQuery, exactly what the client waits for.
-                    Unit::Query { .. } | Unit::Segment { sync: true, .. } => {
-                        messages::query(&mut self.out, &messages::refusal_sql(code, &message));
-                        self.shared.in_flight.push(None);
+                if let Some(d) = draft {
+                    self.policy.proxy().audit.emit(Event::now(EventKind::Statement(d)));
+                }
+                self.refuse(kind, code, &message)
+            }
+            Verdict::Hold(held) => {
+                // The held bytes are copied out: the client may keep sending
+                // (and we keep reading, to notice a disconnect) while a human
+                // decides. Earlier units of this read go upstream first.
+                let held_bytes = BytesMut::from(bytes);
+                if !self.out.is_empty() {
+                    uw.write_all(&self.out).await.map_err(End::Io)?;
+                    self.out.clear();
+                }
+                let mut draft = draft.expect("a held unit executes something");
+                match self.hold(&held, &mut draft, cr).await? {
+                    HoldEnd::Approved(pending) => {
+                        self.policy.approved(&held);
+                        self.policy.proxy().metrics.holds_approved.inc();
+                        self.out.extend_from_slice(&held_bytes);
+                        self.track(answered, Some(draft), Some(pending));
+                        Ok(())
                     }
-                    // Without a Sync there is no safe place to inject a
-                    // Query: end the session rather than let anything run.
-                    Unit::Segment { sync: false, .. } => {
-                        tracing::warn!(session = %self.policy.info().id, "refused statement in an extended batch without Sync: ending session");
-                        return Err(End::UnsafeServerSetting(format!("refused statement in an unsynchronised batch: {message}")));
+                    HoldEnd::Refused { code, message } => {
+                        self.policy.refused();
+                        self.policy.proxy().metrics.holds_refused.inc();
+                        self.policy.proxy().audit.emit(Event::now(EventKind::Statement(draft)));
+                        self.refuse(kind, code, &message)
                     }
                 }
             }
         }
-        Ok(())
     }
+
+    /// Register a forwarded unit so its result reaches the audit trail
+    /// (and the approval message, for an approved hold).
+    fn track(&mut self, answered: bool, draft: Option<audit::Statement>, pending: Option<approval::Pending>) {
+        let audit = self.policy.proxy().audit.clone();
+        let Some(mut draft) = draft else {
+            if answered {
+                self.shared.in_flight.push(None);
+            }
+            return;
+        };
+        if !answered {
+            // Flush-ended batch: its results come with a later Sync.
+            draft.outcome = audit::Outcome::Ok { command_tag: "(sent; result reported with the next Sync)".into(), rows: None };
+            audit.emit(Event::now(EventKind::Statement(draft)));
+            if let Some(p) = pending {
+                tokio::spawn(p.finish(Ok("sent".into())));
+            }
+            return;
+        }
+        self.shared.in_flight.push(Some(Box::new(move |r: UnitResult| {
+            draft.duration_us = r.elapsed.as_micros() as u64;
+            draft.outcome = match &r.error {
+                Some((code, message)) => audit::Outcome::Error { sqlstate: code.clone(), message: message.clone() },
+                None => {
+                    let tag = r.tags.last().cloned().unwrap_or_default();
+                    let rows = tag.rsplit(' ').next().and_then(|n| n.parse().ok());
+                    audit::Outcome::Ok { command_tag: tag, rows }
+                }
+            };
+            audit.emit(Event::now(EventKind::Statement(draft)));
+            if let Some(p) = pending {
+                tokio::spawn(p.finish(r.summary()));
+            }
+        })));
+    }
+
+    /// Put a refusal where the unit would have gone.
+    fn refuse(&mut self, kind: Kind, code: &str, message: &str) -> Result<(), End> {
+        match kind {
+            // Postgres answers the refusal with ErrorResponse +
+            // ReadyForQuery, exactly what the client waits for, and aborts
+            // an open transaction as the client is now told.
+            Kind::Query | Kind::SyncedSegment => {
+                messages::query(&mut self.out, &messages::refusal_sql(code, message));
+                self.shared.in_flight.push(None);
+                Ok(())
+            }
+            // Without a Sync there is no safe place to inject a Query:
+            // end the session rather than let anything run.
+            Kind::OpenSegment => {
+                tracing::warn!(session = %self.policy.info().id, "refused statement in an extended batch without Sync: ending session");
+                Err(End::UnsafeServerSetting(format!("refused statement in an unsynchronised batch: {message}")))
+            }
+        }
+    }
+
+    /// Wait for a human decision on a held unit, watching for the client
+    /// cancelling or going away (either withdraws the request for good).
+    async fn hold<R>(&mut self, held: &Held, draft: &mut audit::Statement, cr: &mut R) -> Result<HoldEnd, End>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let proxy = self.policy.proxy().clone();
+        let info = self.policy.info().clone();
+        // Listen for cancels from now on: one that arrives while we post
+        // the request must still withdraw it.
+        let cancel = self.policy.cancel.clone();
+        let cancelled = cancel.notified();
+        tokio::pin!(cancelled);
+        cancelled.as_mut().enable();
+
+        let impact = crate::impact::estimate(&proxy.connector, &info.database, &held.sql, &held.classification).await;
+        let req = approval::ApprovalRequest {
+            session_id: info.id.clone(),
+            agent: info.agent.clone(),
+            owner: info.owner.clone(),
+            client_addr: info.client_addr,
+            database: info.database.clone(),
+            application_name: info.application_name.clone(),
+            sql: held.sql.clone(),
+            params: held.params.clone(),
+            reason: crate::classify::extract_reason(&held.sql),
+            categories: held.categories.iter().map(|c| c.as_str().to_string()).collect(),
+            rules: held.decision.rules.clone(),
+            impact,
+            settings: held.settings.clone(),
+        };
+        let mut pending = match proxy.gate.submit(req).await {
+            Ok(p) => p,
+            Err(outcome) => {
+                draft.decision = "channel_down".into();
+                let why = match outcome {
+                    approval::Outcome::ChannelDown { error } => error,
+                    other => format!("{other:?}"),
+                };
+                tracing::error!(session = %info.id, error = %why, "approval channel down: held statement refused");
+                return Ok(HoldEnd::Refused {
+                    code: sqlstate::CANNOT_CONNECT_NOW,
+                    message: format!("pg-airlock: statement needs approval but the approval channel is down ({why}); nothing was run"),
+                });
+            }
+        };
+        let id = pending.id().to_string();
+        draft.request_id = Some(id.clone());
+        let requested = Event::now(EventKind::ApprovalRequested(audit::ApprovalRequested {
+            request_id: id.clone(),
+            session: info.id.clone(),
+            agent: info.agent.clone(),
+            statement: draft.statement,
+            sql: held.sql.clone(),
+            categories: draft.categories.clone(),
+            rules: held.decision.rules.clone(),
+            ruleset: draft.ruleset.clone(),
+            approvers: held.settings.approvers.clone(),
+            quorum: held.settings.quorum,
+            channel: held.settings.channel.clone().unwrap_or_else(|| "default".into()),
+            timeout_ms: held.settings.timeout.as_millis() as u64,
+        }));
+        if let Err(e) = proxy.audit.record_durable(requested).await {
+            pending.withdraw("the audit trail is unavailable").await;
+            draft.decision = decision::WITHDRAWN.into();
+            return Ok(HoldEnd::Refused {
+                code: sqlstate::CANNOT_CONNECT_NOW,
+                message: format!("pg-airlock: cannot record the approval request ({e}); nothing was run"),
+            });
+        }
+        let mut notice = BytesMut::new();
+        messages::error(
+            &mut notice,
+            Severity::Notice,
+            "01000",
+            &format!(
+                "pg-airlock: statement held for approval (request {id}, rule {}); waiting up to {}s",
+                held.decision.rules.join(", "),
+                held.settings.timeout.as_secs()
+            ),
+            None,
+            Some("the statement runs once a reviewer approves it; cancelling the query withdraws the request"),
+        );
+        let _ = self.policy.inject.send(notice).await;
+        tracing::info!(session = %info.id, request = %id, rules = ?held.decision.rules, "statement held for approval");
+
+        let started = std::time::Instant::now();
+        let outcome = loop {
+            tokio::select! {
+                o = pending.outcome() => break o,
+                _ = &mut cancelled => {
+                    pending.withdraw("the client cancelled the query").await;
+                    self.closed(&id, &info.id, "client cancelled", started, EventKind::ApprovalWithdrawn).await;
+                    draft.decision = decision::WITHDRAWN.into();
+                    return Ok(HoldEnd::Refused {
+                        code: sqlstate::QUERY_CANCELED,
+                        message: format!("canceling statement due to user request (approval request {id} withdrawn)"),
+                    });
+                }
+                r = cr.read_buf(&mut self.buf), if self.buf.len() < self.max => match r {
+                    Ok(n) if n > 0 => {}
+                    _ => {
+                        pending.withdraw("the client disconnected").await;
+                        self.closed(&id, &info.id, "client disconnected", started, EventKind::ApprovalWithdrawn).await;
+                        return Err(End::ClientGone);
+                    }
+                },
+            }
+        };
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let decided = |d: &str, approvers: Vec<String>, reason: Option<String>| {
+            Event::now(EventKind::ApprovalDecided(audit::ApprovalDecided {
+                request_id: id.clone(),
+                session: Some(info.id.clone()),
+                decision: d.to_string(),
+                approvers,
+                reason,
+                channel: held.settings.channel.clone().unwrap_or_else(|| "default".into()),
+                latency_ms,
+            }))
+        };
+        match outcome {
+            approval::Outcome::Approved { approvers } => {
+                // Exactly what was approved, or nothing.
+                let binding = approval::binding_hash(&info.id, &held.sql, &held.params);
+                if binding != pending.binding() {
+                    pending.withdraw("internal error: approved statement does not match").await;
+                    return Ok(HoldEnd::Refused {
+                        code: sqlstate::INSUFFICIENT_PRIVILEGE,
+                        message: "pg-airlock: approval does not match this statement; nothing was run".into(),
+                    });
+                }
+                let names: Vec<String> = approvers.iter().map(|d| format!("{}:{}", d.via, d.id)).collect();
+                // The decision is on disk before the statement is sent.
+                if let Err(e) = proxy.audit.record_durable(decided(decision::APPROVED, names, None)).await {
+                    pending.withdraw("the audit trail is unavailable").await;
+                    draft.decision = decision::WITHDRAWN.into();
+                    return Ok(HoldEnd::Refused {
+                        code: sqlstate::CANNOT_CONNECT_NOW,
+                        message: format!("pg-airlock: approved, but the decision cannot be recorded ({e}); nothing was run"),
+                    });
+                }
+                draft.decision = decision::APPROVED.into();
+                tracing::info!(session = %info.id, request = %id, "approved statement forwarded");
+                Ok(HoldEnd::Approved(pending))
+            }
+            approval::Outcome::Denied { by, reason } => {
+                let who = by.name.clone().unwrap_or_else(|| by.id.clone());
+                let _ = proxy.audit.record_durable(decided(decision::DENIED, vec![format!("{}:{}", by.via, by.id)], reason.clone())).await;
+                draft.decision = decision::DENIED.into();
+                Ok(HoldEnd::Refused {
+                    code: sqlstate::INSUFFICIENT_PRIVILEGE,
+                    message: format!(
+                        "pg-airlock: request {id} denied by {who}: {}",
+                        reason.as_deref().unwrap_or("no reason given")
+                    ),
+                })
+            }
+            approval::Outcome::TimedOut { after } => {
+                self.closed(&id, &info.id, "timed out", started, EventKind::ApprovalExpired).await;
+                draft.decision = decision::EXPIRED.into();
+                Ok(HoldEnd::Refused {
+                    code: sqlstate::QUERY_CANCELED,
+                    message: format!("pg-airlock: approval request {id} timed out after {}s; nothing was run", after.as_secs()),
+                })
+            }
+            approval::Outcome::ChannelDown { error } => {
+                draft.decision = "channel_down".into();
+                Ok(HoldEnd::Refused {
+                    code: sqlstate::CANNOT_CONNECT_NOW,
+                    message: format!("pg-airlock: the approval channel is down ({error}); nothing was run"),
+                })
+            }
+        }
+    }
+
+    /// Durably record that a request closed without a decision.
+    async fn closed(
+        &self,
+        id: &str,
+        session: &str,
+        reason: &str,
+        started: std::time::Instant,
+        kind: fn(audit::ApprovalClosed) -> EventKind,
+    ) {
+        let ev = Event::now(kind(audit::ApprovalClosed {
+            request_id: id.to_string(),
+            session: Some(session.to_string()),
+            reason: reason.to_string(),
+            latency_ms: started.elapsed().as_millis() as u64,
+        }));
+        if let Err(e) = self.policy.proxy().audit.record_durable(ev).await {
+            tracing::error!(error = %e, request = id, "cannot record closed approval request");
+        }
+    }
+}
+
+enum HoldEnd {
+    Approved(approval::Pending),
+    Refused { code: &'static str, message: String },
 }
 
 #[derive(Clone, Copy)]

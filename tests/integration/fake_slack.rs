@@ -48,7 +48,12 @@ impl Call {
     /// The `value` of the button with `action_id` in this call's blocks.
     pub fn button_value(&self, action_id: &str) -> Option<String> {
         self.body["blocks"].as_array()?.iter().find_map(|b| {
-            b["elements"].as_array()?.iter().find(|e| e["action_id"] == action_id).and_then(|e| e["value"].as_str()).map(str::to_string)
+            b["elements"]
+                .as_array()?
+                .iter()
+                .find(|e| e["action_id"] == action_id)
+                .and_then(|e| e["value"].as_str())
+                .map(str::to_string)
         })
     }
 }
@@ -83,17 +88,30 @@ impl Drop for FakeSlack {
 
 impl FakeSlack {
     pub async fn start() -> FakeSlack {
-        let shared = Arc::new(Shared { next_ts: AtomicU64::new(1), ..Default::default() });
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake slack");
+        let shared = Arc::new(Shared {
+            next_ts: AtomicU64::new(1),
+            ..Default::default()
+        });
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake slack");
         let addr = http.local_addr().unwrap();
-        let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake slack ws");
+        let ws = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake slack ws");
         *shared.ws_addr.lock().unwrap() = Some(ws.local_addr().unwrap());
-        let app = Router::new().route("/api/{method}", any(api)).with_state(shared.clone());
+        let app = Router::new()
+            .route("/api/{method}", any(api))
+            .with_state(shared.clone());
         let t1 = tokio::spawn(async move {
             let _ = axum::serve(http, app).await;
         });
         let t2 = tokio::spawn(serve_websockets(ws, shared.clone()));
-        FakeSlack { addr, shared, tasks: vec![t1, t2] }
+        FakeSlack {
+            addr,
+            shared,
+            tasks: vec![t1, t2],
+        }
     }
 
     /// Value for `slack.api_url`.
@@ -106,7 +124,10 @@ impl FakeSlack {
     }
 
     pub fn calls_to(&self, method: &str) -> Vec<Call> {
-        self.calls().into_iter().filter(|c| c.method == method).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method)
+            .collect()
     }
 
     /// Simulates an outage: every method answers HTTP 503.
@@ -116,12 +137,20 @@ impl FakeSlack {
 
     /// Members returned by `usergroups.users.list` for `group`.
     pub fn set_group(&self, group: &str, members: &[&str]) {
-        self.shared.groups.lock().unwrap().insert(group.into(), members.iter().map(|s| s.to_string()).collect());
+        self.shared.groups.lock().unwrap().insert(
+            group.into(),
+            members.iter().map(|s| s.to_string()).collect(),
+        );
     }
 
     /// Waits until a call to `method` satisfies `pred`; panics at the deadline
     /// listing what was seen.
-    pub async fn wait_for(&self, method: &str, pred: impl Fn(&Call) -> bool, within: Duration) -> Call {
+    pub async fn wait_for(
+        &self,
+        method: &str,
+        pred: impl Fn(&Call) -> bool,
+        within: Duration,
+    ) -> Call {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let changed = self.shared.changed.notified();
@@ -129,7 +158,10 @@ impl FakeSlack {
                 return c;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                panic!("fake slack: no matching {method} call within {within:?}; calls: {:#?}", self.calls());
+                panic!(
+                    "fake slack: no matching {method} call within {within:?}; calls: {:#?}",
+                    self.calls()
+                );
             }
         }
     }
@@ -139,7 +171,16 @@ impl FakeSlack {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let changed = self.shared.changed.notified();
-            if self.shared.sockets.lock().unwrap().iter().filter(|s| !s.is_closed()).count() >= n {
+            if self
+                .shared
+                .sockets
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| !s.is_closed())
+                .count()
+                >= n
+            {
                 return;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
@@ -151,7 +192,10 @@ impl FakeSlack {
     /// Sends an `interactive` envelope to a connected Socket Mode client;
     /// returns its envelope id.
     pub fn send_interactive(&self, payload: Value) -> String {
-        let id = format!("env-{}", self.shared.next_envelope.fetch_add(1, Ordering::SeqCst));
+        let id = format!(
+            "env-{}",
+            self.shared.next_envelope.fetch_add(1, Ordering::SeqCst)
+        );
         let frame = json!({"type": "interactive", "envelope_id": id, "accepts_response_payload": false, "payload": payload}).to_string();
         let sockets = self.shared.sockets.lock().unwrap();
         let sent = sockets.iter().rev().any(|s| s.send(frame.clone()).is_ok());
@@ -164,7 +208,14 @@ impl FakeSlack {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let changed = self.shared.changed.notified();
-            if self.shared.acks.lock().unwrap().iter().any(|a| a == envelope_id) {
+            if self
+                .shared
+                .acks
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|a| a == envelope_id)
+            {
                 return;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
@@ -188,17 +239,37 @@ fn form_to_json(s: &str) -> Value {
     Value::Object(m)
 }
 
-async fn api(State(shared): State<Arc<Shared>>, Path(method): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+async fn api(
+    State(shared): State<Arc<Shared>>,
+    Path(method): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let text = String::from_utf8_lossy(&body);
-    let body = if headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json")) {
+    let body = if headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     } else if !text.is_empty() {
         form_to_json(&text)
     } else {
         form_to_json(query.as_deref().unwrap_or(""))
     };
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
-    record(&shared, Call { method: method.clone(), auth: auth.clone(), body: body.clone() });
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    record(
+        &shared,
+        Call {
+            method: method.clone(),
+            auth: auth.clone(),
+            body: body.clone(),
+        },
+    );
     if shared.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "slack is down").into_response();
     }
@@ -207,10 +278,15 @@ async fn api(State(shared): State<Arc<Shared>>, Path(method): Path<String>, RawQ
     }
     let reply = match method.as_str() {
         "chat.postMessage" => {
-            let ts = format!("1700000000.{:06}", shared.next_ts.fetch_add(1, Ordering::SeqCst));
+            let ts = format!(
+                "1700000000.{:06}",
+                shared.next_ts.fetch_add(1, Ordering::SeqCst)
+            );
             json!({"ok": true, "channel": body["channel"], "ts": ts, "message": {"ts": ts, "text": body["text"]}})
         }
-        "chat.update" => json!({"ok": true, "channel": body["channel"], "ts": body["ts"], "message": {"text": body["text"]}}),
+        "chat.update" => {
+            json!({"ok": true, "channel": body["channel"], "ts": body["ts"], "message": {"text": body["text"]}})
+        }
         "chat.postEphemeral" => json!({"ok": true, "message_ts": "1700000000.999999"}),
         "usergroups.users.list" => {
             let group = body["usergroup"].as_str().unwrap_or_default().to_string();
@@ -232,11 +308,17 @@ async fn serve_websockets(listener: tokio::net::TcpListener, shared: Arc<Shared>
     while let Ok((stream, _)) = listener.accept().await {
         let shared = shared.clone();
         tokio::spawn(async move {
-            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
             let (mut sink, mut stream) = ws.split();
             let (tx, mut rx) = mpsc::unbounded_channel::<String>();
             let hello = json!({"type": "hello", "num_connections": 1, "debug_info": {"host": "fake-slack"}, "connection_info": {"app_id": "A0FAKE"}});
-            if sink.send(Message::Text(hello.to_string().into())).await.is_err() {
+            if sink
+                .send(Message::Text(hello.to_string().into()))
+                .await
+                .is_err()
+            {
                 return;
             }
             shared.sockets.lock().unwrap().push(tx);
@@ -249,11 +331,13 @@ async fn serve_websockets(listener: tokio::net::TcpListener, shared: Arc<Shared>
                 }
             });
             while let Some(Ok(msg)) = stream.next().await {
-                if let Message::Text(t) = msg {
-                    if let Some(id) = serde_json::from_str::<Value>(t.as_str()).ok().and_then(|v| v["envelope_id"].as_str().map(str::to_string)) {
-                        shared.acks.lock().unwrap().push(id);
-                        shared.changed.notify_waiters();
-                    }
+                let Message::Text(t) = msg else { continue };
+                if let Some(id) = serde_json::from_str::<Value>(t.as_str())
+                    .ok()
+                    .and_then(|v| v["envelope_id"].as_str().map(str::to_string))
+                {
+                    shared.acks.lock().unwrap().push(id);
+                    shared.changed.notify_waiters();
                 }
             }
             writer.abort();
@@ -263,18 +347,28 @@ async fn serve_websockets(listener: tokio::net::TcpListener, shared: Arc<Shared>
 
 /// `v0=` + hex HMAC-SHA256 over `v0:{timestamp}:{body}`, as Slack signs requests.
 pub fn sign(secret: &str, timestamp: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac takes any key length");
     mac.update(format!("v0:{timestamp}:{body}").as_bytes());
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A `block_actions` payload: `user` clicked the button `action_id` carrying
 /// `value` on the message `message_ts` in `channel`.
-pub fn block_actions(user: &str, channel: &str, message_ts: &str, action_id: &str, value: &str) -> Value {
+pub fn block_actions(
+    user: &str,
+    channel: &str,
+    message_ts: &str,
+    action_id: &str,
+    value: &str,
+) -> Value {
     json!({
         "type": "block_actions",
         "team": {"id": "T0FAKE", "domain": "fake"},
@@ -313,7 +407,10 @@ pub fn signed(secret: &str, timestamp: u64, body: &str) -> (String, String) {
 pub async fn post_signed(url: &str, body: &str, timestamp: &str, signature: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Slack-Request-Timestamp: {timestamp}\r\nX-Slack-Signature: {signature}\r\nContent-Length: {}\r\n\r\n{body}",
@@ -323,14 +420,19 @@ pub async fn post_signed(url: &str, body: &str, timestamp: &str, signature: &str
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).await.expect("read");
     let head = String::from_utf8_lossy(&resp);
-    head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status code")
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code")
 }
 
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -345,7 +447,10 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if s.get(i + 1..i + 3).is_some_and(|h| u8::from_str_radix(h, 16).is_ok()) => {
+            b'%' if s
+                .get(i + 1..i + 3)
+                .is_some_and(|h| u8::from_str_radix(h, 16).is_ok()) =>
+            {
                 out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).expect("checked above"));
                 i += 2;
             }

@@ -6,8 +6,21 @@ use futures::future::join_all;
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn default_rules() -> Vec<PathBuf> {
-    vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")]
+/// A shipped rule file with its hold timeout cut to 250 ms, so a held
+/// statement nobody approves is refused quickly. Kept alive by the caller.
+fn fast(name: &str) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(name)).unwrap();
+    assert!(text.contains("timeout = \"60s\""), "{name} has no 60s default timeout to shorten");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    // Every timeout, the default and any rule's own.
+    let fast: String = text
+        .lines()
+        .map(|l| if l.trim_start().starts_with("timeout = ") { "timeout = \"250ms\"".to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, fast).unwrap();
+    (dir, vec![path])
 }
 
 async fn setup(db: &str) {
@@ -28,17 +41,19 @@ async fn rows(db: &str) -> i64 {
     }
 }
 
+/// Held, nobody decided, refused at the timeout: 57014 naming the request.
 fn assert_held(e: &tokio_postgres::Error) {
-    assert_eq!(code(e), "42501", "{e}");
+    assert_eq!(code(e), "57014", "{e}");
     let msg = e.as_db_error().unwrap().message();
-    assert!(msg.contains("approval is required") && msg.contains("rule"), "{msg}");
+    assert!(msg.contains("approval request") && msg.contains("timed out"), "{msg}");
 }
 
 #[tokio::test]
 async fn held_statements_never_reach_the_database_in_the_simple_protocol() {
     let db = pg().create_db();
     setup(&db).await;
-    let p = proxy().rules(&default_rules()).start().await;
+    let (_rules, paths) = fast("default.toml");
+    let p = proxy().rules(&paths).start().await;
     let c = p.connect(&db).await;
     for sql in [
         "DROP TABLE t",
@@ -88,7 +103,8 @@ async fn held_statements_never_reach_the_database_in_the_simple_protocol() {
 async fn held_statements_never_reach_the_database_in_the_extended_protocol() {
     let db = pg().create_db();
     setup(&db).await;
-    let p = proxy().rules(&default_rules()).start().await;
+    let (_rules, paths) = fast("default.toml");
+    let p = proxy().rules(&paths).start().await;
     let c = p.connect(&db).await;
     // Parse/Describe alone runs nothing and is allowed; Execute is judged.
     let stmt = c.prepare("DROP TABLE t").await.expect("preparing runs nothing");
@@ -126,7 +142,8 @@ async fn held_statements_never_reach_the_database_in_the_extended_protocol() {
 async fn sql_level_prepare_is_judged_at_execute() {
     let db = pg().create_db();
     setup(&db).await;
-    let p = proxy().rules(&default_rules()).start().await;
+    let (_rules, paths) = fast("default.toml");
+    let p = proxy().rules(&paths).start().await;
     let c = p.connect(&db).await;
     c.batch_execute("PREPARE wipe AS DELETE FROM t").await.expect("PREPARE runs nothing");
     assert_held(&c.simple_query("EXECUTE wipe").await.unwrap_err());
@@ -146,7 +163,8 @@ async fn sql_level_prepare_is_judged_at_execute() {
 async fn refusal_inside_a_transaction_aborts_it_as_the_client_is_told() {
     let db = pg().create_db();
     setup(&db).await;
-    let p = proxy().rules(&default_rules()).start().await;
+    let (_rules, paths) = fast("default.toml");
+    let p = proxy().rules(&paths).start().await;
     let c = p.connect(&db).await;
     c.batch_execute("BEGIN").await.unwrap();
     c.execute("INSERT INTO t VALUES (50, 'in txn')", &[]).await.unwrap();
@@ -165,7 +183,7 @@ async fn refusal_inside_a_transaction_aborts_it_as_the_client_is_told() {
 async fn deny_rules_answer_with_their_message() {
     let db = pg().create_db();
     setup(&db).await;
-    let strict = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/strict.toml")];
+    let (_rules, strict) = fast("strict.toml");
     let p = proxy().rules(&strict).start().await;
     let c = p.connect(&db).await;
     let e = c.simple_query("GRANT SELECT ON t TO PUBLIC").await.unwrap_err();
@@ -184,7 +202,7 @@ async fn rules_reload_on_change_and_bad_files_keep_the_old_rules() {
     setup(&db).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.toml");
-    let hold_ddl = "[defaults]\naction = \"hold\"\n\n[[rule]]\nname = \"routine\"\ndescription = \"d\"\naction = \"allow\"\ncategories = [\"read\", \"write\", \"session\", \"transaction\"]\n";
+    let hold_ddl = "[defaults]\naction = \"hold\"\ntimeout = \"200ms\"\n\n[[rule]]\nname = \"routine\"\ndescription = \"d\"\naction = \"allow\"\ncategories = [\"read\", \"write\", \"session\", \"transaction\"]\n";
     std::fs::write(&file, hold_ddl).unwrap();
     let p = proxy().rules(std::slice::from_ref(&file)).start().await;
     let c = p.connect(&db).await;

@@ -1,0 +1,97 @@
+//! The hash chain: how a record line is built, hashed and read back.
+//!
+//! A line is `{"seq":N,"prev":"<64 hex>",` followed by the event's own JSON
+//! fields, with no trailing whitespace; lines end in `\n`. `prev` is the hex
+//! sha256 of the previous line's bytes (without its `\n`); the first record
+//! ever has `prev` = 64 zeros and `seq` = 1. Hashing raw bytes (not a
+//! re-serialisation) makes verification independent of JSON formatting:
+//! any changed byte in line N breaks `prev` of line N+1.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::event::Event;
+
+/// `prev` of the first record of a chain.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One parsed line of the trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub seq: u64,
+    pub prev: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Hex sha256 of a line's bytes (without the newline).
+pub fn hash_line(line: &[u8]) -> String {
+    hex::encode(Sha256::digest(line))
+}
+
+/// Build the line for `ev` at position `seq` after a record hashing to `prev`.
+pub fn encode(ev: &Event, seq: u64, prev: &str) -> Result<String, serde_json::Error> {
+    let body = serde_json::to_string(ev)?;
+    // `Event` always serialises as a non-empty object (`ts`, `type`), so its
+    // JSON starts with `{"` and can be spliced after our own two fields.
+    debug_assert!(body.starts_with("{\""));
+    let mut line = String::with_capacity(body.len() + 96);
+    line.push_str("{\"seq\":");
+    line.push_str(&seq.to_string());
+    line.push_str(",\"prev\":\"");
+    line.push_str(prev);
+    line.push_str("\",");
+    line.push_str(&body[1..]);
+    Ok(line)
+}
+
+/// Read every record of `files` (in the order given), failing on the first
+/// line that is not a record. For search and reports; `verify` does the
+/// integrity checking.
+pub fn read_records(files: &[PathBuf]) -> Result<Vec<Record>, super::Error> {
+    let mut out = Vec::new();
+    for path in files {
+        for_each_line(path, |lineno, line, _complete| {
+            let rec: Record = serde_json::from_slice(line).map_err(|e| super::Error::Corrupt {
+                path: path.clone(),
+                line: lineno,
+                reason: e.to_string(),
+            })?;
+            out.push(rec);
+            Ok(())
+        })?;
+    }
+    out.sort_by_key(|r| r.seq);
+    Ok(out)
+}
+
+/// Call `f(line_number_from_1, bytes_without_newline, ended_with_newline)`
+/// for each line of `path`.
+pub(crate) fn for_each_line(
+    path: &Path,
+    mut f: impl FnMut(usize, &[u8], bool) -> Result<(), super::Error>,
+) -> Result<(), super::Error> {
+    let file = File::open(path).map_err(|e| super::Error::io(path, "open", e))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut buf = Vec::new();
+    let mut lineno = 0;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| super::Error::io(path, "read", e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        lineno += 1;
+        let complete = buf.last() == Some(&b'\n');
+        if complete {
+            buf.pop();
+        }
+        f(lineno, &buf, complete)?;
+    }
+}

@@ -1,0 +1,942 @@
+//! Audit trail: typed, hash-chained records of everything an agent attempted
+//! and what humans and rules decided, plus the auditor's tools.
+//!
+//! Place in the flow: the session loop builds an [`Event`] for each session
+//! start/end, statement, approval step, policy load, admin action and refused
+//! login, and hands it to [`Auditor::record`] (ordinary records) or
+//! [`Auditor::record_durable`] (approval requests and decisions, which must be
+//! on disk before an approved statement goes upstream).
+//!
+//! Writing: one dedicated OS thread ("audit-writer", with its own
+//! single-threaded tokio runtime) owns the sinks. Callers only move the
+//! event into a bounded queue; the writer applies the text policy (redaction
+//! happens there, not on the session's thread), assigns `seq`, chains `prev`,
+//! serialises, and group-commits: it writes and fsyncs when the oldest
+//! unflushed record is `flush_interval` old (default 50 ms), at once when a
+//! durable record or flush is waiting, or when 4 MiB are buffered.
+//!
+//! Crash-loss window: records passed to `record` and not yet fsynced, i.e. at
+//! most `flush_interval` plus one fsync's duration of ordinary statement
+//! records (plus whatever sits in the queue if a sink is stalled). Records
+//! acknowledged by `record_durable` or followed by a completed `flush` are
+//! never lost. A torn last line after a crash is cut off at the next start
+//! and the cut is itself recorded (`audit_started.recovered`).
+//!
+//! Sinks (`sink`): the chained JSON Lines file with rotation and a `.head`
+//! sidecar, stdout, and a PostgreSQL table with the same lines and hashes.
+//! Durable means: stored by every configured sink (file fsynced, stdout
+//! flushed, PostgreSQL committed).
+//!
+//! One writer per file: there is no cross-process lock, so two proxies must
+//! not share an audit file (each gets its own chain, file and table).
+//!
+//! Under `on_sink_failure = "refuse"`, `record` never waits: a full queue is
+//! an error the session turns into a refused statement, even during a burst
+//! with healthy sinks (the queue holds `queue_capacity` records, 65536 by
+//! default).
+//!
+//! Tools for auditors: [`verify()`](verify::verify), [`search`](query::search),
+//! [`session_timeline`](query::session_timeline), [`report`](report::report).
+
+pub mod chain;
+pub mod config;
+pub mod event;
+pub mod query;
+pub mod redact;
+pub mod report;
+pub mod sink;
+pub mod verify;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+pub use chain::{GENESIS, Record};
+pub use config::{AuditConfig, FailurePolicy, RawAuditConfig, TextMode, validate};
+pub use event::{Event, EventKind, Outcome, Timestamp};
+pub use query::{Filter, search, session_timeline};
+pub use redact::{redact, scrub_secrets};
+pub use report::{ReportFormat, report};
+pub use verify::{Problem, VerifyReport, trail_files, verify};
+
+use sink::{FileSink, Line, PgSink, StdoutSink};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("audit file {path}: {op} failed: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: std::io::Error,
+    },
+    #[error("audit file {path} line {line}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error(
+        "audit file {path} ends at seq {found} but its .head sidecar records seq {expected}: records were removed; run verify and move the files aside before starting"
+    )]
+    TailBehindHead {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+    #[error("audit sink {sink} is failing: {reason}")]
+    SinkFailing { sink: &'static str, reason: String },
+    #[error("audit queue is full ({capacity} records waiting for the writer)")]
+    QueueFull { capacity: usize },
+    #[error("audit event could not be encoded: {0}")]
+    Encode(String),
+    #[error("the auditor has shut down")]
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, op: &'static str, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
+    }
+}
+
+/// Counters for `/metrics`. All monotonic except `records_pending`.
+#[derive(Debug, Default)]
+pub struct AuditMetrics {
+    /// Records stored by every sink.
+    pub records_written: AtomicU64,
+    /// Records accepted by `record*` and not yet stored by every sink.
+    pub records_pending: AtomicU64,
+    /// Failed sink writes (each retry that fails counts).
+    pub write_errors: AtomicU64,
+    /// Successful fsyncs of the audit file.
+    pub fsyncs: AtomicU64,
+    /// Records the caller was told could not be accepted (queue full or
+    /// sinks failing under `refuse`). Never silently dropped: the caller got
+    /// an `Err` for each.
+    pub records_refused: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    /// Test hook: make file writes fail (root ignores permissions, so
+    /// tests cannot make a file unwritable by chmod).
+    #[cfg(test)]
+    pub(crate) fail_writes: AtomicBool,
+}
+
+impl AuditMetrics {
+    /// The most recent sink error, if any since start.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, e: &Error) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    pub(crate) fn inc_fsync(&self) {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// The event is moved, not boxed: one allocation less per record, and the
+// queue's blocks are allocated lazily.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Event(Event, Option<oneshot::Sender<Result<(), Error>>>),
+    Flush(oneshot::Sender<Result<(), Error>>),
+    Shutdown(oneshot::Sender<Result<(), Error>>),
+}
+
+struct Shared {
+    cfg: AuditConfig,
+    healthy: AtomicBool,
+    metrics: AuditMetrics,
+}
+
+/// Handle to the audit writer. Cheap to clone; all clones feed one chain.
+#[derive(Clone)]
+pub struct Auditor {
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+/// The writer thread. Await [`AuditTask::join`] after [`Auditor::shutdown`]
+/// (or after dropping every `Auditor`, which also flushes and stops it).
+pub struct AuditTask {
+    done: oneshot::Receiver<Result<(), Error>>,
+}
+
+impl AuditTask {
+    /// Wait for the writer to finish; returns its final error, if any.
+    pub async fn join(self) -> Result<(), Error> {
+        self.done.await.unwrap_or(Err(Error::Closed))
+    }
+}
+
+impl Auditor {
+    /// Open the sinks and start the writer thread.
+    ///
+    /// # Errors
+    /// The file or its directory cannot be opened or written (the error names
+    /// the path), the file's tail is damaged beyond a torn last line, the
+    /// `.head` sidecar shows records were removed, or PostgreSQL cannot be
+    /// reached or its table belongs to another chain.
+    pub async fn start(cfg: AuditConfig) -> Result<(Auditor, AuditTask), Error> {
+        let (tx, rx) = mpsc::channel(cfg.queue_capacity);
+        let shared = Arc::new(Shared {
+            cfg,
+            healthy: AtomicBool::new(true),
+            metrics: AuditMetrics::default(),
+        });
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        let sh = shared.clone();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                // However the writer ends (shutdown, error, panic), nothing
+                // is audited any more: sessions must see that.
+                let unhealthy_on_exit = UnhealthyOnDrop(sh.clone());
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(Error::SinkFailing {
+                            sink: "writer",
+                            reason: format!("runtime: {e}"),
+                        }));
+                        return;
+                    }
+                };
+                let res = rt.block_on(async move {
+                    let mut w = match Writer::open(sh).await {
+                        Ok(w) => w,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return Ok(());
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    w.run(rx).await
+                });
+                // Unhealthy before `join` returns (on panic the guard, a
+                // local, drops before the captured `done_tx`).
+                drop(unhealthy_on_exit);
+                let _ = done_tx.send(res);
+            })
+            .map_err(|e| Error::SinkFailing {
+                sink: "writer",
+                reason: format!("spawn thread: {e}"),
+            })?;
+        ready_rx.await.unwrap_or(Err(Error::Closed))?;
+        Ok((Auditor { tx, shared }, AuditTask { done: done_rx }))
+    }
+
+    /// Queue an ordinary record. Returns at once unless the queue is full:
+    /// then it waits (`block`) or fails with `QueueFull` (`refuse`). Never
+    /// does I/O on the caller's task.
+    ///
+    /// # Cancel safety
+    /// Cancelling while waiting for queue space drops the event; the caller
+    /// then knows it was not recorded.
+    pub async fn record(&self, ev: Event) -> Result<(), Error> {
+        self.send(Msg::Event(ev, None)).await
+    }
+
+    /// Queue a record without ever waiting; `QueueFull` if there is no room
+    /// (under either policy), for contexts that cannot await.
+    pub fn try_record(&self, ev: Event) -> Result<(), Error> {
+        self.try_send(Msg::Event(ev, None))
+    }
+
+    /// Queue a record from a context that cannot await (the relay's hot
+    /// path). Never drops it under `block`: if the queue is full, a task
+    /// waits for room (the record may land slightly later than its
+    /// neighbours; its timestamp is kept). Under `refuse` a full queue
+    /// refuses it, counted in `records_refused`, and sessions stop taking
+    /// new statements while `is_healthy()` is false.
+    pub fn emit(&self, ev: Event) {
+        self.shared.metrics.records_pending.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(Msg::Event(ev, None)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) if self.policy() == FailurePolicy::Block => {
+                let tx = self.tx.clone();
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    if tx.send(msg).await.is_err() {
+                        shared.metrics.records_pending.fetch_sub(1, Ordering::Relaxed);
+                        tracing::error!("audit writer gone; record lost");
+                    }
+                });
+            }
+            Err(e) => {
+                self.shared.metrics.records_pending.fetch_sub(1, Ordering::Relaxed);
+                self.shared.metrics.records_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "audit record refused");
+            }
+        }
+    }
+
+    /// Record and return only once every sink has stored it (file fsynced).
+    /// Use for approval requests and decisions, before acting on them.
+    ///
+    /// # Errors
+    /// Under `refuse`, fails at once while sinks are failing. Under `block`,
+    /// waits until the sinks recover.
+    pub async fn record_durable(&self, ev: Event) -> Result<(), Error> {
+        if self.shared.cfg.on_sink_failure == FailurePolicy::Refuse && !self.is_healthy() {
+            self.shared
+                .metrics
+                .records_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(self.failing());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Event(ev, Some(tx))).await?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Wait until every record queued before this call is stored.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send_ctl(Msg::Flush(tx)).await?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// False while a sink is failing; sessions should refuse new statements
+    /// when the policy is `refuse`.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    pub fn policy(&self) -> FailurePolicy {
+        self.shared.cfg.on_sink_failure
+    }
+
+    pub fn metrics(&self) -> &AuditMetrics {
+        &self.shared.metrics
+    }
+
+    /// Write `audit_stopped`, flush and fsync everything, stop the writer.
+    /// Under `block` with a failing sink this waits for the sink: wrap it in
+    /// the shutdown deadline.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send_ctl(Msg::Shutdown(tx)).await?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    fn failing(&self) -> Error {
+        Error::SinkFailing {
+            sink: "audit",
+            reason: self
+                .shared
+                .metrics
+                .last_error()
+                .unwrap_or_else(|| "unknown".into()),
+        }
+    }
+
+    async fn send(&self, msg: Msg) -> Result<(), Error> {
+        if self.shared.cfg.on_sink_failure == FailurePolicy::Refuse {
+            return self.try_send(msg);
+        }
+        self.shared
+            .metrics
+            .records_pending
+            .fetch_add(1, Ordering::Relaxed);
+        self.tx.send(msg).await.map_err(|_| {
+            self.shared
+                .metrics
+                .records_pending
+                .fetch_sub(1, Ordering::Relaxed);
+            Error::Closed
+        })
+    }
+
+    fn try_send(&self, msg: Msg) -> Result<(), Error> {
+        self.shared
+            .metrics
+            .records_pending
+            .fetch_add(1, Ordering::Relaxed);
+        self.tx.try_send(msg).map_err(|e| {
+            self.shared
+                .metrics
+                .records_pending
+                .fetch_sub(1, Ordering::Relaxed);
+            match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    self.shared
+                        .metrics
+                        .records_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        capacity = self.shared.cfg.queue_capacity,
+                        "audit queue full; record refused"
+                    );
+                    Error::QueueFull {
+                        capacity: self.shared.cfg.queue_capacity,
+                    }
+                }
+                mpsc::error::TrySendError::Closed(_) => Error::Closed,
+            }
+        })
+    }
+
+    /// Control messages wait for room under either policy: they carry no
+    /// event, and a shutdown must get through.
+    async fn send_ctl(&self, msg: Msg) -> Result<(), Error> {
+        self.tx.send(msg).await.map_err(|_| Error::Closed)
+    }
+}
+
+struct UnhealthyOnDrop(Arc<Shared>);
+
+impl Drop for UnhealthyOnDrop {
+    fn drop(&mut self) {
+        self.0.healthy.store(false, Ordering::Release);
+    }
+}
+
+/// Buffered bytes that force a write before the flush deadline.
+const MAX_BUFFERED: usize = 4 * 1024 * 1024;
+
+struct Writer {
+    shared: Arc<Shared>,
+    last_seq: u64,
+    last_hash: String,
+    /// First seq and time of the active file's first record (rotation).
+    file_first: Option<(u64, Timestamp)>,
+    /// Bytes assigned to the active file, stored or not.
+    file_bytes: u64,
+    pending: VecDeque<Line>,
+    pending_bytes: usize,
+    /// (seq that must be stored, who waits). Control waiters use the last
+    /// assigned seq.
+    waiters: Vec<(u64, oneshot::Sender<Result<(), Error>>)>,
+    oldest_unflushed: Option<Instant>,
+    file: Option<FileSink>,
+    stdout: Option<StdoutSink>,
+    pg: Option<PgSink>,
+}
+
+impl Writer {
+    async fn open(shared: Arc<Shared>) -> Result<Writer, Error> {
+        let cfg = &shared.cfg;
+        let (file, resume) = match &cfg.file {
+            Some(p) => {
+                let (f, r) = FileSink::open(p)?;
+                (Some(f), Some(r))
+            }
+            None => (None, None),
+        };
+        let (last_seq, last_hash) = resume.as_ref().map_or((0, GENESIS.to_string()), |r| {
+            (r.last_seq, r.last_hash.clone())
+        });
+        let pg = match &cfg.postgres_url {
+            Some(url) => {
+                let mut pg = PgSink::new(url.clone(), cfg.postgres_table.clone(), last_seq);
+                pg.check_start(last_seq, &last_hash).await?;
+                Some(pg)
+            }
+            None => None,
+        };
+        let file_first = resume
+            .as_ref()
+            .and_then(|r| r.file_first.as_ref())
+            .map(|(s, ts)| (*s, Timestamp::parse(ts).unwrap_or(Timestamp::now())));
+        let mut w = Writer {
+            last_seq,
+            last_hash,
+            file_first,
+            file_bytes: resume.as_ref().map_or(0, |r| r.file_len),
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            waiters: Vec::new(),
+            oldest_unflushed: None,
+            file,
+            stdout: cfg.stdout.then_some(StdoutSink { acked: last_seq }),
+            pg,
+            shared: shared.clone(),
+        };
+        let started = Event::now(EventKind::AuditStarted(event::AuditStarted {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            statement_text: cfg.statement_text.as_str().to_string(),
+            log_parameters: cfg.log_parameters,
+            recovered: resume.and_then(|r| r.recovered),
+        }));
+        w.shared
+            .metrics
+            .records_pending
+            .fetch_add(1, Ordering::Relaxed);
+        w.push(started)?;
+        // The start record is durable before anyone can record: a failing
+        // sink shows up here, as a start error naming the path.
+        w.flush_sinks().await?;
+        Ok(w)
+    }
+
+    async fn run(&mut self, mut rx: mpsc::Receiver<Msg>) -> Result<(), Error> {
+        let flush_interval = self.shared.cfg.flush_interval;
+        let mut backoff = Duration::from_millis(50);
+        let mut retry_at: Option<Instant> = None;
+        let mut shutting_down = false;
+        let mut closed = false;
+        loop {
+            let deadline = [
+                retry_at,
+                if retry_at.is_none() {
+                    self.oldest_unflushed.map(|t| t + flush_interval)
+                } else {
+                    None
+                },
+                self.rotation_due_at(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            // While a sink is failing, stop taking messages so the bounded
+            // queue pushes back on callers (or refuses, per policy).
+            let receive = retry_at.is_none() && !closed && !shutting_down;
+            let mut urgent = false;
+            tokio::select! {
+                m = rx.recv(), if receive => match m {
+                    Some(m) => {
+                        urgent |= self.handle(m, &mut shutting_down);
+                        // Take whatever else is queued: one batch, one fsync.
+                        for _ in 0..16_384 {
+                            match rx.try_recv() {
+                                Ok(m) => urgent |= self.handle(m, &mut shutting_down),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => {
+                        closed = true;
+                        self.push_internal(EventKind::AuditStopped(event::AuditStopped { reason: "all auditor handles dropped".into() }));
+                        urgent = true;
+                    }
+                },
+                _ = sleep_until_opt(deadline) => {}
+            }
+            if self.rotation_due_at().is_some_and(|t| t <= Instant::now()) {
+                self.push_rotation();
+            }
+            let now = Instant::now();
+            let due = urgent
+                || shutting_down
+                || closed
+                || retry_at.is_some_and(|t| t <= now)
+                || self
+                    .oldest_unflushed
+                    .is_some_and(|t| t + flush_interval <= now)
+                || self.pending_bytes >= MAX_BUFFERED;
+            if retry_at.is_some_and(|t| t > now)
+                || !due
+                || (self.pending.is_empty() && self.waiters.is_empty())
+            {
+                continue;
+            }
+            match self.flush_sinks().await {
+                Ok(()) => {
+                    retry_at = None;
+                    backoff = Duration::from_millis(50);
+                    if shutting_down || closed {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    if self.shared.cfg.on_sink_failure == FailurePolicy::Refuse {
+                        for (_, w) in self.waiters.drain(..) {
+                            let _ = w.send(Err(Error::SinkFailing {
+                                sink: "audit",
+                                reason: e.to_string(),
+                            }));
+                        }
+                        if shutting_down || closed {
+                            tracing::error!(unwritten = self.pending.len(), cause = %e, "audit writer stopping with records not stored");
+                            return Err(e);
+                        }
+                    }
+                    retry_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Returns true when the message wants an immediate flush.
+    fn handle(&mut self, m: Msg, shutting_down: &mut bool) -> bool {
+        match m {
+            Msg::Event(ev, waiter) => {
+                let urgent = waiter.is_some();
+                match self.push(ev) {
+                    Ok(seq) => {
+                        if let Some(w) = waiter {
+                            self.waiters.push((seq, w));
+                        }
+                    }
+                    Err(e) => {
+                        self.shared
+                            .metrics
+                            .records_pending
+                            .fetch_sub(1, Ordering::Relaxed);
+                        self.shared
+                            .metrics
+                            .write_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.shared.metrics.set_last_error(&e);
+                        tracing::error!(cause = %e, "audit event not recorded");
+                        if let Some(w) = waiter {
+                            let _ = w.send(Err(e));
+                        }
+                    }
+                }
+                urgent
+            }
+            Msg::Flush(w) => {
+                self.waiters.push((self.last_seq, w));
+                true
+            }
+            Msg::Shutdown(w) => {
+                if !*shutting_down {
+                    *shutting_down = true;
+                    self.push_internal(EventKind::AuditStopped(event::AuditStopped {
+                        reason: "shutdown".into(),
+                    }));
+                }
+                self.waiters.push((self.last_seq, w));
+                true
+            }
+        }
+    }
+
+    fn push_internal(&mut self, kind: EventKind) {
+        self.shared
+            .metrics
+            .records_pending
+            .fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.push(Event::now(kind)) {
+            self.shared
+                .metrics
+                .records_pending
+                .fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(cause = %e, "internal audit event not recorded");
+        }
+    }
+
+    /// When the active file is due for time-based rotation.
+    fn rotation_due_at(&self) -> Option<Instant> {
+        let interval = self.shared.cfg.rotate_interval?;
+        self.file.as_ref()?;
+        let (_, first_ts) = self.file_first?;
+        let age =
+            Duration::from_micros((Timestamp::now().micros() - first_ts.micros()).max(0) as u64);
+        Some(Instant::now() + interval.saturating_sub(age))
+    }
+
+    fn push_rotation(&mut self) {
+        let Some((first_seq, _)) = self.file_first else {
+            return;
+        };
+        let Some(path) = &self.shared.cfg.file else {
+            return;
+        };
+        let name = sink::archive_name(path, first_seq);
+        self.push_internal(EventKind::Rotated(event::Rotated { archived_as: name }));
+    }
+
+    /// Apply the text policy, chain, encode, queue for the sinks.
+    fn push(&mut self, mut ev: Event) -> Result<u64, Error> {
+        self.apply_text_policy(&mut ev);
+        let rotate_to = match &ev.kind {
+            EventKind::Rotated(r) => Some(r.archived_as.clone()),
+            _ => None,
+        };
+        let mut text = chain::encode(&ev, self.last_seq + 1, &self.last_hash)
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        if rotate_to.is_none()
+            && self.file.is_some()
+            && self.file_first.is_some()
+            && self.file_bytes + text.len() as u64 + 1 > self.shared.cfg.rotate_bytes
+        {
+            self.push_rotation();
+            text = chain::encode(&ev, self.last_seq + 1, &self.last_hash)
+                .map_err(|e| Error::Encode(e.to_string()))?;
+        }
+        let seq = self.last_seq + 1;
+        let hash = chain::hash_line(text.as_bytes());
+        if rotate_to.is_some() {
+            self.file_first = None;
+            self.file_bytes = 0;
+        } else {
+            if self.file_first.is_none() {
+                self.file_first = Some((seq, ev.ts));
+            }
+            self.file_bytes += text.len() as u64 + 1;
+        }
+        self.pending_bytes += text.len() + 1;
+        self.oldest_unflushed.get_or_insert_with(Instant::now);
+        self.pending.push_back(Line {
+            seq,
+            prev: std::mem::replace(&mut self.last_hash, hash.clone()),
+            hash,
+            ts: ev.ts.to_string(),
+            kind: ev.type_name(),
+            text,
+            rotate_to,
+        });
+        self.last_seq = seq;
+        Ok(seq)
+    }
+
+    /// Redaction runs here, on the writer thread: the session hands over
+    /// raw text and cannot forget to redact it.
+    fn apply_text_policy(&self, ev: &mut Event) {
+        let cfg = &self.shared.cfg;
+        match &mut ev.kind {
+            EventKind::Statement(s) => {
+                let held = s.request_id.is_some();
+                let mode = if held {
+                    TextMode::Full
+                } else {
+                    cfg.statement_text
+                };
+                s.sql = match (mode, s.sql.take()) {
+                    (_, None) | (TextMode::None, _) => None,
+                    (TextMode::Full, Some(sql)) => Some(scrub_secrets(&sql)),
+                    (TextMode::Redacted, Some(sql)) => Some(redact(&sql)),
+                };
+                s.text_mode = mode.as_str().to_string();
+                if let Some(p) = &s.parameters {
+                    s.parameter_count = s.parameter_count.max(p.len());
+                }
+                if !cfg.log_parameters {
+                    s.parameters = None;
+                }
+            }
+            EventKind::ApprovalRequested(a) => a.sql = scrub_secrets(&a.sql),
+            _ => {}
+        }
+    }
+
+    /// Bring every sink up to the last assigned seq, then release waiters.
+    async fn flush_sinks(&mut self) -> Result<(), Error> {
+        let metrics = &self.shared.metrics;
+        let mut first_err = None;
+        if let Some(f) = &mut self.file {
+            let todo: Vec<&Line> = self.pending.iter().filter(|l| l.seq > f.acked).collect();
+            if !todo.is_empty() {
+                if let Err(e) = f.write(&todo, metrics) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(s) = &mut self.stdout {
+            let todo: Vec<&Line> = self.pending.iter().filter(|l| l.seq > s.acked).collect();
+            if !todo.is_empty() {
+                if let Err(e) = s.write(&todo) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(p) = &mut self.pg {
+            let todo: Vec<&Line> = self.pending.iter().filter(|l| l.seq > p.acked).collect();
+            if !todo.is_empty() {
+                if let Err(e) = p.write(&todo).await {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        let stored = [
+            self.file.as_ref().map(|f| f.acked),
+            self.stdout.as_ref().map(|s| s.acked),
+            self.pg.as_ref().map(|p| p.acked),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.last_seq);
+        let mut done = 0u64;
+        while self.pending.front().is_some_and(|l| l.seq <= stored) {
+            let l = self.pending.pop_front().expect("checked");
+            self.pending_bytes -= l.text.len() + 1;
+            done += 1;
+        }
+        metrics.records_written.fetch_add(done, Ordering::Relaxed);
+        metrics.records_pending.fetch_sub(done, Ordering::Relaxed);
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.waiters[i].0 <= stored {
+                let (_, w) = self.waiters.swap_remove(i);
+                let _ = w.send(Ok(()));
+            } else {
+                i += 1;
+            }
+        }
+        if self.pending.is_empty() {
+            self.oldest_unflushed = None;
+        }
+        match first_err {
+            None => {
+                if !self.shared.healthy.swap(true, Ordering::AcqRel) {
+                    tracing::info!("audit sinks recovered");
+                }
+                Ok(())
+            }
+            Some(e) => {
+                self.shared.healthy.store(false, Ordering::Release);
+                metrics.write_errors.fetch_add(1, Ordering::Relaxed);
+                metrics.set_last_error(&e);
+                tracing::error!(cause = %e, pending = self.pending.len(), "audit sink write failed; will retry");
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn ev(n: u64) -> Event {
+        Event::now(EventKind::AdminAction(event::AdminAction {
+            actor: "ops".into(),
+            remote_addr: "127.0.0.1".into(),
+            action: format!("action-{n}"),
+            target: None,
+            outcome: "ok".into(),
+        }))
+    }
+
+    async fn eventually(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn config(dir: &Path, policy: FailurePolicy) -> AuditConfig {
+        let mut cfg = AuditConfig::with_file(dir.join("a.jsonl"));
+        cfg.on_sink_failure = policy;
+        cfg.flush_interval = Duration::from_millis(5);
+        cfg.queue_capacity = 16;
+        cfg
+    }
+
+    #[tokio::test]
+    async fn refuse_policy_turns_unhealthy_and_fails_durable_records_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, task) = Auditor::start(config(dir.path(), FailurePolicy::Refuse))
+            .await
+            .unwrap();
+        a.metrics().fail_writes.store(true, Relaxed);
+        a.record(ev(1)).await.unwrap();
+        eventually("unhealthy", || !a.is_healthy()).await;
+        let t = Instant::now();
+        let err = a.record_durable(ev(2)).await.unwrap_err();
+        assert!(t.elapsed() < Duration::from_millis(200));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("a.jsonl") && msg.contains("injected failure"),
+            "{msg}"
+        );
+        assert!(a.metrics().write_errors.load(Relaxed) >= 1);
+        assert!(a.metrics().last_error().unwrap().contains("a.jsonl"));
+        // The writer stops draining while failing, so the bounded queue fills
+        // and `record` refuses instead of growing memory.
+        let mut refused = None;
+        for i in 0..64 {
+            if let Err(e) = a.record(ev(100 + i)).await {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(
+            matches!(refused, Some(Error::QueueFull { capacity: 16 })),
+            "{refused:?}"
+        );
+        assert!(a.metrics().records_refused.load(Relaxed) >= 2);
+
+        a.metrics().fail_writes.store(false, Relaxed);
+        eventually("healthy again", || a.is_healthy()).await;
+        a.record_durable(ev(3)).await.unwrap();
+        a.shutdown().await.unwrap();
+        task.join().await.unwrap();
+        let files = vec![dir.path().join("a.jsonl")];
+        assert!(verify(&files).ok);
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(text.contains("action-1\"") && text.contains("action-3\""));
+        assert!(
+            !text.contains("action-2\""),
+            "refused record must not appear"
+        );
+        assert_eq!(a.metrics().records_pending.load(Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn block_policy_holds_durable_records_until_the_sink_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, task) = Auditor::start(config(dir.path(), FailurePolicy::Block))
+            .await
+            .unwrap();
+        a.metrics().fail_writes.store(true, Relaxed);
+        let a2 = a.clone();
+        let pending = tokio::spawn(async move { a2.record_durable(ev(1)).await });
+        eventually("unhealthy", || !a.is_healthy()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !pending.is_finished(),
+            "durable record returned while the sink fails"
+        );
+        a.metrics().fail_writes.store(false, Relaxed);
+        tokio::time::timeout(Duration::from_secs(10), pending)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(a.is_healthy());
+        let text = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();
+        assert!(text.contains("action-1\""));
+        a.shutdown().await.unwrap();
+        task.join().await.unwrap();
+        assert!(verify(&[dir.path().join("a.jsonl")]).ok);
+        assert!(!a.is_healthy(), "a stopped writer audits nothing");
+        assert!(matches!(a.record(ev(9)).await, Err(Error::Closed)));
+    }
+
+    #[tokio::test]
+    async fn dropping_every_handle_flushes_and_stops_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), FailurePolicy::Block);
+        cfg.flush_interval = Duration::from_secs(10);
+        let (a, task) = Auditor::start(cfg).await.unwrap();
+        a.record(ev(1)).await.unwrap();
+        drop(a);
+        task.join().await.unwrap();
+        let text = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();
+        assert!(text.contains("action-1\"") && text.contains("all auditor handles dropped"));
+        assert!(text.contains("\"statement_text\":\"redacted\",\"log_parameters\":false"));
+    }
+}
