@@ -53,6 +53,10 @@ pub async fn run(rules: Option<&Path>, listen: &str, admin: &str, signal: impl s
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("upstream.pw"), &upstream_pw)?;
     std::fs::write(dir.join("agent.pw"), AGENT_PASSWORD)?;
+    // The reviewer's admin-API token, in the secrets dir (not the environment).
+    let token: String = format!("demo-{:032x}", rand::random::<u128>());
+    std::fs::create_dir_all(dir.join("secrets"))?;
+    std::fs::write(dir.join("secrets").join("AIRLOCK_DEMO_REVIEWER_TOKEN"), &token)?;
     let rules = match rules {
         Some(r) => std::fs::canonicalize(r)?,
         None => {
@@ -62,7 +66,8 @@ pub async fn run(rules: Option<&Path>, listen: &str, admin: &str, signal: impl s
         }
     };
     let text = format!(
-        r#"[listen]
+        r#"secrets_dir = "secrets"
+[listen]
 address = "{listen}"
 [upstream]
 host = "127.0.0.1"
@@ -74,6 +79,9 @@ tls = "disable"
 address = "{admin}"
 [rules]
 paths = [{rules:?}]
+[[api_token]]
+token_env = "AIRLOCK_DEMO_REVIEWER_TOKEN"
+identity = "api:demo-reviewer"
 [[agent]]
 name = "{AGENT}"
 password_file = "agent.pw"
@@ -86,13 +94,20 @@ owner = "U0DEMOOWNER"
     let cfg = Config::load(&path)?;
     let running = app::start(cfg).await?;
     let url = format!("postgresql://{AGENT}:{AGENT_PASSWORD}@127.0.0.1:{}/demo", running.addr.port());
+    let admin = running.admin_addr.map(|a| a.to_string()).unwrap_or_default();
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "pg-airlock".into());
     println!(
         "\npg-airlock demo is running (Ctrl-C stops it and removes everything).\n\n  \
          connect:   psql \"{url}\"\n  \
          try:       SELECT count(*) FROM orders;            -- passes straight through\n  \
-         then:      DROP TABLE orders;                      -- held: a rule requires approval\n  \
-         metrics:   curl http://{}/metrics\n",
-        running.admin_addr.map(|a| a.to_string()).unwrap_or_default()
+         then:      DROP TABLE orders;                      -- held: waits for a reviewer\n\n  \
+         review (another terminal):\n    \
+         export AIRLOCK_ADMIN_URL=http://{admin} AIRLOCK_ADMIN_TOKEN={token}\n    \
+         {exe} approvals list\n    \
+         {exe} approvals approve <id>        # or: deny <id> --reason \"...\"\n\n  \
+         audit:     {exe} audit verify {audit}\n  \
+         metrics:   curl http://{admin}/metrics\n",
+        audit = dir.join("airlock-audit.jsonl").display(),
     );
     signal.await;
     eprintln!("stopping...");

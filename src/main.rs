@@ -52,6 +52,12 @@ enum Cmd {
         config: PathBuf,
         cases: Vec<PathBuf>,
     },
+    /// Tools for auditors: verify the chain, search, timelines, evidence packs.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Review held statements through the admin API (`[[api_token]]`).
+    #[command(subcommand)]
+    Approvals(ApprovalsCmd),
     /// Try it: a throwaway PostgreSQL with sample data behind a proxy
     /// running the default rules. No config file needed.
     Demo {
@@ -68,6 +74,95 @@ enum Cmd {
     HashPassword,
 }
 
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain of an audit trail (all files of a rotation, in
+    /// any order); exit 0 if intact, 1 at the first edited, removed,
+    /// inserted or reordered record.
+    Verify {
+        /// The active trail file; rotated files beside it are found automatically.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print matching records (JSON Lines).
+    Search {
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        session: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        /// allow, deny, held, approved, denied, expired, withdrawn...
+        #[arg(long)]
+        decision: Option<String>,
+        /// RFC 3339 time or YYYY-MM-DD (inclusive).
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 time or YYYY-MM-DD (exclusive).
+        #[arg(long)]
+        until: Option<String>,
+        /// Case-insensitive text anywhere in the record.
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// One session's timeline, readable.
+    Session {
+        id: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Evidence pack for a period: html (with charts), csv or json.
+    Report {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value = "html")]
+        format: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Admin address of the running proxy.
+    #[arg(long, env = "AIRLOCK_ADMIN_URL", default_value = "http://127.0.0.1:9187")]
+    admin: String,
+    /// Bearer token of an `[[api_token]]` (its identity is the approver).
+    #[arg(long, env = "AIRLOCK_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCmd {
+    /// Held statements waiting for a decision.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// One request: SQL, parameters, rules, impact, votes.
+    Show {
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    Approve {
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
@@ -76,6 +171,69 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("pg-airlock: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Expand each named trail file to its whole rotation.
+fn trail(files: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut all = Vec::new();
+    for f in files {
+        let found = pg_airlock::audit::trail_files(f).with_context(|| format!("reading {}", f.display()))?;
+        if found.is_empty() {
+            all.push(f.clone());
+        }
+        for p in found {
+            if !all.contains(&p) {
+                all.push(p);
+            }
+        }
+    }
+    Ok(all)
+}
+
+fn time_arg(s: &Option<String>, name: &str) -> anyhow::Result<Option<pg_airlock::audit::Timestamp>> {
+    s.as_deref()
+        .map(|t| pg_airlock::audit::Timestamp::parse(t).map_err(|e| anyhow::anyhow!("--{name} {t:?}: {e}")))
+        .transpose()
+}
+
+fn audit_cmd(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
+    use pg_airlock::audit;
+    match cmd {
+        AuditCmd::Verify { files } => {
+            let report = audit::verify(&trail(&files)?);
+            println!("{report}");
+            Ok(ExitCode::from(report.exit_code() as u8))
+        }
+        AuditCmd::Search { agent, session, category, decision, since, until, text, files } => {
+            let filter = audit::Filter {
+                agent,
+                session,
+                category,
+                decision,
+                since: time_arg(&since, "since")?,
+                until: time_arg(&until, "until")?,
+                text,
+            };
+            for r in audit::search(&trail(&files)?, &filter)? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Session { id, files } => {
+            print!("{}", audit::session_timeline(&trail(&files)?, &id)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Report { since, until, format, files } => {
+            let format = match format.as_str() {
+                "html" => audit::ReportFormat::Html,
+                "csv" => audit::ReportFormat::Csv,
+                "json" => audit::ReportFormat::Json,
+                other => anyhow::bail!("--format {other:?}: expected html, csv or json"),
+            };
+            print!("{}", audit::report(&trail(&files)?, time_arg(&since, "since")?, time_arg(&until, "until")?, format)?);
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -161,6 +319,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
             rt.block_on(pg_airlock::demo::run(rules.as_deref(), &listen, &admin, pg_airlock::app::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit(cmd) => audit_cmd(cmd),
+        Cmd::Approvals(cmd) => {
+            use pg_airlock::approval::cli;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
+            let out = rt.block_on(async {
+                match cmd {
+                    ApprovalsCmd::List { admin } => cli::cli_list(&admin.admin, &admin.token).await,
+                    ApprovalsCmd::Show { id, admin } => cli::cli_show(&admin.admin, &admin.token, &id).await,
+                    ApprovalsCmd::Approve { id, admin } => cli::cli_approve(&admin.admin, &admin.token, &id).await,
+                    ApprovalsCmd::Deny { id, reason, admin } => {
+                        cli::cli_deny(&admin.admin, &admin.token, &id, reason.as_deref()).await
+                    }
+                }
+            });
+            match out {
+                Ok(text) => {
+                    println!("{}", text.trim_end());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("pg-airlock approvals: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Cmd::HashPassword => {
             let mut pw = String::new();
