@@ -302,7 +302,7 @@ impl crate::approval::ApprovalObserver for AuditObserver {
             _ => return,
         };
         self.0.emit(Event::now(EventKind::AdminAction(crate::audit::event::AdminAction {
-            actor: if actor.id.starts_with(&format!("{}:", actor.via)) { actor.id.clone() } else { format!("{}:{}", actor.via, actor.id) },
+            actor: actor.label(),
             remote_addr: String::new(),
             action: action.to_string(),
             target: Some(ev.request_id.clone()),

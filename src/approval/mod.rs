@@ -102,6 +102,15 @@ pub struct Decider {
 }
 
 impl Decider {
+    /// `slack:U123`, `api:alice`: who decided, with the channel they used.
+    pub fn label(&self) -> String {
+        if self.id.starts_with(&format!("{}:", self.via)) {
+            self.id.clone()
+        } else {
+            format!("{}:{}", self.via, self.id)
+        }
+    }
+
     fn system() -> Decider {
         Decider {
             id: "pg-airlock".into(),

@@ -543,7 +543,7 @@ impl Inbound<'_> {
                         message: "pg-airlock: approval does not match this statement; nothing was run".into(),
                     });
                 }
-                let names: Vec<String> = approvers.iter().map(decider_name).collect();
+                let names: Vec<String> = approvers.iter().map(approval::Decider::label).collect();
                 // The decision is on disk before the statement is sent.
                 if let Err(e) = proxy.audit.record_durable(decided(decision::APPROVED, names, None)).await {
                     pending.withdraw("the audit trail is unavailable").await;
@@ -559,7 +559,7 @@ impl Inbound<'_> {
             }
             approval::Outcome::Denied { by, reason } => {
                 let who = by.name.clone().unwrap_or_else(|| by.id.clone());
-                let _ = proxy.audit.record_durable(decided(decision::DENIED, vec![decider_name(&by)], reason.clone())).await;
+                let _ = proxy.audit.record_durable(decided(decision::DENIED, vec![by.label()], reason.clone())).await;
                 draft.decision = decision::DENIED.into();
                 Ok(HoldEnd::Refused {
                     code: sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -606,11 +606,6 @@ impl Inbound<'_> {
             tracing::error!(error = %e, request = id, "cannot record closed approval request");
         }
     }
-}
-
-/// `slack:U123`, `api:alice`: who decided, with the channel they used.
-fn decider_name(d: &approval::Decider) -> String {
-    if d.id.starts_with(&format!("{}:", d.via)) { d.id.clone() } else { format!("{}:{}", d.via, d.id) }
 }
 
 enum HoldEnd {
