@@ -551,7 +551,7 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         shutdown_timeout: duration_or(&l.shutdown_timeout, Duration::from_secs(30), "limits.shutdown_timeout", at, problems),
         max_sessions: l.max_sessions.unwrap_or(1000),
         max_statement_bytes: l.max_statement_bytes.unwrap_or(256 << 10) as usize,
-        classify_cache_bytes: l.classify_cache_bytes.unwrap_or(64 << 20),
+        classify_cache_bytes: l.classify_cache_bytes.unwrap_or(16 << 20),
     };
     if limits.max_message_bytes < 1024 {
         problems.push(at.problem("limits.max_message_bytes", "must be at least 1024".into()));

@@ -489,6 +489,8 @@ impl Writer {
     }
 
     async fn run(&mut self, mut rx: mpsc::Receiver<Msg>) -> Result<(), Error> {
+        /// How long the writer lets ordinary records pile up between wake-ups.
+        const LINGER: Duration = Duration::from_millis(2);
         let flush_interval = self.shared.cfg.flush_interval;
         let mut backoff = Duration::from_millis(50);
         let mut retry_at: Option<Instant> = None;
@@ -511,9 +513,11 @@ impl Writer {
             // queue pushes back on callers (or refuses, per policy).
             let receive = retry_at.is_none() && !closed && !shutting_down;
             let mut urgent = false;
+            let mut received = false;
             tokio::select! {
                 m = rx.recv(), if receive => match m {
                     Some(m) => {
+                        received = true;
                         urgent |= self.handle(m, &mut shutting_down);
                         // Take whatever else is queued: one batch, one fsync.
                         for _ in 0..16_384 {
@@ -530,6 +534,13 @@ impl Writer {
                     }
                 },
                 _ = sleep_until_opt(deadline) => {}
+            }
+            if received && !urgent && self.pending_bytes < MAX_BUFFERED {
+                // Linger briefly before listening again: records that
+                // arrive meanwhile queue up without waking this thread,
+                // so a busy proxy pays one wake-up per batch, not one per
+                // statement. Durable records wait at most this much more.
+                tokio::time::sleep(LINGER.min(flush_interval)).await;
             }
             if self.rotation_due_at().is_some_and(|t| t <= Instant::now()) {
                 self.push_rotation();

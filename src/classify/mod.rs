@@ -231,6 +231,7 @@ pub fn extract_reason(sql: &str) -> Option<String> {
 pub struct Classifier {
     opts: Options,
     cache: moka::sync::Cache<Arc<str>, Arc<Classification>>,
+    doorkeeper: Doorkeeper,
 }
 
 impl Classifier {
@@ -240,10 +241,11 @@ impl Classifier {
         let cache = moka::sync::Cache::builder()
             .max_capacity(cache_bytes)
             .weigher(|sql: &Arc<str>, class: &Arc<Classification>| {
-                u32::try_from(sql.len() + estimated_size(class)).unwrap_or(u32::MAX)
+                // + the cache's own per-entry overhead (keys, nodes, Arcs).
+                u32::try_from(sql.len() + estimated_size(class) + 256).unwrap_or(u32::MAX)
             })
             .build();
-        Classifier { opts, cache }
+        Classifier { opts, cache, doorkeeper: Doorkeeper::default() }
     }
 
     pub fn options(&self) -> &Options {
@@ -256,11 +258,40 @@ impl Classifier {
         }
         let class = Arc::new(classify(sql, &self.opts));
         // Over-long texts are cheap to classify (length check) and would
-        // only evict useful entries.
-        if sql.len() <= self.opts.max_len {
+        // only evict useful entries. A text is cached the second time it is
+        // seen: statements with inline literals (`WHERE id = 42`) are
+        // mostly unique, and inserting each one would cost an insert and
+        // an eviction per statement for no hit.
+        if sql.len() <= self.opts.max_len && self.doorkeeper.seen_before(sql) {
             self.cache.insert(Arc::from(sql), Arc::clone(&class));
         }
         class
+    }
+}
+
+/// A lossy "seen this text before?" filter: one hash per slot, newest wins.
+/// False answers only delay caching; they never change a classification.
+struct Doorkeeper {
+    slots: Box<[std::sync::atomic::AtomicU64]>,
+}
+
+impl Default for Doorkeeper {
+    fn default() -> Self {
+        Doorkeeper { slots: (0..8192).map(|_| std::sync::atomic::AtomicU64::new(0)).collect() }
+    }
+}
+
+impl Doorkeeper {
+    fn seen_before(&self, sql: &str) -> bool {
+        use std::hash::Hasher;
+        use std::sync::atomic::Ordering::Relaxed;
+        // Fixed keys: the same text must land in the same slot every time.
+        // Collisions only cost a parse, never a wrong classification.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        h.write(sql.as_bytes());
+        let hash = h.finish() | 1;
+        let slot = &self.slots[(hash as usize) % self.slots.len()];
+        slot.swap(hash, Relaxed) == hash
     }
 }
 
