@@ -357,20 +357,9 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
-/// Parse `"90s"`, `"2m"`, `"1500ms"`, `"1h"`.
+/// Parse `"90s"`, `"2m"`, `"1500ms"`, `"1h"` (see [`crate::duration::parse`]).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like \"30s\", \"5m\", \"250ms\""))?;
-    let d = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{s:?} has no unit (use ms, s, m or h)")),
-    };
-    Ok(d)
+    crate::duration::parse(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// Look up a secret by name: the environment first, then `secrets_dir`.

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod classify;
 pub mod config;
 pub mod demo;
+pub mod duration;
 pub mod engine;
 pub mod identity;
 pub mod impact;

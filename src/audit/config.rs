@@ -268,25 +268,9 @@ fn redact_conn_error(msg: &str, url: &str) -> String {
     }
 }
 
-/// `250ms`, `5s`, `15m`, `24h`, `7d`.
+/// `250ms`, `5s`, `15m`, `24h`, `7d` (see [`crate::duration::parse`]).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 50ms, 30s, 15m, 24h, 7d"))?;
-    let ms = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("{s:?} has no unit; use ms, s, m, h or d")),
-    };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    crate::duration::parse(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 #[cfg(test)]

@@ -779,64 +779,9 @@ fn is_slack_id(s: &str) -> bool {
 /// spaces: `"90s"`, `"2m"`, `"1h30m"`, `"1m30s"`. Bounded to 1 s..=24 h,
 /// the range that makes sense for a human approval.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s.is_empty() {
-        return Err("empty; write e.g. \"90s\" or \"2m\"".into());
-    }
-    if s.contains(char::is_whitespace) {
-        return Err("no spaces allowed; write e.g. \"90s\", \"5m\" or \"1m30s\"".into());
-    }
-    // Milliseconds, alone: short holds for tests and latency-sensitive
-    // pipelines ("500ms"); at least 100ms so a hold can be decided at all.
-    if let Some(ms) = s.strip_suffix("ms")
-        && !ms.is_empty()
-        && ms.bytes().all(|b| b.is_ascii_digit())
-    {
-        let ms: u64 = ms.parse().map_err(|_| "number too large".to_string())?;
-        if ms < 100 {
-            return Err("must be at least 100ms".into());
-        }
-        let d = Duration::from_millis(ms);
-        if d > MAX_TIMEOUT {
-            return Err("must be at most 24h".into());
-        }
-        return Ok(d);
-    }
-    let mut total: u64 = 0;
-    let mut last_rank = u8::MAX;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!(
-                "expected a number at `{rest}`; write e.g. \"90s\" or \"2m\""
-            ));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| "number too large".to_string())?;
-        rest = &rest[digits..];
-        let (unit_secs, rank, len) = match rest.chars().next() {
-            Some('h') => (3600, 2, 1),
-            Some('m') => (60, 1, 1),
-            Some('s') => (1, 0, 1),
-            Some(c) => return Err(format!("unknown unit `{c}`; use h, m or s")),
-            None => return Err("missing unit; use h, m or s, e.g. \"90s\"".into()),
-        };
-        if rank >= last_rank {
-            return Err("units must appear once each, largest first (e.g. \"1m30s\")".into());
-        }
-        last_rank = rank;
-        rest = &rest[len..];
-        total = n
-            .checked_mul(unit_secs)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| "duration too large".to_string())?;
-    }
-    let d = Duration::from_secs(total);
-    if d.is_zero() {
-        return Err("must be at least 1s".into());
+    let d = crate::duration::parse(s)?;
+    if d < Duration::from_millis(100) {
+        return Err("must be at least 100ms".into());
     }
     if d > MAX_TIMEOUT {
         return Err("must be at most 24h".into());
