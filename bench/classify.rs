@@ -1,0 +1,65 @@
+//! Classification cost, uncached and cached, for short, medium and long
+//! statements, plus rule evaluation. Run: `cargo bench --bench classify`.
+//! (A plain timing loop: median of several batches, reported in
+//! microseconds per call; compare runs on the same machine.)
+
+use pg_airlock::classify::{Classifier, Options, classify};
+use pg_airlock::rules::{RuleSet, Subject};
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn median_us(batches: usize, per_batch: usize, mut f: impl FnMut(usize)) -> f64 {
+    let mut samples: Vec<f64> = (0..batches)
+        .map(|b| {
+            let t = Instant::now();
+            for i in 0..per_batch {
+                f(b * per_batch + i);
+            }
+            t.elapsed().as_secs_f64() * 1e6 / per_batch as f64
+        })
+        .collect();
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let short = "SELECT abalance FROM pgbench_accounts WHERE aid = 4711".to_string();
+    let medium = "WITH recent AS (SELECT o.id, o.user_id, sum(o.amount) AS total FROM orders o \
+        JOIN users u ON u.id = o.user_id LEFT JOIN LATERAL (SELECT count(*) FROM delete_log d WHERE d.note = u.name) x ON true \
+        WHERE o.status IN ('paid', 'refunded') AND o.amount > 10 GROUP BY o.id, o.user_id HAVING sum(o.amount) > 100) \
+        SELECT u.name, r.total, coalesce(lower(u.email), 'n/a') FROM recent r JOIN users u ON u.id = r.user_id ORDER BY r.total DESC LIMIT 50"
+        .to_string();
+    let long = {
+        let mut s = String::from("INSERT INTO orders (user_id, amount, status) VALUES ");
+        for i in 0..2000 {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&format!("({i}, {}.50, 'paid')", i % 97));
+        }
+        s
+    };
+    let rules = RuleSet::load(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")]).expect("rules");
+    let subject = Subject { agent: "billing-bot", application_name: "bench", database: "app" };
+    let opts = Options::default();
+
+    println!("| statement | bytes | uncached parse+classify (us) | cached lookup (us) | rules.evaluate (us) |");
+    println!("|---|---|---|---|---|");
+    for (name, sql, batches, per) in [("short", &short, 15, 2000), ("medium", &medium, 15, 500), ("long (2000-row INSERT)", &long, 7, 5)] {
+        let uncached = median_us(batches, per, |_| {
+            black_box(classify(black_box(sql), &opts));
+        });
+        let cache = Classifier::new(Options::default(), 16 << 20);
+        cache.classify(sql);
+        cache.classify(sql);
+        let cached = median_us(batches, per * 10, |_| {
+            black_box(cache.classify(black_box(sql)));
+        });
+        let class = cache.classify(sql);
+        let eval = median_us(batches, per * 10, |_| {
+            black_box(rules.evaluate(black_box(&class), &subject));
+        });
+        println!("| {name} | {} | {uncached:.2} | {cached:.3} | {eval:.3} |", sql.len());
+    }
+}
