@@ -19,7 +19,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Lines of text for the approval message.
-pub async fn estimate(connector: &Connector, database: &str, sql: &str, class: &Classification) -> Vec<String> {
+///
+/// `params` is the number of bound parameters (`$n`) of an extended-protocol
+/// statement: the row estimate then comes from its generic plan.
+pub async fn estimate(connector: &Connector, database: &str, sql: &str, params: usize, class: &Classification) -> Vec<String> {
     let dml = class.effects().any(|e| matches!(e.category, Category::Destructive | Category::Write))
         && class.statements.len() == 1;
     let mut tables: Vec<&str> = class
@@ -33,19 +36,41 @@ pub async fn estimate(connector: &Connector, database: &str, sql: &str, class: &
     if !dml && tables.is_empty() {
         return vec![];
     }
-    match tokio::time::timeout(Duration::from_secs(5), run(connector, database, sql, dml, &tables)).await {
+    match tokio::time::timeout(Duration::from_secs(5), run(connector, database, sql, params, dml, &tables)).await {
         Ok(Ok(lines)) => lines,
         Ok(Err(e)) => vec![format!("(no estimate: {e})")],
         Err(_) => vec!["(no estimate: the database did not answer in time)".into()],
     }
 }
 
-async fn run(connector: &Connector, database: &str, sql: &str, dml: bool, tables: &[&str]) -> Result<Vec<String>, String> {
+const BEGIN: &str = "BEGIN READ ONLY; SET LOCAL statement_timeout = '2s'";
+
+async fn run(connector: &Connector, database: &str, sql: &str, params: usize, dml: bool, tables: &[&str]) -> Result<Vec<String>, String> {
     let mut s = Sidecar::open(connector, database).await?;
-    s.simple("BEGIN READ ONLY; SET LOCAL statement_timeout = '2s'").await?;
+    s.simple(BEGIN).await?;
     let mut lines = Vec::new();
     if dml {
-        let rows = s.query(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[]).await;
+        let rows = if params == 0 {
+            s.query(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[]).await
+        } else {
+            // Values are not needed for an estimate: plan the statement
+            // generically (as for unknown values) and EXPLAIN that plan.
+            // PREPARE goes through Parse, so it holds one statement only.
+            let nulls = vec!["NULL"; params].join(", ");
+            match s.simple("SET LOCAL plan_cache_mode = force_generic_plan").await {
+                Ok(()) => match s.query(&format!("PREPARE airlock_estimate AS {sql}"), &[]).await {
+                    Ok(_) => s.query(&format!("EXPLAIN (FORMAT JSON) EXECUTE airlock_estimate({nulls})"), &[]).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        };
+        if rows.is_err() {
+            // The failed query aborted the transaction; start a clean one
+            // so the table estimates below still run.
+            s.simple("ROLLBACK").await?;
+            s.simple(BEGIN).await?;
+        }
         match rows {
             Ok(rows) => {
                 if let Some(Some(json)) = rows.first().and_then(|r| r.first()) {

@@ -16,7 +16,8 @@
 //! durable record or flush is waiting, or when 4 MiB are buffered.
 //!
 //! Crash-loss window: records passed to `record` and not yet fsynced, i.e. at
-//! most `flush_interval` plus one fsync's duration of ordinary statement
+//! most `flush_interval` plus the writer's 2 ms linger plus up to two
+//! fsyncs' duration (a record that arrives during an fsync waits it out) of ordinary statement
 //! records (plus whatever sits in the queue if a sink is stalled). Records
 //! acknowledged by `record_durable` or followed by a completed `flush` are
 //! never lost. A torn last line after a crash is cut off at the next start
@@ -511,7 +512,11 @@ impl Writer {
             .min();
             // While a sink is failing, stop taking messages so the bounded
             // queue pushes back on callers (or refuses, per policy).
-            let receive = retry_at.is_none() && !closed && !shutting_down;
+            // Under `refuse` keep reading (up to the buffer cap) so shutdown,
+            // flush and handle-drop messages are still seen while a sink
+            // fails; under `block` stop, so callers wait.
+            let refuse = self.shared.cfg.on_sink_failure == FailurePolicy::Refuse;
+            let receive = (retry_at.is_none() || (refuse && self.pending_bytes < MAX_BUFFERED)) && !closed && !shutting_down;
             let mut urgent = false;
             let mut received = false;
             tokio::select! {

@@ -475,7 +475,7 @@ impl PgSink {
         )
         .await
         .map_err(|_| pg_err("connect timed out after 10s"))?
-        .map_err(|e| pg_err(format!("connect: {e}")))?;
+        .map_err(|e| pg_err(format!("connect: {}", pg_cause(&e))))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::warn!(cause = %e, "audit postgres connection ended");
@@ -499,14 +499,14 @@ impl PgSink {
         client
             .batch_execute(&ddl)
             .await
-            .map_err(|e| pg_err(format!("create table {t}: {e}")))?;
+            .map_err(|e| pg_err(format!("create table {t}: {}", pg_cause(&e))))?;
         let row = client
             .query_opt(
                 &format!("SELECT seq, hash FROM {t} ORDER BY seq DESC LIMIT 1"),
                 &[],
             )
             .await
-            .map_err(|e| pg_err(format!("read last row of {t}: {e}")))?;
+            .map_err(|e| pg_err(format!("read last row of {t}: {}", pg_cause(&e))))?;
         self.client = Some(client);
         Ok(row.map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1))))
     }
@@ -576,9 +576,18 @@ impl PgSink {
             Err(e) => {
                 // Drop the connection: the next attempt reconnects and resyncs.
                 self.client = None;
-                Err(pg_err(format!("insert into {}: {e}", self.table)))
+                Err(pg_err(format!("insert into {}: {}", self.table, pg_cause(&e))))
             }
         }
+    }
+}
+
+/// The server's message and SQLSTATE, or the underlying cause: tokio-postgres's
+/// own Display says only "db error".
+fn pg_cause(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => std::error::Error::source(e).map_or_else(|| e.to_string(), |s| format!("{e}: {s}")),
     }
 }
 

@@ -336,7 +336,7 @@ impl Inbound<'_> {
                     self.out.clear();
                 }
                 let mut draft = draft.expect("a held unit executes something");
-                match self.hold(&held, &mut draft, cr).await? {
+                match self.hold(&held, len, &mut draft, cr).await? {
                     HoldEnd::Approved(pending) => {
                         self.policy.approved(&held);
                         self.policy.proxy().metrics.holds_approved.inc();
@@ -413,7 +413,7 @@ impl Inbound<'_> {
 
     /// Wait for a human decision on a held unit, watching for the client
     /// cancelling or going away (either withdraws the request for good).
-    async fn hold<R>(&mut self, held: &Held, draft: &mut audit::Statement, cr: &mut R) -> Result<HoldEnd, End>
+    async fn hold<R>(&mut self, held: &Held, unit_len: usize, draft: &mut audit::Statement, cr: &mut R) -> Result<HoldEnd, End>
     where
         R: AsyncRead + Unpin,
     {
@@ -426,7 +426,7 @@ impl Inbound<'_> {
         tokio::pin!(cancelled);
         cancelled.as_mut().enable();
 
-        let impact = crate::impact::estimate(&proxy.connector, &info.database, &held.sql, &held.classification).await;
+        let impact = crate::impact::estimate(&proxy.connector, &info.database, &held.sql, held.params.len(), &held.classification).await;
         let req = approval::ApprovalRequest {
             session_id: info.id.clone(),
             agent: info.agent.clone(),
@@ -487,9 +487,9 @@ impl Inbound<'_> {
             Severity::Notice,
             "01000",
             &format!(
-                "pg-airlock: statement held for approval (request {id}, rule {}); waiting up to {}s",
+                "pg-airlock: statement held for approval (request {id}, rule {}); waiting up to {:?}",
                 held.decision.rules.join(", "),
-                held.settings.timeout.as_secs()
+                held.settings.timeout
             ),
             None,
             Some("the statement runs once a reviewer approves it; cancelling the query withdraws the request"),
@@ -498,6 +498,11 @@ impl Inbound<'_> {
         tracing::info!(session = %info.id, request = %id, rules = ?held.decision.rules, "statement held for approval");
 
         let started = std::time::Instant::now();
+        if terminated_after(&self.buf, unit_len, self.max) {
+            pending.withdraw("the client disconnected").await;
+            self.closed(&id, &info.id, "client disconnected", started, EventKind::ApprovalWithdrawn).await;
+            return Err(End::ClientGone);
+        }
         let outcome = loop {
             tokio::select! {
                 o = pending.outcome() => break o,
@@ -511,7 +516,9 @@ impl Inbound<'_> {
                     });
                 }
                 r = cr.read_buf(&mut self.buf), if self.buf.len() < self.max => match r {
-                    Ok(n) if n > 0 => {}
+                    // A Terminate behind the held unit means the client has
+                    // left, even if its socket is still open: withdraw.
+                    Ok(n) if n > 0 && !terminated_after(&self.buf, unit_len, self.max) => {}
                     _ => {
                         pending.withdraw("the client disconnected").await;
                         self.closed(&id, &info.id, "client disconnected", started, EventKind::ApprovalWithdrawn).await;
@@ -574,7 +581,7 @@ impl Inbound<'_> {
                 draft.decision = decision::EXPIRED.into();
                 Ok(HoldEnd::Refused {
                     code: sqlstate::QUERY_CANCELED,
-                    message: format!("pg-airlock: approval request {id} timed out after {}s; nothing was run", after.as_secs()),
+                    message: format!("pg-airlock: approval request {id} timed out after {after:?}; nothing was run"),
                 })
             }
             approval::Outcome::ChannelDown { error } => {
@@ -606,6 +613,21 @@ impl Inbound<'_> {
             tracing::error!(error = %e, request = id, "cannot record closed approval request");
         }
     }
+}
+
+/// Whether a complete Terminate frame follows the first `pos` bytes of
+/// `buf` (frames after a held unit, read while it waits).
+fn terminated_after(buf: &[u8], mut pos: usize, max: usize) -> bool {
+    while let Ok(Some(h)) = frame::header(&buf[pos..], max) {
+        if h.tag == b'X' {
+            return true;
+        }
+        if buf.len() - pos < h.total {
+            return false;
+        }
+        pos += h.total;
+    }
+    false
 }
 
 enum HoldEnd {

@@ -266,3 +266,54 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+impl ProxyBuilder {
+    /// Start, but hand back the failure instead of panicking: the config
+    /// error or start error as text, with the directory that held the
+    /// config (for tests of refused starts).
+    pub async fn try_start(self) -> Result<TestProxy, (String, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let text = self.config_text(dir.path());
+        let path = dir.path().join("airlock.toml");
+        std::fs::write(&path, &text).unwrap();
+        let cfg = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => return Err((format!("config: {e}"), dir)),
+        };
+        match app::start(cfg).await {
+            Ok(running) => Ok(TestProxy { running, dir }),
+            Err(e) => Err((format!("start: {e}"), dir)),
+        }
+    }
+}
+
+impl TestProxy {
+    /// Shut down and keep the proxy's directory (its default audit trail
+    /// lives there); `shutdown` would delete it with the proxy.
+    pub async fn shutdown_keep_dir(self) -> tempfile::TempDir {
+        let TestProxy { running, dir } = self;
+        tokio::time::timeout(Duration::from_secs(20), running.shutdown()).await.expect("proxy shuts down in time");
+        dir
+    }
+}
+
+impl ProxyBuilder {
+    /// Start with secrets in files: each `(NAME, value)` is written to the
+    /// proxy's directory and the config names that directory as its
+    /// top-level `secrets_dir`, so `*_env = "NAME"` keys resolve without
+    /// touching the process environment, which all tests share. The key is
+    /// put first: after the `[[agent]]` tables it would belong to an agent.
+    pub async fn start_with_secrets(self, secrets: &[(&str, &str)]) -> TestProxy {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, value) in secrets {
+            assert!(std::env::var_os(name).is_none(), "{name} is set in the environment; the test expects the file");
+            std::fs::write(dir.path().join(name), value).unwrap();
+        }
+        let text = format!("secrets_dir = \".\"\n{}", self.config_text(dir.path()));
+        let path = dir.path().join("airlock.toml");
+        std::fs::write(&path, &text).unwrap();
+        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+        let running = app::start(cfg).await.expect("proxy starts");
+        TestProxy { running, dir }
+    }
+}

@@ -1,0 +1,1157 @@
+//! Hold-and-approve end to end: a real PostgreSQL, the real proxy, and the
+//! reviewer's side driven the way a person would drive it (raw HTTP to the
+//! admin API, signed Slack clicks to the interactions endpoint, Socket Mode
+//! envelopes from a fake Slack).
+//!
+//! Each test looks from three places: what the client got (result, SQLSTATE,
+//! message, notice), what the database holds (checked over a direct
+//! connection, never through the proxy), and what the reviewer sees (the
+//! pending list, one request's view, the Slack message and its edits, the
+//! audit trail).
+
+use crate::fake_slack::{self, FakeSlack};
+use crate::harness::*;
+use futures::StreamExt;
+use futures::future::join_all;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// API tokens and the identities they speak for. `U0OWNER` is the default
+/// agent's owner in the harness config; the others are ordinary reviewers.
+const ALICE: (&str, &str, &str) = ("AIRLOCK_IT_TOKEN_ALICE", "alice-token-7f3a9c21e8d4b605", "U0ALICE");
+const BOB: (&str, &str, &str) = ("AIRLOCK_IT_TOKEN_BOB", "bob-token-51c2e9a0d7b3f418", "U0BOB");
+const OWNER: (&str, &str, &str) = ("AIRLOCK_IT_TOKEN_OWNER", "owner-token-c0ffee4d2a9b1e77", "U0OWNER");
+
+const SLACK_BOT: (&str, &str) = ("AIRLOCK_IT_SLACK_BOT", "xoxb-it-bot-token");
+const SLACK_SIGNING: (&str, &str) = ("AIRLOCK_IT_SLACK_SIGNING", "it-signing-secret-5d1e0b9a77c3");
+const SLACK_APP: (&str, &str) = ("AIRLOCK_IT_SLACK_APP", "xapp-it-app-token");
+const CHANNEL: &str = "C0APPROVALS";
+
+/// Generous waits: they bound failures, successes return at once.
+const WAIT: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------
+// Setup
+
+/// The shipped default rules with every hold timeout set to `timeout`, and,
+/// when `ddl_quorum` is given, the `hold-ddl` rule needing that many
+/// approvals. The directory must outlive the proxy (the rules reload).
+fn rules(timeout: &str, ddl_quorum: Option<u32>) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")).unwrap();
+    assert!(text.contains("name = \"hold-ddl\""), "rules/default.toml has no hold-ddl rule");
+    let mut out = Vec::new();
+    let mut replaced = 0;
+    for line in text.lines() {
+        if line.trim_start().starts_with("timeout = ") {
+            out.push(format!("timeout = \"{timeout}\""));
+            replaced += 1;
+        } else {
+            out.push(line.to_string());
+        }
+        if let (Some(q), "name = \"hold-ddl\"") = (ddl_quorum, line.trim()) {
+            out.push(format!("quorum = {q}"));
+        }
+    }
+    assert!(replaced > 0, "rules/default.toml has no timeout to shorten");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("default.toml");
+    std::fs::write(&path, out.join("\n")).unwrap();
+    (dir, vec![path])
+}
+
+fn token_toml() -> String {
+    [ALICE, BOB, OWNER]
+        .iter()
+        .map(|(env, _, id)| format!("[[api_token]]\ntoken_env = \"{env}\"\nidentity = \"{id}\"\n"))
+        .collect()
+}
+
+fn token_secrets() -> Vec<(&'static str, &'static str)> {
+    [ALICE, BOB, OWNER].iter().map(|(env, tok, _)| (*env, *tok)).collect()
+}
+
+/// A proxy with the default rules (hold timeout `timeout`) and the API
+/// tokens; approvals go through the admin API only (no Slack).
+async fn api_proxy(timeout: &str, ddl_quorum: Option<u32>) -> (tempfile::TempDir, TestProxy) {
+    let (rules_dir, paths) = rules(timeout, ddl_quorum);
+    let p = proxy().rules(&paths).extra(&token_toml()).start_with_secrets(&token_secrets()).await;
+    (rules_dir, p)
+}
+
+/// `t` with ten rows, `other` to drop, and `counter` whose value counts how
+/// many times a held `UPDATE counter SET n = n + 1` ran.
+async fn setup(db: &str) {
+    pg().direct(db)
+        .await
+        .batch_execute(
+            "CREATE TABLE t (id int primary key, v text);
+             INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 10) i;
+             CREATE TABLE other (x int);
+             CREATE TABLE counter (n int NOT NULL);
+             INSERT INTO counter VALUES (0);",
+        )
+        .await
+        .unwrap();
+}
+
+/// Checked directly, bypassing the proxy.
+async fn table_exists(db: &str, name: &str) -> bool {
+    let d = pg().direct(db).await;
+    let r = d.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await.unwrap();
+    r.get(0)
+}
+
+async fn counter(db: &str) -> i32 {
+    pg().direct(db).await.query_one("SELECT n FROM counter", &[]).await.unwrap().get(0)
+}
+
+async fn t_rows(db: &str) -> i64 {
+    pg().direct(db).await.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0)
+}
+
+/// A client through the proxy whose NoticeResponses arrive on a channel,
+/// and the handle of the task that drives its socket (abort it to cut the
+/// connection as a crashed client would).
+async fn connect_with_notices(p: &TestProxy, db: &str) -> (Arc<tokio_postgres::Client>, mpsc::UnboundedReceiver<String>, JoinHandle<()>) {
+    let (client, mut conn) = p.config(AGENT, AGENT_PASSWORD, db).connect(tokio_postgres::NoTls).await.expect("connect through proxy");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notice(n)) => {
+                    let _ = tx.send(n.message().to_string());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    (Arc::new(client), rx, driver)
+}
+
+/// Runs `sql` (simple protocol) on a task, so the test can act while it is held.
+fn spawn_query(c: &Arc<tokio_postgres::Client>, sql: &str) -> JoinHandle<Result<(), tokio_postgres::Error>> {
+    let (c, sql) = (c.clone(), sql.to_string());
+    tokio::spawn(async move { c.batch_execute(&sql).await })
+}
+
+async fn finish<T>(h: JoinHandle<T>) -> T {
+    tokio::time::timeout(WAIT, h).await.expect("held query finishes after the decision").expect("query task")
+}
+
+fn assert_sqlstate(r: Result<(), tokio_postgres::Error>, want: &str) -> String {
+    let e = r.expect_err("the statement must fail");
+    assert_eq!(code(&e), want, "{e}");
+    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// The admin API, spoken over a raw socket so no product code is on the
+// reviewer's side of the test.
+
+async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+    let go = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect admin port");
+        let body = body.unwrap_or("");
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await.unwrap();
+        let text = String::from_utf8(resp).expect("UTF-8 response");
+        let (head, rest) = text.split_once("\r\n\r\n").expect("HTTP head");
+        let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status code");
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    };
+    tokio::time::timeout(WAIT, go).await.expect("admin API answers")
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+struct Api(SocketAddr);
+
+impl Api {
+    fn of(p: &TestProxy) -> Api {
+        Api(p.running.admin_addr.expect("admin port"))
+    }
+
+    async fn pending(&self) -> Vec<Value> {
+        let (s, v) = http(self.0, "GET", "/approvals", Some(ALICE.1), None).await;
+        assert_eq!(s, 200, "{v}");
+        v["pending"].as_array().cloned().expect("pending list")
+    }
+
+    async fn show(&self, id: &str) -> Value {
+        let (s, v) = http(self.0, "GET", &format!("/approvals/{id}"), Some(ALICE.1), None).await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    async fn approve(&self, id: &str, token: &str) -> (u16, Value) {
+        http(self.0, "POST", &format!("/approvals/{id}/approve"), Some(token), None).await
+    }
+
+    async fn deny(&self, id: &str, token: &str, reason: &str) -> (u16, Value) {
+        let body = json!({ "reason": reason }).to_string();
+        http(self.0, "POST", &format!("/approvals/{id}/deny"), Some(token), Some(&body)).await
+    }
+
+    /// Waits until a request for exactly `sql` is pending; returns its view.
+    async fn held(&self, sql: &str) -> Value {
+        let found = Mutex::new(None);
+        let ok = eventually(WAIT, || async {
+            let v = self.pending().await.into_iter().find(|v| v["sql"] == sql);
+            let hit = v.is_some();
+            *found.lock().unwrap() = v;
+            hit
+        })
+        .await;
+        assert!(ok, "no pending approval request for {sql:?}: {:#?}", self.pending().await);
+        found.into_inner().unwrap().unwrap()
+    }
+
+    /// Waits until request `id` has left the pending list with `status`.
+    async fn settled(&self, id: &str, status: &str) -> Value {
+        let last = Mutex::new(Value::Null);
+        let ok = eventually(WAIT, || async {
+            let v = self.show(id).await;
+            let hit = v["status"] == status && !self.pending().await.iter().any(|p| p["id"] == id);
+            *last.lock().unwrap() = v;
+            hit
+        })
+        .await;
+        let last = last.into_inner().unwrap();
+        assert!(ok, "request {id} did not become {status}: {last:#}");
+        last
+    }
+}
+
+fn id_of(view: &Value) -> String {
+    view["id"].as_str().expect("request id").to_string()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// The audit trail the proxy wrote (`airlock-audit.jsonl` beside its config).
+
+fn audit_records(p: &TestProxy) -> Vec<Value> {
+    let path = p.dir.path().join("airlock-audit.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits for an audit record of type `ty` about request `id` that satisfies `pred`.
+async fn audit_record(p: &TestProxy, ty: &str, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let found = Mutex::new(None);
+    let ok = eventually(WAIT, || async {
+        let v = audit_records(p).into_iter().find(|r| r["type"] == ty && r["request_id"] == id && pred(r));
+        let hit = v.is_some();
+        *found.lock().unwrap() = v;
+        hit
+    })
+    .await;
+    assert!(ok, "no {ty} record for request {id}; trail:\n{:#?}", audit_records(p));
+    found.into_inner().unwrap().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// 1. Approval through the admin API.
+
+#[tokio::test]
+async fn api_approval_runs_the_held_statement_exactly_once() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, mut notices, _driver) = connect_with_notices(&p, &db).await;
+
+    let q = spawn_query(&c, "DROP TABLE t");
+    let held = api.held("DROP TABLE t").await;
+    let id = id_of(&held);
+    assert_eq!(held["status"], "pending");
+    assert_eq!(held["agent"], AGENT);
+    assert_eq!(held["owner"], "U0OWNER");
+    assert_eq!(held["database"], db.as_str());
+    assert!(strings(&held["rules"]).contains(&"hold-ddl".to_string()), "{held:#}");
+    assert!(strings(&held["categories"]).contains(&"ddl".to_string()), "{held:#}");
+    assert!(
+        strings(&held["impact"]).iter().any(|l| l.starts_with("table t") || l.starts_with("table public.t")),
+        "the reviewer is told what would be lost: {held:#}"
+    );
+    assert_eq!(held["quorum"], 1);
+
+    // The client was told it waits, and under which request id.
+    let notice = tokio::time::timeout(WAIT, notices.recv()).await.expect("a notice while held").expect("notice channel");
+    assert!(notice.contains("held for approval") && notice.contains(&id), "{notice}");
+
+    // Nothing ran yet, and the reviewer's API needs a token.
+    assert!(table_exists(&db, "t").await);
+    assert!(!q.is_finished(), "the client's query waits for the decision");
+    assert_eq!(http(api.0, "GET", "/approvals", None, None).await.0, 401);
+    assert_eq!(http(api.0, "GET", "/approvals", Some("not-a-configured-token"), None).await.0, 401);
+    assert_eq!(api.approve(&id, "not-a-configured-token").await.0, 401);
+    assert!(table_exists(&db, "t").await, "an unauthenticated approve changed nothing");
+
+    let (s, v) = api.approve(&id, ALICE.1).await;
+    assert_eq!((s, v["result"].as_str()), (200, Some("approved")), "{v}");
+    finish(q).await.expect("the approved statement succeeds for the client");
+    assert!(!table_exists(&db, "t").await, "the approved DROP ran");
+
+    // A decided request refuses further votes; the view shows who and what happened.
+    assert_eq!(api.approve(&id, BOB.1).await.0, 409);
+    assert_eq!(api.deny(&id, BOB.1, "too late").await.0, 409);
+    let view = Mutex::new(Value::Null);
+    let reported = eventually(WAIT, || async {
+        let v = api.show(&id).await;
+        let hit = v["execution"]["ok"] == true;
+        *view.lock().unwrap() = v;
+        hit
+    })
+    .await;
+    let view = view.into_inner().unwrap();
+    assert!(reported, "execution result reported: {view:#}");
+    assert_eq!(view["status"], "approved");
+    assert_eq!(view["decision"]["by"][0]["id"], "U0ALICE");
+    assert_eq!(view["decision"]["by"][0]["via"], "api");
+    assert_eq!(view["execution"]["detail"], "DROP TABLE");
+
+    // Exactly once: a held increment, approved, bumps the counter by one,
+    // and a replayed approval cannot make it run again.
+    let q = spawn_query(&c, "UPDATE counter SET n = n + 1");
+    let id2 = id_of(&api.held("UPDATE counter SET n = n + 1").await);
+    assert_eq!(counter(&db).await, 0);
+    assert_eq!(api.approve(&id2, BOB.1).await.0, 200);
+    finish(q).await.unwrap();
+    assert_eq!(api.approve(&id2, ALICE.1).await.0, 409);
+    // Anything the proxy forwarded for this session went before this query.
+    let n: i32 = c.query_one("SELECT n FROM counter", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    assert_eq!(counter(&db).await, 1, "ran exactly once");
+    p.shutdown().await;
+}
+
+// 2. Denial with a reason.
+
+#[tokio::test]
+async fn api_denial_with_reason_reaches_the_client_and_runs_nothing() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    let q = spawn_query(&c, "DROP TABLE t");
+    let id = id_of(&api.held("DROP TABLE t").await);
+    // The reason travels to the client inside SQL the proxy sends upstream
+    // (DO ... RAISE): quotes and dollar-quote tags must stay text.
+    const REASON: &str = "not during month-end close: it's 100% wrong'; $airlock_refusal$ END; DROP TABLE t; -- ✓";
+    let (s, v) = api.deny(&id, BOB.1, REASON).await;
+    assert_eq!((s, v["result"].as_str()), (200, Some("denied")), "{v}");
+    let msg = assert_sqlstate(finish(q).await, "42501");
+    assert!(msg.contains("U0BOB") && msg.contains(&id), "{msg}");
+    assert!(msg.ends_with(&REASON.replace("$airlock_refusal$", "$ airlock_refusal$")), "reason kept as text: {msg}");
+    assert!(table_exists(&db, "t").await, "a denied statement never runs");
+
+    let view = api.settled(&id, "denied").await;
+    assert_eq!(view["decision"]["reason"], REASON);
+    assert_eq!(view["decision"]["by"][0]["id"], "U0BOB");
+    assert_eq!(api.approve(&id, ALICE.1).await.0, 409, "no approval after a denial");
+
+    // The session carries on.
+    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(n, 10);
+    c.batch_execute("INSERT INTO t VALUES (11, 'after denial')").await.unwrap();
+    assert_eq!(t_rows(&db).await, 11);
+
+    let decided = audit_record(&p, "approval_decided", &id, |r| r["decision"] == "denied").await;
+    assert_eq!(decided["reason"], REASON);
+    assert_eq!(strings(&decided["approvers"]), ["api:U0BOB"]);
+    let stmt = audit_record(&p, "statement", &id, |_| true).await;
+    assert_eq!(stmt["decision"], "denied");
+    assert_eq!(stmt["outcome"]["status"], "not_sent");
+    p.shutdown().await;
+}
+
+// 3. Nobody decides.
+
+#[tokio::test]
+async fn timeout_refuses_with_57014_and_runs_nothing() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("300ms", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    let started = Instant::now();
+    let msg = assert_sqlstate(c.batch_execute("DROP TABLE t").await, "57014");
+    assert!(started.elapsed() >= Duration::from_millis(300), "refused before the timeout: {:?}", started.elapsed());
+    assert!(msg.contains("timed out") && msg.contains("nothing was run"), "{msg}");
+    let id = msg
+        .split_whitespace()
+        .skip_while(|w| *w != "request")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no request id in {msg:?}"))
+        .to_string();
+    assert!(table_exists(&db, "t").await);
+    let view = api.settled(&id, "expired").await;
+    assert!(view["execution"].is_null(), "{view:#}");
+    assert_eq!(api.approve(&id, ALICE.1).await.0, 409, "an expired request cannot be approved");
+    assert!(table_exists(&db, "t").await);
+    assert_eq!(c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0), 10);
+    audit_record(&p, "approval_expired", &id, |_| true).await;
+    p.shutdown().await;
+}
+
+// 4. The client goes away while its statement waits.
+
+#[tokio::test]
+async fn client_disconnect_withdraws_the_request_for_good() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, driver) = connect_with_notices(&p, &db).await;
+
+    let q = spawn_query(&c, "DROP TABLE t");
+    let id = id_of(&api.held("DROP TABLE t").await);
+    // Cut the socket as a crashed client would: no Terminate, no cancel.
+    q.abort();
+    driver.abort();
+    drop(c);
+    let view = api.settled(&id, "withdrawn").await;
+    assert!(view["decision"]["reason"].as_str().unwrap_or("").contains("disconnected"), "{view:#}");
+    let (s, v) = api.approve(&id, ALICE.1).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("withdrawn"), "{v}");
+    assert!(table_exists(&db, "t").await, "a withdrawn statement never runs");
+    audit_record(&p, "approval_withdrawn", &id, |_| true).await;
+
+    // libpq's PQfinish while a query waits: Terminate, then close.
+    let mut s = raw_session(&p, &db).await;
+    s.write_all(&query_frame("DROP TABLE other")).await.unwrap();
+    let id = id_of(&api.held("DROP TABLE other").await);
+    s.write_all(&TERMINATE).await.unwrap();
+    drop(s);
+    api.settled(&id, "withdrawn").await;
+    assert_eq!(api.approve(&id, ALICE.1).await.0, 409);
+    assert!(table_exists(&db, "other").await);
+    p.shutdown().await;
+}
+
+/// PRODUCT BUG (fails until fixed; see the helper's report): a client that
+/// sends Terminate while its statement is held has said it is gone, but
+/// the proxy only notices a closed socket. If the socket stays open (a
+/// pooler, a half-closed connection), the request stays pending, and an
+/// approval then runs the statement for a client that left.
+#[tokio::test]
+async fn terminate_while_held_withdraws_even_if_the_socket_stays_open() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let mut s = raw_session(&p, &db).await;
+    s.write_all(&query_frame("DROP TABLE t")).await.unwrap();
+    let id = id_of(&api.held("DROP TABLE t").await);
+    s.write_all(&TERMINATE).await.unwrap();
+    // Let the proxy read the Terminate (a decision before it arrived would
+    // be legitimate), then approve as a reviewer who did not notice.
+    let withdrawn = eventually(Duration::from_secs(3), || async { api.show(&id).await["status"] == "withdrawn" }).await;
+    let (status, v) = api.approve(&id, ALICE.1).await;
+    let ran = eventually(Duration::from_secs(2), || async { !table_exists(&db, "t").await }).await;
+    drop(s);
+    p.shutdown().await;
+    assert!(withdrawn, "Terminate while held did not withdraw request {id} (approve then answered {status}: {v}; DROP ran: {ran})");
+    assert!(!ran, "the DROP ran for a client that had sent Terminate");
+}
+
+const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+
+fn query_frame(sql: &str) -> Vec<u8> {
+    let mut m = vec![b'Q'];
+    m.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
+    m.extend_from_slice(sql.as_bytes());
+    m.push(0);
+    m
+}
+
+/// A logged-in raw protocol session as the default agent (SCRAM by hand
+/// with pgwire's client pieces), for byte-level client behaviour.
+async fn raw_session(p: &TestProxy, db: &str) -> tokio::net::TcpStream {
+    use pgwire::api::auth::sasl::scram::ScramClientAuth;
+    async fn read_msg(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+        let mut h = [0u8; 5];
+        tokio::time::timeout(WAIT, s.read_exact(&mut h)).await.expect("message in time").expect("message");
+        let mut body = vec![0u8; i32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize - 4];
+        s.read_exact(&mut body).await.unwrap();
+        (h[0], body)
+    }
+    fn password_message(parts: &[&[u8]]) -> Vec<u8> {
+        let mut m = vec![b'p', 0, 0, 0, 0];
+        for part in parts {
+            m.extend_from_slice(part);
+        }
+        let n = (m.len() - 1) as i32;
+        m[1..5].copy_from_slice(&n.to_be_bytes());
+        m
+    }
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port())).await.unwrap();
+    let mut startup = vec![0, 0, 0, 0, 0, 3, 0, 0];
+    for (k, v) in [("user", AGENT), ("database", db)] {
+        startup.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
+    }
+    startup.push(0);
+    let n = startup.len() as i32;
+    startup[..4].copy_from_slice(&n.to_be_bytes());
+    s.write_all(&startup).await.unwrap();
+    let (first, st) = ScramClientAuth::new(AGENT.into(), AGENT_PASSWORD.into()).build_client_first().unwrap();
+    assert_eq!(read_msg(&mut s).await.0, b'R', "AuthenticationSASL");
+    s.write_all(&password_message(&[b"SCRAM-SHA-256\0", &(first.len() as i32).to_be_bytes(), first.as_bytes()])).await.unwrap();
+    let (_, cont) = read_msg(&mut s).await;
+    let (fin, st2) = st.build_client_final(&cont[4..]).unwrap();
+    s.write_all(&password_message(&[fin.as_bytes()])).await.unwrap();
+    let (_, fin_msg) = read_msg(&mut s).await;
+    st2.verify_server_final(&fin_msg[4..]).unwrap();
+    while read_msg(&mut s).await.0 != b'Z' {}
+    s
+}
+
+// 5. The client cancels while its statement waits.
+
+#[tokio::test]
+async fn cancel_while_held_withdraws_and_answers_57014() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    let q = spawn_query(&c, "DROP TABLE t");
+    let id = id_of(&api.held("DROP TABLE t").await);
+    c.cancel_token().cancel_query(tokio_postgres::NoTls).await.expect("cancel request sent");
+    let msg = assert_sqlstate(finish(q).await, "57014");
+    assert!(msg.contains("withdrawn") && msg.contains(&id), "{msg}");
+    api.settled(&id, "withdrawn").await;
+    assert_eq!(api.approve(&id, ALICE.1).await.0, 409);
+    assert!(table_exists(&db, "t").await);
+
+    // The session is usable, and an old cancel does not hit the next hold.
+    assert_eq!(c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0), 10);
+    let q = spawn_query(&c, "DROP TABLE other");
+    let id2 = id_of(&api.held("DROP TABLE other").await);
+    assert_eq!(api.approve(&id2, ALICE.1).await.0, 200);
+    finish(q).await.unwrap();
+    assert!(!table_exists(&db, "other").await);
+    assert!(table_exists(&db, "t").await);
+    audit_record(&p, "approval_withdrawn", &id, |_| true).await;
+    p.shutdown().await;
+}
+
+// 6. Who may approve, and how many must.
+
+#[tokio::test]
+async fn owner_cannot_approve_and_quorum_needs_distinct_approvers() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", Some(2)).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    let q = spawn_query(&c, "DROP TABLE t");
+    let held = api.held("DROP TABLE t").await;
+    let id = id_of(&held);
+    assert_eq!(held["quorum"], 2);
+
+    let (s, v) = api.approve(&id, OWNER.1).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("owns this agent"), "{v}");
+
+    let (s, v) = api.approve(&id, ALICE.1).await;
+    assert_eq!((s, v["result"].as_str(), v["votes"].as_u64()), (200, Some("recorded"), Some(1)), "{v}");
+    let (s, v) = api.approve(&id, ALICE.1).await;
+    assert_eq!(s, 409, "the same approver twice counts once: {v}");
+    assert!(table_exists(&db, "t").await, "one approval of two runs nothing");
+    assert!(!q.is_finished());
+    let view = api.show(&id).await;
+    assert_eq!(view["status"], "pending");
+    assert_eq!(view["votes"].as_array().map(Vec::len), Some(1), "{view:#}");
+
+    let (s, v) = api.approve(&id, BOB.1).await;
+    assert_eq!((s, v["result"].as_str()), (200, Some("approved")), "{v}");
+    finish(q).await.expect("runs after the second distinct approval");
+    assert!(!table_exists(&db, "t").await);
+    let view = api.show(&id).await;
+    let voters: Vec<&str> = view["votes"].as_array().unwrap().iter().filter_map(|v| v["id"].as_str()).collect();
+    assert_eq!(voters, ["U0ALICE", "U0BOB"]);
+
+    // The owner may still deny (stopping their own agent is always allowed).
+    let q = spawn_query(&c, "DROP TABLE other");
+    let id2 = id_of(&api.held("DROP TABLE other").await);
+    assert_eq!(api.deny(&id2, OWNER.1, "my agent should not do this").await.0, 200);
+    assert_sqlstate(finish(q).await, "42501");
+    assert!(table_exists(&db, "other").await);
+    p.shutdown().await;
+}
+
+// 7. Extended protocol: the reviewer sees the bound values.
+
+/// A string sent in the text wire format (tokio-postgres sends binary by
+/// default), as libpq-based clients do.
+#[derive(Debug)]
+struct TextParam<'a>(&'a str);
+
+impl tokio_postgres::types::ToSql for TextParam<'_> {
+    fn to_sql(
+        &self,
+        _ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+    fn accepts(_ty: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+    fn encode_format(&self, _ty: &tokio_postgres::types::Type) -> tokio_postgres::types::Format {
+        tokio_postgres::types::Format::Text
+    }
+    tokio_postgres::types::to_sql_checked!();
+}
+
+#[tokio::test]
+async fn extended_protocol_hold_shows_parameter_values() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    // No real WHERE: destructive, held. $2 goes in binary (int4), $1 as text.
+    const SQL: &str = "UPDATE t SET v = $1 WHERE $2::int > 0";
+    let q = tokio::spawn({
+        let c = c.clone();
+        async move { c.execute(SQL, &[&TextParam("approved-value"), &7i32]).await }
+    });
+    let held = api.held(SQL).await;
+    let id = id_of(&held);
+    assert_eq!(held["params"], json!(["approved-value", "\\x00000007"]), "{held:#}");
+    assert_eq!(api.show(&id).await["params"], held["params"]);
+    assert!(strings(&held["categories"]).contains(&"destructive".to_string()), "{held:#}");
+    let untouched: i64 = pg().direct(&db).await.query_one("SELECT count(*) FROM t WHERE v = 'approved-value'", &[]).await.unwrap().get(0);
+    assert_eq!(untouched, 0);
+
+    assert_eq!(api.approve(&id, ALICE.1).await.0, 200);
+    let n = finish(q).await.expect("approved extended statement runs");
+    assert_eq!(n, 10, "rows updated, reported to the client");
+    let done: i64 = pg().direct(&db).await.query_one("SELECT count(*) FROM t WHERE v = 'approved-value'", &[]).await.unwrap().get(0);
+    assert_eq!(done, 10, "ran with the values the reviewer saw");
+
+    // Same text, other values: a new request, bound to the new values.
+    let q = tokio::spawn({
+        let c = c.clone();
+        async move { c.execute(SQL, &[&TextParam("second"), &8i32]).await }
+    });
+    let held2 = api.held(SQL).await;
+    assert_ne!(id_of(&held2), id);
+    assert_eq!(held2["params"], json!(["second", "\\x00000008"]));
+    assert_ne!(held2["binding"], held["binding"], "the binding covers the values");
+    assert_eq!(api.deny(&id_of(&held2), ALICE.1, "no").await.0, 200);
+    assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
+    let second: i64 = pg().direct(&db).await.query_one("SELECT count(*) FROM t WHERE v = 'second'", &[]).await.unwrap().get(0);
+    assert_eq!(second, 0);
+    p.shutdown().await;
+}
+
+/// PRODUCT BUG (fails until fixed; see the helper's report): the impact
+/// estimate runs `EXPLAIN <sql>` without the bound parameters, so every held
+/// statement with `$n` placeholders gets "(no row estimate: bind message
+/// supplies 0 parameters ...)", and the error aborts the estimator's
+/// read-only transaction, so the table line after it fails too with 25P02.
+/// The reviewer approves a bulk UPDATE without being told how many rows.
+#[tokio::test]
+async fn held_statement_with_parameters_gets_an_impact_estimate() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    const SQL: &str = "UPDATE t SET v = $1 WHERE $2::int > 0";
+    let q = tokio::spawn({
+        let c = c.clone();
+        async move { c.execute(SQL, &[&TextParam("x"), &7i32]).await }
+    });
+    let held = api.held(SQL).await;
+    let impact = strings(&held["impact"]);
+    assert_eq!(api.deny(&id_of(&held), ALICE.1, "estimate check").await.0, 200);
+    assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
+    assert!(impact.iter().any(|l| l.starts_with("planner estimate")), "no row estimate for a parameterized UPDATE: {impact:?}");
+    assert!(!impact.iter().any(|l| l.contains("no estimate")), "an estimate failed: {impact:?}");
+    p.shutdown().await;
+}
+
+/// An approval is for one execution: a prepared statement executed again
+/// waits again, with its new values, whichever protocol prepared it.
+#[tokio::test]
+async fn approval_covers_one_execution_of_a_prepared_statement() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    // Extended protocol: one Parse, two Bind/Execute.
+    const SQL: &str = "UPDATE counter SET n = n + $1";
+    let stmt = c.prepare(SQL).await.expect("Parse/Describe runs nothing and passes");
+    let run = |by: i32| {
+        let (c, stmt) = (c.clone(), stmt.clone());
+        tokio::spawn(async move { c.execute(&stmt, &[&by]).await })
+    };
+    let q = run(1);
+    let first = api.held(SQL).await;
+    assert_eq!(first["params"], json!(["\\x00000001"]));
+    assert_eq!(api.approve(&id_of(&first), ALICE.1).await.0, 200);
+    assert_eq!(finish(q).await.unwrap(), 1);
+    assert_eq!(counter(&db).await, 1);
+    let q = run(100);
+    let second = api.held(SQL).await;
+    assert_ne!(id_of(&second), id_of(&first), "a second execution is a new request");
+    assert_eq!(second["params"], json!(["\\x00000064"]));
+    assert_eq!(api.deny(&id_of(&second), ALICE.1, "once was enough").await.0, 200);
+    assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
+    assert_eq!(counter(&db).await, 1, "the first approval did not cover the second execution");
+
+    // SQL-level PREPARE / EXECUTE: PREPARE runs nothing and passes; each
+    // EXECUTE is judged as what it runs.
+    c.batch_execute("PREPARE bump AS UPDATE counter SET n = n + 10").await.expect("PREPARE runs nothing");
+    assert_eq!(counter(&db).await, 1);
+    for round in 0..2 {
+        let q = spawn_query(&c, "EXECUTE bump");
+        let id = id_of(&api.held("EXECUTE bump").await);
+        if round == 0 {
+            assert_eq!(api.approve(&id, BOB.1).await.0, 200);
+            finish(q).await.unwrap();
+        } else {
+            assert_eq!(api.deny(&id, BOB.1, "no second run").await.0, 200);
+            assert_sqlstate(finish(q).await, "42501");
+        }
+        assert_eq!(counter(&db).await, 11, "round {round}");
+    }
+    p.shutdown().await;
+}
+
+/// Slack unreachable when the request is made: the statement fails closed
+/// at once (57P03) instead of waiting for a decision nobody can make.
+#[tokio::test]
+async fn slack_down_fails_closed_end_to_end() {
+    let fake = FakeSlack::start().await;
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = slack_proxy(&fake, "http").await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    fake.set_down(true);
+    let msg = assert_sqlstate(c.batch_execute("DROP TABLE t").await, "57P03");
+    assert!(msg.contains("approval channel is down") && msg.contains("nothing was run"), "{msg}");
+    assert!(api.pending().await.is_empty(), "no request left waiting");
+    assert!(table_exists(&db, "t").await);
+    assert_eq!(c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0), 10);
+    // Back up: holds work again.
+    fake.set_down(false);
+    let q = spawn_query(&c, "DROP TABLE t");
+    let id = id_of(&api.held("DROP TABLE t").await);
+    let post = posted(&fake, &id).await;
+    assert_eq!(click(&p, "U0ALICE", &post, pg_airlock::approval::ACTION_APPROVE, SLACK_SIGNING.1).await, 200);
+    finish(q).await.unwrap();
+    assert!(!table_exists(&db, "t").await);
+    p.shutdown().await;
+}
+
+/// Shutting down while a statement waits denies it; it never runs.
+#[tokio::test]
+async fn shutdown_while_held_denies_and_runs_nothing() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    let q = spawn_query(&c, "DROP TABLE t");
+    api.held("DROP TABLE t").await;
+    let started = Instant::now();
+    p.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown waited for the hold: {:?}", started.elapsed());
+    let e = finish(q).await.expect_err("a held statement is refused at shutdown");
+    assert!(matches!(code(&e).as_str(), "42501" | "57P01"), "{e}");
+    if code(&e) == "42501" {
+        assert!(e.to_string().contains("shutting down"), "{e}");
+    }
+    assert!(table_exists(&db, "t").await);
+}
+
+/// An approved statement that fails in the database: the client gets the
+/// database's error, and the reviewer's view and the trail say it failed.
+#[tokio::test]
+async fn approved_statement_that_fails_reports_the_failure() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    let q = spawn_query(&c, "DROP TABLE no_such_table");
+    let id = id_of(&api.held("DROP TABLE no_such_table").await);
+    assert_eq!(api.approve(&id, ALICE.1).await.0, 200);
+    let msg = assert_sqlstate(finish(q).await, "42P01");
+    assert!(msg.contains("no_such_table"), "{msg}");
+    let view = Mutex::new(Value::Null);
+    let reported = eventually(WAIT, || async {
+        let v = api.show(&id).await;
+        let hit = v["execution"]["ok"] == false;
+        *view.lock().unwrap() = v;
+        hit
+    })
+    .await;
+    let view = view.into_inner().unwrap();
+    assert!(reported, "{view:#}");
+    assert!(view["execution"]["detail"].as_str().unwrap_or("").contains("no_such_table"), "{view:#}");
+    let stmt = audit_record(&p, "statement", &id, |_| true).await;
+    assert_eq!(stmt["decision"], "approved");
+    assert_eq!(stmt["outcome"]["status"], "error");
+    assert_eq!(stmt["outcome"]["sqlstate"], "42P01");
+    p.shutdown().await;
+}
+
+/// Queries the client pipelines behind a held one wait behind it and run
+/// in order after the decision; a denial refuses only the held one.
+#[tokio::test]
+async fn pipelined_queries_wait_behind_a_hold_in_order() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    // tokio-postgres writes all three before any answer arrives.
+    let run = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let a = c.batch_execute("INSERT INTO t VALUES (11, 'before')");
+            let b = c.batch_execute("DROP TABLE t");
+            let d = c.query_one("SELECT count(*) FROM t", &[]);
+            let (a, b, d) = tokio::join!(a, b, d);
+            (a, b, d.map(|r| r.get::<_, i64>(0)))
+        })
+    };
+    let id = id_of(&api.held("DROP TABLE t").await);
+    assert_eq!(t_rows(&db).await, 11, "the INSERT before the hold ran");
+    assert!(!run.is_finished(), "the SELECT after the hold waits for it");
+    assert_eq!(api.deny(&id, ALICE.1, "keep it").await.0, 200);
+    let (a, b, d) = finish(run).await;
+    a.unwrap();
+    assert_sqlstate(b, "42501");
+    assert_eq!(d.unwrap(), 11, "the SELECT after the denied DROP ran, in order");
+    assert!(table_exists(&db, "t").await);
+    p.shutdown().await;
+}
+
+// 8. Holds inside a transaction.
+
+#[tokio::test]
+async fn approved_hold_inside_a_transaction_commits_with_it() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("INSERT INTO t VALUES (11, 'in txn')").await.unwrap();
+    let q = spawn_query(&c, "DROP TABLE other");
+    let id = id_of(&api.held("DROP TABLE other").await);
+    assert_eq!(api.approve(&id, ALICE.1).await.0, 200);
+    finish(q).await.unwrap();
+    // Not committed yet: the direct view still has the old state.
+    assert!(table_exists(&db, "other").await);
+    assert_eq!(t_rows(&db).await, 10);
+    c.batch_execute("COMMIT").await.unwrap();
+    assert!(!table_exists(&db, "other").await, "the approved DROP committed");
+    assert_eq!(t_rows(&db).await, 11, "the INSERT before it committed too");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn denied_hold_inside_a_transaction_rolls_it_all_back() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("INSERT INTO t VALUES (11, 'in txn')").await.unwrap();
+    let q = spawn_query(&c, "DROP TABLE other");
+    let id = id_of(&api.held("DROP TABLE other").await);
+    assert_eq!(api.deny(&id, ALICE.1, "not in this transaction").await.0, 200);
+    assert_sqlstate(finish(q).await, "42501");
+    // The transaction is aborted, as the client was told.
+    assert_eq!(code(&c.batch_execute("SELECT 1").await.unwrap_err()), "25P02");
+    c.batch_execute("COMMIT").await.expect("COMMIT of an aborted transaction rolls back");
+    assert!(table_exists(&db, "other").await);
+    assert_eq!(t_rows(&db).await, 10, "the INSERT was rolled back with the transaction");
+    assert_eq!(c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0), 10);
+    p.shutdown().await;
+}
+
+// 9. Slack, HTTP interactivity mode.
+
+fn slack_toml(fake: &FakeSlack, mode: &str) -> String {
+    let mode_secret = match mode {
+        "http" => format!("signing_secret_env = \"{}\"", SLACK_SIGNING.0),
+        _ => format!("app_token_env = \"{}\"", SLACK_APP.0),
+    };
+    format!(
+        "[slack]\nbot_token_env = \"{}\"\n{mode_secret}\ndefault_channel = \"{CHANNEL}\"\napi_url = \"{}\"\nmode = \"{mode}\"\n\n{}",
+        SLACK_BOT.0,
+        fake.api_url(),
+        token_toml()
+    )
+}
+
+async fn slack_proxy(fake: &FakeSlack, mode: &str) -> (tempfile::TempDir, TestProxy) {
+    let (rules_dir, paths) = rules("20s", None);
+    let mut secrets = token_secrets();
+    secrets.extend([SLACK_BOT, SLACK_SIGNING, SLACK_APP]);
+    let p = proxy().rules(&paths).extra(&slack_toml(fake, mode)).start_with_secrets(&secrets).await;
+    (rules_dir, p)
+}
+
+/// The request message for request `id` (not a thread reply).
+async fn posted(fake: &FakeSlack, id: &str) -> fake_slack::Call {
+    let id = id.to_string();
+    fake.wait_for("chat.postMessage", move |c| c.text().contains(&id) && c.body["thread_ts"].is_null(), WAIT).await
+}
+
+async fn edited(fake: &FakeSlack, id: &str, needle: &str) -> fake_slack::Call {
+    let (id, needle) = (id.to_string(), needle.to_string());
+    fake.wait_for("chat.update", move |c| c.text().contains(&id) && c.text().contains(&needle), WAIT).await
+}
+
+/// Signs and POSTs a button click to the proxy's admin port, as Slack does.
+async fn click(p: &TestProxy, user: &str, post: &fake_slack::Call, action: &str, secret: &str) -> u16 {
+    let value = post.button_value(action).expect("button on the message");
+    let body = fake_slack::form_body(&fake_slack::block_actions(user, CHANNEL, "1700000000.000001", action, &value));
+    let (ts, sig) = fake_slack::signed(secret, fake_slack::now_unix(), &body);
+    let url = format!("http://{}{}", p.running.admin_addr.unwrap(), pg_airlock::slack::INTERACTIONS_PATH);
+    tokio::time::timeout(WAIT, fake_slack::post_signed(&url, &body, &ts, &sig)).await.expect("interactions endpoint answers")
+}
+
+#[tokio::test]
+async fn slack_http_mode_message_click_and_update() {
+    let fake = FakeSlack::start().await;
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = slack_proxy(&fake, "http").await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    let q = spawn_query(&c, "DROP TABLE t");
+    let held = api.held("DROP TABLE t").await;
+    let id = id_of(&held);
+    let post = posted(&fake, &id).await;
+    assert_eq!(post.auth.as_deref(), Some(format!("Bearer {}", SLACK_BOT.1).as_str()));
+    assert_eq!(post.body["channel"], CHANNEL);
+    let text = post.text();
+    let session = held["session_id"].as_str().unwrap();
+    for needle in [AGENT, "U0OWNER", session, db.as_str(), "DROP TABLE t", "hold-ddl", "table t", "airlock_approve", "airlock_deny"] {
+        assert!(text.contains(needle), "message lacks {needle:?}: {text}");
+    }
+    assert_eq!(post.button_value(pg_airlock::approval::ACTION_APPROVE).unwrap(), format!("{id}:{}", held["binding"].as_str().unwrap()));
+
+    // A click signed with the wrong secret is rejected and changes nothing.
+    assert_eq!(click(&p, "U0ALICE", &post, pg_airlock::approval::ACTION_APPROVE, "not-the-signing-secret").await, 401);
+    // The owner's genuine click is refused (ephemerally) and changes nothing.
+    assert_eq!(click(&p, "U0OWNER", &post, pg_airlock::approval::ACTION_APPROVE, SLACK_SIGNING.1).await, 200);
+    fake.wait_for("chat.postEphemeral", |c| c.body["user"] == "U0OWNER" && c.text().contains("cannot approve"), WAIT).await;
+    assert_eq!(api.show(&id).await["status"], "pending");
+    assert!(table_exists(&db, "t").await);
+    assert!(!q.is_finished());
+
+    assert_eq!(click(&p, "U0ALICE", &post, pg_airlock::approval::ACTION_APPROVE, SLACK_SIGNING.1).await, 200);
+    finish(q).await.expect("approved from Slack, the statement runs");
+    assert!(!table_exists(&db, "t").await);
+    let upd = edited(&fake, &id, "*Approved* by <@U0ALICE>").await;
+    assert_eq!(upd.body["channel"], CHANNEL);
+    // The fake hands out message timestamps "1700000000.NNNNNN": the edit
+    // targets a posted message, not a new one.
+    assert!(upd.body["ts"].as_str().is_some_and(|t| t.starts_with("1700000000.")), "{:?}", upd.body);
+    edited(&fake, &id, "*Executed:* `DROP TABLE`").await;
+
+    // Second statement: a planner estimate in the message; the click is
+    // replayed after the decision and must not run it again.
+    let q = spawn_query(&c, "UPDATE counter SET n = n + 1");
+    let id2 = id_of(&api.held("UPDATE counter SET n = n + 1").await);
+    let post2 = posted(&fake, &id2).await;
+    assert!(post2.text().contains("planner estimate"), "{}", post2.text());
+    assert_eq!(click(&p, "U0BOB", &post2, pg_airlock::approval::ACTION_APPROVE, SLACK_SIGNING.1).await, 200);
+    finish(q).await.unwrap();
+    assert_eq!(click(&p, "U0BOB", &post2, pg_airlock::approval::ACTION_APPROVE, SLACK_SIGNING.1).await, 200);
+    assert_eq!(click(&p, "U0ALICE", &post2, pg_airlock::approval::ACTION_DENY, SLACK_SIGNING.1).await, 200);
+    fake.wait_for("chat.postEphemeral", |c| c.body["user"] == "U0BOB" && c.text().contains("already approved"), WAIT).await;
+    fake.wait_for("chat.postEphemeral", |c| c.body["user"] == "U0ALICE" && c.text().contains("already approved"), WAIT).await;
+    let n: i32 = c.query_one("SELECT n FROM counter", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1, "a replayed click runs nothing");
+    assert_eq!(api.show(&id2).await["status"], "approved");
+    p.shutdown().await;
+}
+
+// 10. Slack Socket Mode.
+
+#[tokio::test]
+async fn slack_socket_mode_approval_runs_the_statement() {
+    let fake = FakeSlack::start().await;
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = slack_proxy(&fake, "socket").await;
+    fake.wait_sockets(1, WAIT).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    let q = spawn_query(&c, "DROP TABLE t");
+    let id = id_of(&api.held("DROP TABLE t").await);
+    let post = posted(&fake, &id).await;
+    let value = post.button_value(pg_airlock::approval::ACTION_APPROVE).unwrap();
+
+    // An owner's click over the socket is acknowledged and refused.
+    let env = fake.send_interactive(fake_slack::block_actions("U0OWNER", CHANNEL, "1", pg_airlock::approval::ACTION_APPROVE, &value));
+    fake.wait_ack(&env, WAIT).await;
+    fake.wait_for("chat.postEphemeral", |c| c.body["user"] == "U0OWNER", WAIT).await;
+    assert!(table_exists(&db, "t").await);
+    assert_eq!(api.show(&id).await["status"], "pending");
+
+    let env = fake.send_interactive(fake_slack::block_actions("U0ALICE", CHANNEL, "1", pg_airlock::approval::ACTION_APPROVE, &value));
+    fake.wait_ack(&env, WAIT).await;
+    finish(q).await.expect("approved over Socket Mode, the statement runs");
+    assert!(!table_exists(&db, "t").await);
+    edited(&fake, &id, "*Approved* by <@U0ALICE>").await;
+    p.shutdown().await;
+}
+
+// 11. Many holds at once do not slow anyone else.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_holds_do_not_slow_other_sessions() {
+    const HELD: usize = 200;
+    let db = pg().create_db();
+    setup(&db).await;
+    let (rules_dir, paths) = rules("30s", None);
+    let p = proxy()
+        .rules(&paths)
+        .extra(&token_toml())
+        .limit("startup_timeout", "\"20s\"")
+        .start_with_secrets(&token_secrets())
+        .await;
+    let api = Api::of(&p);
+
+    // Connect in waves: logins are SCRAM on both sides, CPU-bound on 2 cores.
+    let mut clients = Vec::with_capacity(HELD);
+    for _ in 0..HELD / 25 {
+        let wave = join_all((0..25).map(|_| p.connect(&db))).await;
+        clients.extend(wave.into_iter().map(Arc::new));
+    }
+    let holds: Vec<_> = clients.iter().map(|c| spawn_query(c, "DROP TABLE t")).collect();
+    let all_held = eventually(Duration::from_secs(40), || async { api.pending().await.len() == HELD }).await;
+    assert!(all_held, "only {} of {HELD} held", api.pending().await.len());
+
+    // Ordinary work on another session runs at normal speed meanwhile.
+    let other = p.connect(&db).await;
+    let started = Instant::now();
+    for i in 0..500i32 {
+        let r = other.query_one("SELECT $1::int + 1", &[&i]).await.unwrap();
+        assert_eq!(r.get::<_, i32>(0), i + 1);
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "500 SELECTs took {took:?} beside {HELD} holds");
+    assert_eq!(api.pending().await.len(), HELD, "the holds were pending throughout");
+    assert!(table_exists(&db, "t").await);
+
+    // Deny them all; every client hears 42501 and nothing ran.
+    let ids: Vec<String> = api.pending().await.iter().map(id_of).collect();
+    let denials = join_all(ids.iter().map(|id| api.deny(id, ALICE.1, "bulk drill"))).await;
+    assert!(denials.iter().all(|(s, _)| *s == 200), "{denials:?}");
+    for h in holds {
+        let msg = assert_sqlstate(finish(h).await, "42501");
+        assert!(msg.contains("bulk drill"), "{msg}");
+    }
+    assert!(api.pending().await.is_empty());
+    assert!(table_exists(&db, "t").await, "no held DROP ran");
+    assert_eq!(t_rows(&db).await, 10);
+    drop(clients);
+    p.shutdown().await;
+    drop(rules_dir);
+}
+
+// 12. The audit trail of an approved statement.
+
+#[tokio::test]
+async fn audit_trail_records_request_decision_and_statement() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    let q = spawn_query(&c, "DROP TABLE t");
+    let held = api.held("DROP TABLE t").await;
+    let id = id_of(&held);
+    // The request is on the record before anyone can decide.
+    let requested = audit_record(&p, "approval_requested", &id, |_| true).await;
+    assert_eq!(requested["sql"], "DROP TABLE t");
+    assert_eq!(requested["agent"], AGENT);
+    assert_eq!(requested["session"], held["session_id"]);
+    assert!(strings(&requested["rules"]).contains(&"hold-ddl".to_string()), "{requested:#}");
+    assert_eq!(requested["quorum"], 1);
+
+    assert_eq!(api.approve(&id, ALICE.1).await.0, 200);
+    finish(q).await.unwrap();
+    let decided = audit_record(&p, "approval_decided", &id, |_| true).await;
+    assert_eq!(decided["decision"], "approved");
+    assert_eq!(strings(&decided["approvers"]), ["api:U0ALICE"]);
+    assert_eq!(decided["session"], held["session_id"]);
+    let stmt = audit_record(&p, "statement", &id, |_| true).await;
+    assert_eq!(stmt["decision"], "approved");
+    assert_eq!(stmt["sql"], "DROP TABLE t");
+    assert_eq!(stmt["outcome"]["status"], "ok", "{stmt:#}");
+    assert_eq!(stmt["outcome"]["command_tag"], "DROP TABLE");
+
+    // The decision was written before the statement's result.
+    let records = audit_records(&p);
+    let pos = |ty: &str| records.iter().position(|r| r["type"] == ty && r["request_id"] == id.as_str()).unwrap();
+    assert!(pos("approval_requested") < pos("approval_decided"));
+    assert!(pos("approval_decided") < pos("statement"));
+    p.shutdown().await;
+}
