@@ -300,7 +300,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let database = database.unwrap_or_else(|| "postgres".into());
             let subject = Subject { agent: &agent, application_name: &application_name, database: &database };
-            let class = classifier.classify(&sql);
+            // Judged as a fresh session would: PREPARE runs nothing, EXECUTE
+            // of a name prepared elsewhere is unknown.
+            let class = pg_airlock::wire::policy::resolve_prepared(&classifier.classify(&sql), |_| None);
             print!("{}", pg_airlock::rules::render_explain(&sql, &class, &subject, &rules));
             Ok(ExitCode::SUCCESS)
         }
@@ -308,7 +310,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (_cfg, rules, classifier) = load_policy(&config)?;
             let mut ok = true;
             for path in &cases {
-                let report = pg_airlock::rules::run_cases(path, &rules, &|sql| (*classifier.classify(sql)).clone())
+                let judge = |sql: &str| (*pg_airlock::wire::policy::resolve_prepared(&classifier.classify(sql), |_| None)).clone();
+                let report = pg_airlock::rules::run_cases(path, &rules, &judge)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 print!("{report}");
                 ok &= report.all_passed();

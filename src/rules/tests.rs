@@ -1098,7 +1098,11 @@ fn shipped_case_files_pass_against_shipped_rules() {
         let path = repo_path(&format!("fixtures/rules/{name}-cases.toml"));
         // The real classifier: the shipped cases document real behaviour.
         let opts = crate::classify::Options { extra_functions: rules.extra_functions(), ..Default::default() };
-        let report = run_cases(&path, &rules, &|sql| crate::classify::classify(sql, &opts)).unwrap();
+        let judge = |sql: &str| {
+            let class = std::sync::Arc::new(crate::classify::classify(sql, &opts));
+            (*crate::wire::policy::resolve_prepared(&class, |_| None)).clone()
+        };
+        let report = run_cases(&path, &rules, &judge).unwrap();
         assert!(
             report.cases.len() >= 25,
             "{name}: only {} cases",

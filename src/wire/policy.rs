@@ -201,45 +201,9 @@ impl Policy {
 
     /// Substitute remembered classes for SQL-level EXECUTE statements.
     fn resolve(&self, class: &SharedClassification) -> SharedClassification {
-        let needs = class.statements.iter().any(|s| matches!(s.prepared, Some(PreparedOp::Execute { .. } | PreparedOp::Prepare { .. })));
-        if !needs {
-            return class.clone();
-        }
-        let statements = class
-            .statements
-            .iter()
-            .map(|s| match &s.prepared {
-                // SQL PREPARE and protocol Parse share one namespace in
-                // PostgreSQL, so EXECUTE can run either kind.
-                Some(PreparedOp::Execute { name }) => match self.sql_prepared.get(name).or_else(|| self.prepared.get(name)) {
-                    Some(inner) => StatementClass {
-                        span: s.span,
-                        // Its own effects (functions in its arguments) plus
-                        // what the prepared statement does.
-                        effects: s.effects.iter().cloned().chain(inner.effects().cloned()).collect(),
-                        prepared: s.prepared.clone(),
-                    },
-                    None => StatementClass {
-                        span: s.span,
-                        effects: vec![unknown_effect(&format!("EXECUTE of {name:?}, which the proxy has not seen prepared"))],
-                        prepared: s.prepared.clone(),
-                    },
-                },
-                // PREPARE runs nothing; what it prepares is judged at EXECUTE.
-                Some(PreparedOp::Prepare { name }) => StatementClass {
-                    span: s.span,
-                    effects: vec![Effect {
-                        category: Category::Session,
-                        tables: vec![],
-                        functions: vec![],
-                        why: format!("PREPARE {name} (judged when executed)"),
-                    }],
-                    prepared: s.prepared.clone(),
-                },
-                _ => s.clone(),
-            })
-            .collect();
-        Arc::new(Classification { statements })
+        // SQL PREPARE and protocol Parse share one namespace in PostgreSQL,
+        // so EXECUTE can run either kind.
+        resolve_prepared(class, |name| self.sql_prepared.get(name).or_else(|| self.prepared.get(name)).cloned())
     }
 
     fn judge(&mut self, unit: &Unit<'_>) -> Result<Judgement, (&'static str, String)> {
@@ -453,6 +417,52 @@ impl Policy {
     }
 
     pub fn end_session(&mut self, _end: &super::session::End) {}
+}
+
+/// Judge a classification as it will run: `EXECUTE name` becomes what
+/// `lookup(name)` says the prepared statement does (plus the effects of its
+/// own arguments), or `unknown` if the name was never seen; `PREPARE` runs
+/// nothing and is a session no-op (what it prepares is judged at EXECUTE).
+/// Used by the session (with its prepared statements) and by `explain`
+/// (with none), so both judge alike.
+pub fn resolve_prepared(
+    class: &SharedClassification,
+    lookup: impl Fn(&str) -> Option<SharedClassification>,
+) -> SharedClassification {
+    let needs = class.statements.iter().any(|s| matches!(s.prepared, Some(PreparedOp::Execute { .. } | PreparedOp::Prepare { .. })));
+    if !needs {
+        return class.clone();
+    }
+    let statements = class
+        .statements
+        .iter()
+        .map(|s| match &s.prepared {
+            Some(PreparedOp::Execute { name }) => match lookup(name) {
+                Some(inner) => StatementClass {
+                    span: s.span,
+                    effects: s.effects.iter().cloned().chain(inner.effects().cloned()).collect(),
+                    prepared: s.prepared.clone(),
+                },
+                None => StatementClass {
+                    span: s.span,
+                    effects: vec![unknown_effect(&format!("EXECUTE of {name:?}, which the proxy has not seen prepared"))],
+                    prepared: s.prepared.clone(),
+                },
+            },
+            Some(PreparedOp::Prepare { name }) => StatementClass {
+                span: s.span,
+                effects: vec![Effect {
+                    category: Category::Session,
+                    tables: vec![],
+                    functions: vec![],
+                    why: format!("PREPARE {name} (judged when executed)"),
+                }],
+                prepared: s.prepared.clone(),
+            },
+            _ => s.clone(),
+        })
+        .collect();
+    Arc::new(Classification { statements })
 }
 
 /// Combine the decisions for several executed statements of one unit:
