@@ -415,8 +415,6 @@ impl Policy {
             }
         }
     }
-
-    pub fn end_session(&mut self, _end: &super::session::End) {}
 }
 
 /// Judge a classification as it will run: `EXECUTE name` becomes what

@@ -22,7 +22,6 @@ use crate::approval;
 use crate::audit::event::{self as audit, Event, EventKind, decision};
 use super::sqlstate;
 use super::{Proxy, client::Established};
-use crate::identity::SessionInfo;
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -756,10 +755,4 @@ fn is_disconnect(e: &std::io::Error) -> bool {
         e.kind(),
         std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
     )
-}
-
-impl SessionInfo {
-    pub fn short(&self) -> &str {
-        &self.id
-    }
 }
