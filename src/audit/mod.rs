@@ -162,6 +162,9 @@ struct Shared {
     cfg: AuditConfig,
     healthy: AtomicBool,
     metrics: AuditMetrics,
+    /// Rung after queueing a durable record, flush or shutdown: ends the
+    /// writer's linger at once, so waiting for disk never includes it.
+    urgent: tokio::sync::Notify,
 }
 
 /// Handle to the audit writer. Cheap to clone; all clones feed one chain.
@@ -198,6 +201,7 @@ impl Auditor {
             cfg,
             healthy: AtomicBool::new(true),
             metrics: AuditMetrics::default(),
+            urgent: tokio::sync::Notify::new(),
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
@@ -306,6 +310,7 @@ impl Auditor {
         }
         let (tx, rx) = oneshot::channel();
         self.send(Msg::Event(ev, Some(tx))).await?;
+        self.shared.urgent.notify_one();
         rx.await.unwrap_or(Err(Error::Closed))
     }
 
@@ -399,7 +404,9 @@ impl Auditor {
     /// Control messages wait for room under either policy: they carry no
     /// event, and a shutdown must get through.
     async fn send_ctl(&self, msg: Msg) -> Result<(), Error> {
-        self.tx.send(msg).await.map_err(|_| Error::Closed)
+        let r = self.tx.send(msg).await.map_err(|_| Error::Closed);
+        self.shared.urgent.notify_one();
+        r
     }
 }
 
@@ -545,7 +552,10 @@ impl Writer {
                 // arrive meanwhile queue up without waking this thread,
                 // so a busy proxy pays one wake-up per batch, not one per
                 // statement. Durable records wait at most this much more.
-                tokio::time::sleep(LINGER.min(flush_interval)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(LINGER.min(flush_interval)) => {}
+                    _ = self.shared.urgent.notified() => {}
+                }
             }
             if self.rotation_due_at().is_some_and(|t| t <= Instant::now()) {
                 self.push_rotation();
