@@ -319,12 +319,7 @@ impl Inbound<'_> {
                 self.track(answered, draft, None);
                 Ok(())
             }
-            Verdict::Refuse { code, message } => {
-                if let Some(d) = draft {
-                    self.policy.proxy().audit.emit(Event::now(EventKind::Statement(d)));
-                }
-                self.refuse(kind, code, &message)
-            }
+            Verdict::Refuse { code, message } => self.refuse(kind, code, &message, draft),
             Verdict::Hold(held) => {
                 // The held bytes are copied out: the client may keep sending
                 // (and we keep reading, to notice a disconnect) while a human
@@ -346,8 +341,7 @@ impl Inbound<'_> {
                     HoldEnd::Refused { code, message } => {
                         self.policy.refused();
                         self.policy.proxy().metrics.holds_refused.inc();
-                        self.policy.proxy().audit.emit(Event::now(EventKind::Statement(draft)));
-                        self.refuse(kind, code, &message)
+                        self.refuse(kind, code, &message, Some(draft))
                     }
                 }
             }
@@ -390,20 +384,29 @@ impl Inbound<'_> {
         })));
     }
 
-    /// Put a refusal where the unit would have gone.
-    fn refuse(&mut self, kind: Kind, code: &str, message: &str) -> Result<(), End> {
+    /// Put a refusal where the unit would have gone. Its audit record (the
+    /// statement was not sent) is written when the refusal is answered, in
+    /// order with the records of the units before it: a client may see an
+    /// earlier error before that unit's ReadyForQuery and send on.
+    fn refuse(&mut self, kind: Kind, code: &str, message: &str, draft: Option<audit::Statement>) -> Result<(), End> {
+        let audit = self.policy.proxy().audit.clone();
         match kind {
             // Postgres answers the refusal with ErrorResponse +
             // ReadyForQuery, exactly what the client waits for, and aborts
             // an open transaction as the client is now told.
             Kind::Query | Kind::SyncedSegment => {
                 messages::query(&mut self.out, &messages::refusal_sql(code, message));
-                self.shared.in_flight.push(None);
+                self.shared.in_flight.push(draft.map(|d| -> super::inflight::Done {
+                    Box::new(move |_refusal_answered: UnitResult| audit.emit(Event::now(EventKind::Statement(d))))
+                }));
                 Ok(())
             }
             // Without a Sync there is no safe place to inject a Query:
             // end the session rather than let anything run.
             Kind::OpenSegment => {
+                if let Some(d) = draft {
+                    audit.emit(Event::now(EventKind::Statement(d)));
+                }
                 tracing::warn!(session = %self.policy.info().id, "refused statement in an extended batch without Sync: ending session");
                 Err(End::UnsafeServerSetting(format!("refused statement in an unsynchronised batch: {message}")))
             }
