@@ -81,6 +81,8 @@ struct Judgement {
     /// The same, as classified (PREPARE still carries the effects of the
     /// statement it prepares): the source of bookkeeping.
     raw: Vec<SharedClassification>,
+    /// The rules that decided (the audit record names their version).
+    rules: Arc<crate::rules::RuleSet>,
 }
 
 /// One pending bookkeeping change, with what it replaced (for undo).
@@ -238,7 +240,7 @@ impl Policy {
         }
         // A segment that executes nothing (Parse/Describe only) runs nothing.
         let decision = decision.unwrap_or(Decision { action: Action::Allow, rules: vec![], message: None, hold: None });
-        Ok(Judgement { decision, executed, raw })
+        Ok(Judgement { decision, executed, raw, rules: snap.rules.clone() })
     }
 
     /// Judge a unit. Also returns the draft of its audit record (outcome
@@ -302,7 +304,7 @@ impl Policy {
             }
             .to_string(),
             rules: d.rules.clone(),
-            ruleset: Some(self.proxy.engine.snapshot().rules.version().to_string()),
+            ruleset: Some(j.rules.version().to_string()),
             request_id: None,
             outcome: audit::Outcome::NotSent,
             duration_us: 0,
