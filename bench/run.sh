@@ -25,7 +25,7 @@
 #   AIRLOCK_LOG         pg-airlock log filter (default: info, as shipped)
 #   LABEL               free text put in the report header ("with rules", ...)
 #   PERF=1              after the rounds: perf profile of pg-airlock during
-#                       one extra select-simple run (areas + top symbols in the
+#                       one extra run of PERF_WORKLOAD (default select-simple) (areas + top symbols in the
 #                       report, full list in results/<stamp>-perf.txt), and
 #                       perf stat syscalls / context switches per transaction
 #                       for both proxies
@@ -391,13 +391,15 @@ PERF_OUT=""
 PERF_STAT=""
 if [[ ${PERF:-0} == 1 ]]; then
     if command -v perf >/dev/null; then
-        log "perf: profiling pg-airlock during one ${SECS}s select-simple run"
-        perf record -q -F 999 -o "$TMP/perf.data" -p "$AIRLOCK_PID" >"$TMP/perf.log" 2>&1 &
+        PERF_WORKLOAD=${PERF_WORKLOAD:-select-simple}
+        log "perf: profiling pg-airlock during one ${SECS}s $PERF_WORKLOAD run"
+        perf record -q -F 999 ${PERF_CALLGRAPH:+-g} -o "$TMP/perf.data" -p "$AIRLOCK_PID" >"$TMP/perf.log" 2>&1 &
         PERF_PID=$!
         sleep 0.5
-        run_one airlock select-simple "$SECS" >/dev/null
+        run_one airlock "$PERF_WORKLOAD" "$SECS" >/dev/null
         kill -INT "$PERF_PID" 2>/dev/null || true
         wait "$PERF_PID" 2>/dev/null || true
+        [[ -n ${PERF_KEEP:-} ]] && cp "$TMP/perf.data" "$PERF_KEEP"
         perf report -i "$TMP/perf.data" --stdio --no-children --sort dso,sym -F overhead,dso,sym 2>/dev/null \
             | grep -E '^ +[0-9.]+%' | sed -E 's/ +$//' >"$TMP/perf.txt" || true
         if [[ -s $TMP/perf.txt ]]; then
@@ -425,19 +427,22 @@ if [[ ${PERF:-0} == 1 ]]; then
         [[ -n $PERF_OUT ]] || PERF_OUT="(perf produced no samples: $(tail -n 3 "$TMP/perf.log" | tr '\n' ' '))"
         # Syscalls and context switches per transaction, both proxies.
         # perf stat -p follows the threads that exist when it attaches.
-        PERF_STAT="| proxy | TPS | syscalls/txn | context switches/txn |"$'\n'"|---|---:|---:|---:|"
+        PERF_STAT="| proxy | TPS | syscalls/txn | context switches/txn | send/txn | recv/txn | epoll_wait/txn | futex/txn |"$'\n'"|---|---:|---:|---:|---:|---:|---:|---:|"
         for t in pgbouncer airlock; do
-            perf stat -e raw_syscalls:sys_enter,context-switches -x, -o "$TMP/pstat.$t" -p "$(target_pid "$t")" >/dev/null 2>&1 &
+            perf stat -e raw_syscalls:sys_enter,context-switches,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex -x, -o "$TMP/pstat.$t" -p "$(target_pid "$t")" >/dev/null 2>&1 &
             pstat_pid=$!
             sleep 0.3
-            res=$(run_one "$t" select-simple "$SECS")
+            res=$(run_one "$t" "$PERF_WORKLOAD" "$SECS")
             kill -INT "$pstat_pid" 2>/dev/null || true
             wait "$pstat_pid" 2>/dev/null || true
+            [[ -n ${PERF_KEEP:-} ]] && cp "$TMP/pstat.$t" "$PERF_KEEP.pstat.$t"
             read -r p_tps p_txns _ <<<"$res"
             PERF_STAT+=$'\n'$(awk -F, -v t="$t" -v tps="$p_tps" -v n="$p_txns" '
                 $3 == "raw_syscalls:sys_enter" { sc = $1 } $3 == "context-switches" { cs = $1 }
-                END { if (sc == "" || sc ~ /not/) printf "| %s | %.0f | n/a | n/a |", t, tps
-                      else printf "| %s | %.0f | %.1f | %.1f |", t, tps, sc / n, cs / n }' "$TMP/pstat.$t")
+                $3 == "syscalls:sys_enter_sendto" { snd = $1 } $3 == "syscalls:sys_enter_recvfrom" { rcv = $1 }
+                $3 == "syscalls:sys_enter_epoll_wait" { ep = $1 } $3 == "syscalls:sys_enter_futex" { fx = $1 }
+                END { if (sc == "" || sc ~ /not/) printf "| %s | %.0f | n/a | n/a | n/a | n/a | n/a | n/a |", t, tps
+                      else printf "| %s | %.0f | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f |", t, tps, sc / n, cs / n, snd / n, rcv / n, ep / n, fx / n }' "$TMP/pstat.$t")
         done
     else
         PERF_OUT="(perf not installed)"
@@ -568,14 +573,14 @@ report() {
     echo '```'
     if [[ -n $PERF_OUT ]]; then
         echo
-        echo "## perf: pg-airlock self time during one select-simple run (by area, then top 30 symbols)"
+        echo "## perf: pg-airlock self time during one $PERF_WORKLOAD run (by area, then top 30 symbols)"
         echo
         echo '```'
         echo "$PERF_OUT"
         echo '```'
         if [[ -n $PERF_STAT ]]; then
             echo
-            echo "## perf stat: kernel work per transaction (one extra select-simple run per proxy)"
+            echo "## perf stat: kernel work per transaction (one extra $PERF_WORKLOAD run per proxy)"
             echo
             echo "$PERF_STAT"
         fi
