@@ -8,7 +8,7 @@
 //! - [`app`]: wires it together; accept loop, admin port, shutdown.
 //! - [`admin`]: `/healthz`, `/metrics`.
 //! - [`identity`]: the session identity record every log and audit line carries.
-//! - [`metrics`]: counters.
+//! - [`metrics`]: the counters `/metrics` exports.
 //!
 //! # Flow of a statement
 //! `wire::session` frames a client unit (Query, or extended batch up to

@@ -24,6 +24,29 @@ pub(super) fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, String> {
         .map_err(|e| format!("tokenizer error: {e}"))
 }
 
+/// `Some` for a literal token: its kind as the shape scanner names it, or
+/// `Some(None)` for literal kinds the scanner never replaces.
+pub(super) fn literal_kind(token: &Token) -> Option<Option<super::shape::LitKind>> {
+    use super::shape::LitKind;
+    match token {
+        Token::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit()) => Some(Some(LitKind::Int)),
+        Token::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit() || b == b'.') => Some(Some(LitKind::Decimal)),
+        Token::SingleQuotedString(_) => Some(Some(LitKind::Str)),
+        Token::Number(..)
+        | Token::DollarQuotedString(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::NationalStringLiteral(_)
+        | Token::HexStringLiteral(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::DoubleQuotedByteStringLiteral(_)
+        | Token::TripleSingleQuotedString(_)
+        | Token::TripleDoubleQuotedString(_)
+        | Token::DoubleQuotedString(_) => Some(None),
+        _ => None,
+    }
+}
+
 pub(super) fn is_trivia(token: &Token) -> bool {
     matches!(token, Token::Whitespace(_))
 }
@@ -216,17 +239,8 @@ pub(super) fn operator_count(tokens: &[TokenWithSpan]) -> usize {
                 }
                 _ => (false, true),
             },
-            Token::Number(..)
-            | Token::SingleQuotedString(_)
-            | Token::DollarQuotedString(_)
-            | Token::EscapedStringLiteral(_)
-            | Token::UnicodeStringLiteral(_)
-            | Token::NationalStringLiteral(_)
-            | Token::HexStringLiteral(_)
-            | Token::SingleQuotedByteStringLiteral(_)
-            | Token::Placeholder(_)
-            | Token::RParen
-            | Token::RBracket => (false, true),
+            t if literal_kind(t).is_some() => (false, true),
+            Token::Placeholder(_) | Token::RParen | Token::RBracket => (false, true),
             Token::Comma | Token::LParen | Token::Period | Token::SemiColon | Token::EOF => {
                 (false, false)
             }

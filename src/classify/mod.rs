@@ -33,6 +33,7 @@ mod functions;
 mod lex;
 mod model;
 mod recognise;
+pub(crate) mod shape;
 mod walk;
 
 #[cfg(test)]
@@ -79,6 +80,26 @@ const MAX_EXPLAIN_NESTING: usize = 4;
 
 /// Classifies one message (a simple-protocol Query or a Parse).
 pub fn classify(sql: &str, opts: &Options) -> Classification {
+    classify_traced(sql, opts, &mut Trace::default())
+}
+
+/// What the classifier saw of a text's literals, for the shape cache: a
+/// classification may be shared by every text of the same shape only if
+/// literals were lexed and parsed as plain values and never looked at.
+#[derive(Default)]
+struct Trace {
+    /// A part went to the keyword fallback, failed, or panicked: the
+    /// outcome may hinge on literal text (a parse error, say).
+    not_parsed: bool,
+    /// Byte offsets of the literal tokens (any kind), in order.
+    literal_tokens: Vec<(usize, Option<shape::LitKind>)>,
+    /// Start locations of the literal value nodes of every parsed part.
+    value_starts: Vec<sqlparser::tokenizer::Location>,
+    /// Start locations of the literal tokens, for matching `value_starts`.
+    token_starts: Vec<sqlparser::tokenizer::Location>,
+}
+
+fn classify_traced(sql: &str, opts: &Options, trace: &mut Trace) -> Classification {
     let whole = |why: String| Classification {
         statements: vec![StatementClass {
             span: (0, sql.len()),
@@ -87,6 +108,7 @@ pub fn classify(sql: &str, opts: &Options) -> Classification {
         }],
     };
     if sql.len() > opts.max_len {
+        trace.not_parsed = true;
         return whole(format!(
             "message is {} bytes, over the {} byte limit",
             sql.len(),
@@ -95,12 +117,22 @@ pub fn classify(sql: &str, opts: &Options) -> Classification {
     }
     let mut tokens = match lex::tokenize(sql) {
         Ok(t) => t,
-        Err(why) => return whole(why),
+        Err(why) => {
+            trace.not_parsed = true;
+            return whole(why);
+        }
     };
     if let Err(why) = lex::fold_unicode_identifiers(&mut tokens) {
+        trace.not_parsed = true;
         return whole(why);
     }
     let offsets = lex::ByteOffsets::new(sql);
+    for t in &tokens {
+        if let Some(kind) = lex::literal_kind(&t.token) {
+            trace.literal_tokens.push((offsets.offset(t.span.start), kind));
+            trace.token_starts.push(t.span.start);
+        }
+    }
     let statements = lex::split_statements(tokens)
         .into_iter()
         .map(|part| {
@@ -110,7 +142,7 @@ pub fn classify(sql: &str, opts: &Options) -> Classification {
                 (Some(f), Some(l)) => (offsets.offset(f.span.start), offsets.offset(l.span.end)),
                 _ => (0, sql.len()),
             };
-            let outcome = classify_part(part, opts, 0);
+            let outcome = classify_part(part, opts, 0, trace);
             StatementClass {
                 span,
                 effects: outcome.effects,
@@ -121,13 +153,36 @@ pub fn classify(sql: &str, opts: &Options) -> Classification {
     Classification { statements }
 }
 
-fn classify_part(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize) -> Outcome {
+/// Classify `sql` and say whether the result holds for every text of its
+/// shape (see [`shape`]): the literals `scan` replaced are exactly the
+/// tokenizer's literal tokens, each became exactly one literal value in the
+/// parse tree, every part parsed, the walk never read a literal's value,
+/// and the statement span is the one `scan` computes.
+fn classify_for_shape(sql: &str, opts: &Options, literals: &[shape::Literal], span: (usize, usize)) -> (Classification, bool) {
+    let mut trace = Trace::default();
+    walk::take_literal_read();
+    let class = classify_traced(sql, opts, &mut trace);
+    let read = walk::take_literal_read();
+    let mut values = std::mem::take(&mut trace.value_starts);
+    values.sort_unstable_by_key(|l| (l.line, l.column));
+    let invariant = !read
+        && !trace.not_parsed
+        && class.statements.len() == 1
+        && class.statements[0].span == span
+        && trace.literal_tokens.len() == literals.len()
+        && trace.literal_tokens.iter().zip(literals).all(|(&(at, kind), l)| at == l.start && kind == Some(l.kind))
+        && values == trace.token_starts;
+    (class, invariant)
+}
+
+fn classify_part(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize, trace: &mut Trace) -> Outcome {
     let fail = |why: String| Outcome {
         effects: vec![unknown(why)],
         prepared: None,
     };
     let operators = lex::operator_count(&part);
     if operators > lex::MAX_OPERATORS {
+        trace.not_parsed = true;
         return fail(format!(
             "statement has {operators} operators, over the {} limit for safe analysis",
             lex::MAX_OPERATORS
@@ -135,31 +190,58 @@ fn classify_part(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize) -> Ou
     }
     // sqlparser and the walk are not expected to panic, but a proxy that
     // dies on a crafted statement is worse than one that asks a human.
-    catch_unwind(AssertUnwindSafe(|| parse_and_walk(part, opts, nesting)))
-        .unwrap_or_else(|_| fail("classifier panicked on this statement".into()))
+    catch_unwind(AssertUnwindSafe(|| parse_and_walk(part, opts, nesting, trace))).unwrap_or_else(|_| {
+        trace.not_parsed = true;
+        fail("classifier panicked on this statement".into())
+    })
 }
 
-fn parse_and_walk(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize) -> Outcome {
+fn parse_and_walk(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize, trace: &mut Trace) -> Outcome {
     let fail = |why: String| Outcome {
         effects: vec![unknown(why)],
         prepared: None,
     };
     let mut parser = Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(part.clone());
     let error = match parser.parse_statements() {
-        Ok(stmts) if stmts.len() == 1 => return walk::classify_statement(&stmts[0], opts),
-        Ok(stmts) => return fail(format!("expected one statement, parsed {}", stmts.len())),
+        Ok(stmts) if stmts.len() == 1 => {
+            collect_value_starts(&stmts[0], &mut trace.value_starts);
+            return walk::classify_statement(&stmts[0], opts);
+        }
+        Ok(stmts) => {
+            trace.not_parsed = true;
+            return fail(format!("expected one statement, parsed {}", stmts.len()));
+        }
         Err(e) => e,
     };
+    trace.not_parsed = true;
     match recognise::recognise(&part) {
         Some(Recognised::Effects(effects)) => Outcome {
             effects,
             prepared: None,
         },
         Some(Recognised::Explain { runs, inner }) if nesting < MAX_EXPLAIN_NESTING => {
-            walk::explain(classify_part(inner, opts, nesting + 1), runs)
+            walk::explain(classify_part(inner, opts, nesting + 1, trace), runs)
         }
         _ => fail(format!("sqlparser could not parse it: {error}")),
     }
+}
+
+/// Start locations of every literal value node (strings and numbers of any
+/// kind; not `TRUE`/`NULL`/placeholders, which are not literal tokens).
+fn collect_value_starts(stmt: &sqlparser::ast::Statement, out: &mut Vec<sqlparser::tokenizer::Location>) {
+    use sqlparser::ast::{Value, ValueWithSpan, Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Values<'a>(&'a mut Vec<sqlparser::tokenizer::Location>);
+    impl Visitor for Values<'_> {
+        type Break = ();
+        fn pre_visit_value(&mut self, v: &ValueWithSpan) -> ControlFlow<()> {
+            if !matches!(v.value, Value::Boolean(_) | Value::Null | Value::Placeholder(_)) {
+                self.0.push(v.span.start);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = stmt.visit(&mut Values(out));
 }
 
 /// Normalises a function name as Postgres reads it: unquoted parts folded to
@@ -224,25 +306,48 @@ pub fn extract_reason(sql: &str) -> Option<String> {
     })
 }
 
-/// [`classify`] behind a size-bounded cache keyed by the SQL text.
+/// [`classify`] behind a size-bounded cache.
 ///
-/// Agents and drivers repeat the same texts; a hit costs one hash of the
-/// text and a lookup, with no allocation and no parse.
+/// Agents and drivers repeat the same texts, or the same statements with
+/// other literal values. Two kinds of key share one cache: the text itself,
+/// and its literal-free shape ([`shape`], NUL-prefixed, so the two never
+/// collide). A hit costs a scan of the text, a hash and a lookup: no parse.
 pub struct Classifier {
     opts: Options,
-    cache: moka::sync::Cache<Arc<str>, Arc<Classification>>,
+    cache: moka::sync::Cache<Arc<str>, Entry>,
     doorkeeper: Doorkeeper,
+}
+
+#[derive(Clone)]
+enum Entry {
+    /// Classification of exactly this text (key: the text).
+    Text(Arc<Classification>),
+    /// Classification shared by every text of this shape (key: the shape);
+    /// its span is that of the text it was computed on.
+    Shape(Arc<Classification>),
+    /// The classifier read literal values for this shape (or could not
+    /// confirm it lexes as scanned): look the text up by itself.
+    Varies,
+}
+
+thread_local! {
+    /// Reused buffer for shape keys: a lookup allocates nothing.
+    static SHAPE_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 impl Classifier {
     /// `cache_bytes` bounds the cache by the total weight of its entries:
-    /// the SQL text plus an estimate of the classification's size.
+    /// the key plus an estimate of the classification's size.
     pub fn new(opts: Options, cache_bytes: u64) -> Self {
         let cache = moka::sync::Cache::builder()
             .max_capacity(cache_bytes)
-            .weigher(|sql: &Arc<str>, class: &Arc<Classification>| {
+            .weigher(|key: &Arc<str>, entry: &Entry| {
+                let class = match entry {
+                    Entry::Text(c) | Entry::Shape(c) => estimated_size(c),
+                    Entry::Varies => 0,
+                };
                 // + the cache's own per-entry overhead (keys, nodes, Arcs).
-                u32::try_from(sql.len() + estimated_size(class) + 256).unwrap_or(u32::MAX)
+                u32::try_from(key.len() + class + 256).unwrap_or(u32::MAX)
             })
             .build();
         Classifier { opts, cache, doorkeeper: Doorkeeper::default() }
@@ -253,19 +358,71 @@ impl Classifier {
     }
 
     pub fn classify(&self, sql: &str) -> Arc<Classification> {
-        if let Some(hit) = self.cache.get(sql) {
+        if sql.len() > self.opts.max_len {
+            // Cheap (a length check) and would only evict useful entries.
+            return Arc::new(classify(sql, &self.opts));
+        }
+        let by_shape = SHAPE_KEY.with(|k| {
+            let Ok(mut key) = k.try_borrow_mut() else { return None };
+            let scanned = shape::scan(sql, &mut key, None)?;
+            if scanned.literals == 0 {
+                // The shape is the text: one key kind is enough.
+                return None;
+            }
+            Some(match self.cache.get(key.as_str()) {
+                Some(Entry::Shape(class)) => Ok(with_span(class, scanned.span)),
+                Some(_) => Err(()),
+                None => Ok(self.classify_shape(sql, &key, scanned.span)),
+            })
+        });
+        match by_shape {
+            Some(Ok(class)) => class,
+            // `Varies`, or a shape the classifier would not vouch for.
+            Some(Err(())) | None => self.classify_text(sql),
+        }
+    }
+
+    /// Shape miss: classify this text, then cache the result under its
+    /// shape if it holds for every text of the shape, else remember that it
+    /// does not. Both on the shape's second sighting (doorkeeper).
+    fn classify_shape(&self, sql: &str, key: &str, span: (usize, usize)) -> Arc<Classification> {
+        let mut literals = Vec::new();
+        let mut again = String::new();
+        shape::scan(sql, &mut again, Some(&mut literals));
+        let (class, invariant) = classify_for_shape(sql, &self.opts, &literals, span);
+        let class = Arc::new(class);
+        if self.doorkeeper.seen_before(key) {
+            let entry = if invariant { Entry::Shape(Arc::clone(&class)) } else { Entry::Varies };
+            self.cache.insert(Arc::from(key), entry);
+        }
+        // Either way it is this text's classification.
+        class
+    }
+
+    fn classify_text(&self, sql: &str) -> Arc<Classification> {
+        if let Some(Entry::Text(hit)) = self.cache.get(sql) {
             return hit;
         }
         let class = Arc::new(classify(sql, &self.opts));
-        // Over-long texts are cheap to classify (length check) and would
-        // only evict useful entries. A text is cached the second time it is
-        // seen: statements with inline literals (`WHERE id = 42`) are
-        // mostly unique, and inserting each one would cost an insert and
-        // an eviction per statement for no hit.
-        if sql.len() <= self.opts.max_len && self.doorkeeper.seen_before(sql) {
-            self.cache.insert(Arc::from(sql), Arc::clone(&class));
+        // A text is cached the second time it is seen: texts with inline
+        // literals the shape key cannot absorb are mostly unique, and
+        // inserting each one would cost an insert and an eviction per
+        // statement for no hit.
+        if self.doorkeeper.seen_before(sql) {
+            self.cache.insert(Arc::from(sql), Entry::Text(Arc::clone(&class)));
         }
         class
+    }
+}
+
+/// A shape's classification with this text's span (texts of one shape
+/// differ in literal lengths, so spans differ).
+fn with_span(class: Arc<Classification>, span: (usize, usize)) -> Arc<Classification> {
+    match class.statements.as_slice() {
+        [st] if st.span != span => Arc::new(Classification {
+            statements: vec![StatementClass { span, ..st.clone() }],
+        }),
+        _ => class,
     }
 }
 

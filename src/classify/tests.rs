@@ -519,6 +519,132 @@ fn classifier_caches_by_text() {
     assert!(!Arc::ptr_eq(&x, &y), "over-long texts are not cached");
 }
 
+fn shape_entry(c: &Classifier, sql: &str) -> Option<&'static str> {
+    let mut key = String::new();
+    shape::scan(sql, &mut key, None)?;
+    c.cache.get(key.as_str()).map(|e| match e {
+        Entry::Shape(_) => "shape",
+        Entry::Varies => "varies",
+        Entry::Text(_) => "text",
+    })
+}
+
+#[test]
+fn classifier_shares_a_classification_across_literal_values() {
+    let c = Classifier::new(Options::default(), 1 << 20);
+    let q = |aid: &str| format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};");
+    let _ = c.classify(&q("1"));
+    let _ = c.classify(&q("2"));
+    assert_eq!(shape_entry(&c, &q("3")), Some("shape"), "second sighting of the shape caches it");
+    let hit = c.classify(&q("123456"));
+    assert_eq!(*hit, classify(&q("123456"), &Options::default()), "span follows this text");
+    assert_eq!(hit.statements[0].span, (0, q("123456").len() - 1));
+    let long = "SELECT * FROM users WHERE name = 'it''s' AND id IN (1, 2, 3) LIMIT 10";
+    let _ = c.classify(long);
+    let _ = c.classify(long);
+    let other = c.classify("SELECT * FROM users WHERE name = 'x' AND id IN (7, 8, 9) LIMIT 5000");
+    assert_eq!(shape_entry(&c, long), Some("shape"));
+    assert_eq!(other.category(), Category::Read);
+    // Restricted writes too: `aid = 5` is compared with literals masked.
+    let u = |d: &str, aid: &str| format!("UPDATE pgbench_accounts SET abalance = abalance + {d} WHERE aid = {aid};");
+    let _ = c.classify(&u("-12", "5"));
+    let _ = c.classify(&u("-4000", "77"));
+    assert_eq!(shape_entry(&c, &u("-1", "1")), Some("shape"));
+    assert_eq!(c.classify(&u("1", "1")).category(), Category::Write);
+}
+
+#[test]
+fn a_literal_never_matches_an_identifier_that_prints_alike() {
+    // Column "5" compared with 5 restricts the rows; it is no tautology.
+    let c = classify(r#"DELETE FROM users WHERE "5" = 5"#, &Options::default());
+    assert_eq!(c.category(), Category::Write);
+    let c = classify("DELETE FROM users WHERE id + 1 = id + 2", &Options::default());
+    assert_eq!(c.category(), Category::Destructive, "same shape both sides: counted as unrestricted");
+}
+
+#[test]
+fn literal_dependent_classifications_are_not_shared() {
+    // Each pair: the first text, seen twice, must not decide the second.
+    let pairs = [
+        ("SELECT set_config('search_path', 'x', false)", "SELECT set_config('role', 'x', false)"),
+        ("DELETE FROM users WHERE name LIKE 'a%'", "DELETE FROM users WHERE name LIKE '%'"),
+        ("EXPLAIN (ANALYZE 0) DELETE FROM users", "EXPLAIN (ANALYZE 1) DELETE FROM users"),
+    ];
+    for (seen, probe) in pairs {
+        let c = Classifier::new(Options::default(), 1 << 20);
+        let _ = c.classify(seen);
+        let _ = c.classify(seen);
+        assert_eq!(shape_entry(&c, seen), Some("varies"), "{seen}");
+        assert_eq!(*c.classify(probe), classify(probe, &Options::default()), "{probe}");
+    }
+    // A literal the walk never looks at is shared safely: `1 = 2` restricts
+    // nothing either (no target column), so the answer is the same.
+    let c = Classifier::new(Options::default(), 1 << 20);
+    let _ = c.classify("DELETE FROM users WHERE 1 = 2");
+    let _ = c.classify("DELETE FROM users WHERE 1 = 2");
+    let probe = "DELETE FROM users WHERE 1 = 1";
+    assert_eq!(*c.classify(probe), classify(probe, &Options::default()));
+    assert_eq!(c.classify(probe).category(), Category::Destructive);
+}
+
+/// The cache's one promise: a cached answer equals a fresh one. Every
+/// corpus text is seen twice (so its shape is cached if it may be), then
+/// variants with other literal values, chosen to hit every literal-value
+/// check the walk makes, must classify exactly as without the cache.
+#[test]
+fn shape_cache_never_changes_a_classification() {
+    let strings = ["'%'", "'role'", "'session_authorization'", "'off'", "'0'", "'false'", "'OWNER TO'", "''", "'x''y'", "'a'"];
+    let ints = ["0", "1", "999999999", "7"];
+    let decimals = ["0.0", "1.5"];
+    let opts = Options::default();
+    let c = Classifier::new(opts.clone(), 64 << 20);
+    let (mut checked, mut shaped) = (0, 0);
+    for case in corpus() {
+        let mut key = String::new();
+        let mut lits = Vec::new();
+        // Long generated texts add time, not coverage.
+        if case.sql.len() > 2000 || shape::scan(&case.sql, &mut key, Some(&mut lits)).is_none() || lits.is_empty() {
+            continue;
+        }
+        let _ = c.classify(&case.sql);
+        let _ = c.classify(&case.sql);
+        shaped += usize::from(shape_entry(&c, &case.sql) == Some("shape"));
+        let pick = |kind: shape::LitKind, n: usize| match kind {
+            shape::LitKind::Str => strings[n % strings.len()],
+            shape::LitKind::Int => ints[n % ints.len()],
+            shape::LitKind::Decimal => decimals[n % decimals.len()],
+        };
+        let variant = |choose: &dyn Fn(usize, shape::LitKind) -> Option<&'static str>| {
+            let mut out = String::new();
+            let mut at = 0;
+            for (i, l) in lits.iter().enumerate() {
+                out.push_str(&case.sql[at..l.start]);
+                match choose(i, l.kind) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&case.sql[l.start..l.end]),
+                }
+                at = l.end;
+            }
+            out.push_str(&case.sql[at..]);
+            out
+        };
+        let mut variants: Vec<String> = (0..strings.len()).map(|n| variant(&|_, kind| Some(pick(kind, n)))).collect();
+        for i in 0..lits.len().min(4) {
+            for n in 0..strings.len() {
+                variants.push(variant(&|j, kind| (j == i).then(|| pick(kind, n))));
+            }
+        }
+        for v in variants {
+            let fresh = classify(&v, &opts);
+            assert_eq!(*c.classify(&v), fresh, "cached answer differs for {v:?} (seen: {:?})", case.sql);
+            checked += 1;
+        }
+    }
+    eprintln!("shape cache: {checked} variants checked, {shaped} corpus shapes cacheable");
+    assert!(checked > 1000, "only {checked} variants checked");
+    assert!(shaped > 50, "only {shaped} corpus shapes were cacheable");
+}
+
 #[test]
 fn cte_names_shadow_tables_only_where_visible() {
     let tables = |sql: &str| -> Vec<String> {

@@ -72,6 +72,22 @@ fn truncate_identifier(mut s: String) -> String {
     s
 }
 
+thread_local! {
+    /// Set when the walk looks at a literal's value (or prints a node that
+    /// may contain one). A classification that depends on literal values
+    /// must not be shared between texts of one shape (`shape`).
+    static LITERAL_READ: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn note_literal_read() {
+    LITERAL_READ.with(|c| c.set(true));
+}
+
+/// Whether a literal was read since the last call; resets the flag.
+pub(super) fn take_literal_read() -> bool {
+    LITERAL_READ.with(|c| c.replace(false))
+}
+
 pub(super) fn normalize_name(name: &ObjectName) -> String {
     let mut out = String::new();
     for (i, part) in name.0.iter().enumerate() {
@@ -80,7 +96,10 @@ pub(super) fn normalize_name(name: &ObjectName) -> String {
         }
         match part {
             ObjectNamePart::Identifier(id) => out.push_str(&normalize_ident(id)),
-            other => out.push_str(&other.to_string().to_ascii_lowercase()),
+            other => {
+                note_literal_read();
+                out.push_str(&other.to_string().to_ascii_lowercase())
+            }
         }
     }
     out
@@ -89,7 +108,10 @@ pub(super) fn normalize_name(name: &ObjectName) -> String {
 fn last_ident_value(name: &ObjectName) -> String {
     match name.0.last() {
         Some(ObjectNamePart::Identifier(id)) => id.value.clone(),
-        Some(other) => other.to_string(),
+        Some(other) => {
+            note_literal_read();
+            other.to_string()
+        }
         None => String::new(),
     }
 }
@@ -193,6 +215,7 @@ fn options_say_analyze(options: &[UtilityOption]) -> bool {
 }
 
 fn is_false_literal(e: &Expr) -> bool {
+    note_literal_read();
     let text = match e {
         Expr::Value(v) => match &v.value {
             Value::Boolean(b) => return !*b,
@@ -302,12 +325,40 @@ fn depends_on_target(expr: &Expr, targets: &Targets) -> bool {
 
 /// Textual identity, quotes and case ignored: `id = id`, `"ID" = id`.
 /// Over-matching only makes a WHERE count as always true (the safe side).
+///
+/// Literal values are masked before comparing: `a + 1 = a + 2` counts as
+/// the same (over-matching, safe), and the answer never depends on a
+/// literal's value, so statements differing only in literals share one
+/// classification (`shape`). Masking also stops a quoted identifier from
+/// matching a literal that prints alike (`"5" = 5`).
 fn same(a: &Expr, b: &Expr) -> bool {
-    let norm = |e: &Expr| e.to_string().replace('"', "").to_ascii_lowercase();
+    let norm = |e: &Expr| {
+        let mut e = e.clone();
+        mask_literals(&mut e);
+        e.to_string().replace('"', "").to_ascii_lowercase()
+    };
     norm(a) == norm(b)
 }
 
+/// Replace every literal value (strings and numbers of any kind) by a NUL
+/// placeholder, which no identifier or keyword can print as.
+fn mask_literals(e: &mut Expr) {
+    use sqlparser::ast::{ValueWithSpan, VisitMut, VisitorMut};
+    struct Mask;
+    impl VisitorMut for Mask {
+        type Break = ();
+        fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<()> {
+            if !matches!(v.value, Value::Boolean(_) | Value::Null | Value::Placeholder(_)) {
+                v.value = Value::Placeholder("\0".into());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = e.visit(&mut Mask);
+}
+
 fn is_match_all_pattern(e: &Expr) -> bool {
+    note_literal_read();
     matches!(e, Expr::Value(v) if matches!(&v.value,
         Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s)
             if !s.is_empty() && s.chars().all(|c| c == '%')))
@@ -1114,6 +1165,7 @@ impl<'o> Collector<'o> {
     fn alter(&mut self, stmt: &Statement, tables: Vec<String>, what: &str) {
         // sqlparser prints keywords in upper case and identifiers as
         // written; a false hit (an identifier spelled OWNER TO) only raises.
+        note_literal_read();
         if stmt.to_string().contains("OWNER TO") {
             self.push(
                 Category::Privilege,
@@ -1182,7 +1234,10 @@ impl<'o> Collector<'o> {
                     .map(normalize_ident)
                     .collect::<Vec<_>>()
                     .join("."),
-                other => other.to_string(),
+                other => {
+                    note_literal_read();
+                    other.to_string()
+                }
             })
             .collect();
         self.push(Category::Ddl, tables.clone(), "SELECT INTO creates a table");
@@ -1261,6 +1316,7 @@ fn set_config_effect(args: Option<&[FunctionArg]>) -> (Category, String) {
                 _ => None,
             })
     });
+    note_literal_read();
     let literal = match name_arg {
         Some(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
             Value::SingleQuotedString(s)

@@ -10,6 +10,7 @@
 //!   portal are replaced by the next unnamed Parse/Bind; Close removes.
 //! - SQL level: `PREPARE name AS stmt` records `name -> class of stmt`;
 //!   `EXECUTE name` is judged as that class; DEALLOCATE / DISCARD ALL forget.
+//!
 //! Bookkeeping of a unit is applied only if the unit is forwarded: a refused
 //! unit never reached the server, so it must not change what we believe
 //! the server has prepared.

@@ -1,0 +1,316 @@
+//! The literal-free *shape* of a statement: the key under which statements
+//! that differ only in their literal values share one classification.
+//!
+//! Why: agents and drivers that do not use bind parameters send texts such
+//! as `SELECT ... WHERE id = 42`, each one new to an exact-text cache, and
+//! parsing one costs 8-150 us. Their shapes repeat.
+//!
+//! Safety argument (the cache must never hand a statement another
+//! statement's classification):
+//! - The scanner is deliberately narrow. It accepts one statement (an
+//!   optional trailing `;`), copies every byte verbatim except plain string
+//!   literals `'...'` and unsigned integers/decimals of at most 9 digits per
+//!   part, and gives up (`None`, the text is then classified on its own) on
+//!   anything whose lexing it does not model exactly: comments, dollar
+//!   quotes, `E''`/`U&''`/`B''`/`X''`/`N''` prefixes (any letter, digit,
+//!   `_`, `$`, `&` or non-ASCII byte right before a quote), backslashes,
+//!   backticks, control characters, `$` other than a `$n` parameter, numbers
+//!   glued to letters, `_`, `.` or exponents, strings followed by another
+//!   string (Postgres concatenates those).
+//! - Placeholders are NUL-prefixed and kind-specific (`\0i`, `\0d`, `\0s`);
+//!   NUL cannot occur in a protocol text, so two texts have the same key only
+//!   if they are byte-identical outside literals of the same kinds.
+//! - A shape's classification is cached only after the classifier confirmed,
+//!   on a text of that shape, that sqlparser's tokenizer found exactly these
+//!   literal tokens, that the parser turned each one into exactly one
+//!   literal value node, and that the walk never looked at a literal's value
+//!   (see `Trace` in the parent module). Otherwise only the exact text is
+//!   cached.
+
+/// Kind of a literal the scanner replaced. Distinct kinds get distinct
+/// placeholders: parsers treat `LIMIT 1` and `LIMIT 'a'` differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LitKind {
+    Int,
+    Decimal,
+    Str,
+}
+
+/// One replaced literal: its byte range in the text, and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Literal {
+    pub start: usize,
+    pub end: usize,
+    pub kind: LitKind,
+}
+
+/// What [`scan`] learned besides the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scanned {
+    /// Byte range of the statement (leading whitespace, trailing `;` and
+    /// whitespace excluded): what the classifier reports as its span.
+    pub span: (usize, usize),
+    /// Number of literals replaced; 0 means the key is the text itself.
+    pub literals: usize,
+}
+
+/// Longest digit run replaced by a placeholder. Longer numbers stay in the
+/// key: parsers convert some to machine integers, where size can matter.
+const MAX_DIGITS: usize = 9;
+
+/// Write the shape key of `sql` into `key` (cleared first) and return its
+/// span, or `None` when the text is not one the scanner models exactly.
+/// `literals`, when given, receives every replaced literal in order.
+pub(crate) fn scan(sql: &str, key: &mut String, mut literals: Option<&mut Vec<Literal>>) -> Option<Scanned> {
+    let b = sql.as_bytes();
+    key.clear();
+    key.push('\0');
+    if let Some(l) = literals.as_deref_mut() {
+        l.clear();
+    }
+    let mut count = 0;
+    let mut i = 0;
+    // Start of the bytes not yet copied into `key`.
+    let mut copied = 0;
+    let mut first_significant = None;
+    let mut end_significant = 0;
+    let mut ended = false; // a `;` was seen: only whitespace may follow
+    while i < b.len() {
+        let c = b[i];
+        if is_space(c) {
+            i += 1;
+            continue;
+        }
+        if ended {
+            return None;
+        }
+        let prev = if i > 0 { b[i - 1] } else { b' ' };
+        let start = i;
+        match c {
+            b';' => {
+                ended = true;
+                i += 1;
+                continue;
+            }
+            b'\'' => {
+                if glues(prev) {
+                    return None;
+                }
+                i = string_end(b, i)?;
+                // `'a'\n'b'` is one literal to Postgres.
+                let next = b[i..].iter().position(|&c| !is_space(c)).map(|n| b[i + n]);
+                if next == Some(b'\'') {
+                    return None;
+                }
+                emit(key, sql, &mut copied, start, i, "\0s");
+                push(&mut literals, start, i, LitKind::Str);
+                count += 1;
+            }
+            b'0'..=b'9' => {
+                if prev == b'.' {
+                    // `.5`, `t.1`: not modelled.
+                    return None;
+                }
+                if glues(prev) {
+                    // Part of an identifier (`t1`) or a parameter: verbatim.
+                    i += 1;
+                } else {
+                    let int_end = digits_end(b, i);
+                    let mut end = int_end;
+                    let mut kind = LitKind::Int;
+                    if b.get(end) == Some(&b'.') {
+                        let frac_end = digits_end(b, end + 1);
+                        if frac_end == end + 1 || frac_end - (end + 1) > MAX_DIGITS {
+                            return None;
+                        }
+                        end = frac_end;
+                        kind = LitKind::Decimal;
+                    }
+                    if int_end - start > MAX_DIGITS || b.get(end).is_some_and(|&c| glues(c) || c == b'.') {
+                        return None;
+                    }
+                    i = end;
+                    emit(key, sql, &mut copied, start, i, if kind == LitKind::Int { "\0i" } else { "\0d" });
+                    push(&mut literals, start, i, kind);
+                    count += 1;
+                }
+            }
+            b'"' => {
+                i = quoted_ident_end(b, i)?;
+            }
+            b'$' => {
+                // `$1` parameters only; `$$`/`$tag$` open dollar quotes.
+                if glues(prev) || !b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    return None;
+                }
+                i = digits_end(b, i + 1);
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => return None,
+            b'/' if b.get(i + 1) == Some(&b'*') => return None,
+            b'\\' | b'`' => return None,
+            c if c < 0x20 || c == 0x7f => return None,
+            _ => i += 1,
+        }
+        first_significant.get_or_insert(start);
+        end_significant = i;
+    }
+    let start = first_significant?;
+    key.push_str(&sql[copied..]);
+    Some(Scanned {
+        span: (start, end_significant),
+        literals: count,
+    })
+}
+
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Bytes that join with a following quote or digit into something other
+/// than a plain literal: identifier characters (and so the `E`/`B`/`X`/`N`
+/// string prefixes), `$` (parameters, dollar quotes), `&` (`U&'...'`) and
+/// any non-ASCII byte (identifier characters in Postgres).
+fn glues(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'&' || c >= 0x80
+}
+
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    i
+}
+
+/// End (exclusive) of the `'...'` literal opening at `i`; `''` is a quote
+/// inside it. `None` if unterminated or if it holds a backslash (only
+/// meaningful in strings we refuse to model, but never guess).
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match b.get(j)? {
+            b'\'' if b.get(j + 1) == Some(&b'\'') => j += 2,
+            b'\'' => return Some(j + 1),
+            b'\\' => return None,
+            _ => j += 1,
+        }
+    }
+}
+
+/// End (exclusive) of the `"..."` identifier opening at `i`; `""` inside.
+fn quoted_ident_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match b.get(j)? {
+            b'"' if b.get(j + 1) == Some(&b'"') => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+}
+
+fn emit(key: &mut String, sql: &str, copied: &mut usize, start: usize, end: usize, placeholder: &str) {
+    key.push_str(&sql[*copied..start]);
+    key.push_str(placeholder);
+    *copied = end;
+}
+
+fn push(literals: &mut Option<&mut Vec<Literal>>, start: usize, end: usize, kind: LitKind) {
+    if let Some(l) = literals.as_deref_mut() {
+        l.push(Literal { start, end, kind });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(sql: &str) -> Option<String> {
+        let mut k = String::new();
+        scan(sql, &mut k, None).map(|_| k.replace('\0', "#"))
+    }
+
+    #[test]
+    fn literals_become_kind_placeholders() {
+        assert_eq!(
+            key("SELECT a FROM t WHERE id = 42 AND name = 'it''s' AND p > 1.50;").as_deref(),
+            Some("#SELECT a FROM t WHERE id = #i AND name = #s AND p > #d;")
+        );
+        assert_eq!(key("SELECT 1").as_deref(), Some("#SELECT #i"));
+    }
+
+    #[test]
+    fn identifiers_parameters_and_casts_stay() {
+        assert_eq!(
+            key(r#"SELECT t1.c2, "x'1", $1::int FROM t1 WHERE "a""b" = '7'::text"#).as_deref(),
+            Some(r#"#SELECT t1.c2, "x'1", $1::int FROM t1 WHERE "a""b" = #s::text"#)
+        );
+    }
+
+    #[test]
+    fn span_excludes_whitespace_and_semicolon() {
+        let mut k = String::new();
+        let s = scan("  SELECT 'x' ;  \n", &mut k, None).unwrap();
+        assert_eq!(s.span, (2, 12));
+        assert_eq!(s.literals, 1);
+    }
+
+    #[test]
+    fn literal_positions_are_reported() {
+        let mut k = String::new();
+        let mut lits = Vec::new();
+        scan("SELECT 1, 'a', 2.5", &mut k, Some(&mut lits)).unwrap();
+        assert_eq!(
+            lits,
+            vec![
+                Literal { start: 7, end: 8, kind: LitKind::Int },
+                Literal { start: 10, end: 13, kind: LitKind::Str },
+                Literal { start: 15, end: 18, kind: LitKind::Decimal },
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_model() {
+        for sql in [
+            "SELECT E'\\''",
+            "SELECT e'x'",
+            "SELECT U&'x'",
+            "SELECT x'1f'",
+            "SELECT B'101'",
+            "SELECT N'x'",
+            "SELECT 'a'\n'b'",
+            "SELECT 'a\\'",
+            "SELECT 'unterminated",
+            "SELECT \"unterminated",
+            "SELECT $$x$$",
+            "SELECT $tag$x$tag$",
+            "SELECT 1 -- c",
+            "SELECT /* c */ 1",
+            "SELECT 1e5",
+            "SELECT 0x1f",
+            "SELECT 1_000",
+            "SELECT .5",
+            "SELECT 1.",
+            "SELECT 1.2.3",
+            "SELECT 1234567890",
+            "SELECT 1; SELECT 2",
+            "SELECT `x`",
+            "SELECT 1\x0c",
+            "",
+            " ; ",
+        ] {
+            assert_eq!(key(sql), None, "{sql:?}");
+        }
+    }
+
+    #[test]
+    fn same_key_only_for_same_structure() {
+        assert_eq!(key("SELECT 1"), key("SELECT 22"));
+        assert_eq!(key("SELECT 'a'"), key("SELECT 'b''c'"));
+        assert_ne!(key("SELECT 1"), key("SELECT '1'"));
+        assert_ne!(key("SELECT 1"), key("SELECT 1.0"));
+        assert_ne!(key("SELECT 1"), key("SELECT 1 "));
+        // Text that spells a placeholder cannot collide: NUL never occurs.
+        assert_ne!(key("SELECT a ? 'k'"), key("SELECT a ? ?s"));
+    }
+}
