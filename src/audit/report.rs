@@ -517,22 +517,27 @@ fn svg_per_day(days: &[DayCounts]) -> String {
         .max(1) as f64;
     let n = days.len().max(1) as f64;
     let bw = ((w - 2.0 * pad) / n).min(48.0);
+    // The gap shrinks with the bars: a fixed 4px would make the width
+    // negative (an invalid rect, drawn as nothing) past ~140 days.
+    let gap = (bw * 0.1).min(4.0);
+    // A "MM-DD" label is about 30px at font-size 10; label every k-th day
+    // so neighbours never overlap.
+    let every = (34.0 / bw).ceil().max(1.0) as usize;
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="approval requests per day">"#
     );
+    // Axes with the scale at both ends, so bar heights read as counts.
     let _ = write!(
         s,
-        r##"<line x1="{pad}" y1="{y}" x2="{x2}" y2="{y}" stroke="#999"/>"##,
+        r##"<line x1="{pad}" y1="{y}" x2="{x2}" y2="{y}" stroke="#999"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{y}" stroke="#999"/><text x="{lx}" y="{ty}" font-size="11" text-anchor="end">{max}</text><text x="{lx}" y="{y}" font-size="11" text-anchor="end">0</text>"##,
         y = h - pad,
-        x2 = w - pad
-    );
-    let _ = write!(
-        s,
-        r#"<text x="4" y="{}" font-size="11">{}</text>"#,
-        pad, max as u64
+        x2 = w - pad,
+        lx = pad - 4.0,
+        ty = pad + 4.0,
+        max = max as u64
     );
     for (i, d) in days.iter().enumerate() {
-        let x = pad + i as f64 * bw + 2.0;
+        let x = pad + i as f64 * bw + gap / 2.0;
         let mut y = h - pad;
         for (name, color) in COLORS {
             let v = match name {
@@ -547,17 +552,18 @@ fn svg_per_day(days: &[DayCounts]) -> String {
                 let _ = write!(
                     s,
                     r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{bh:.1}" fill="{color}"><title>{} {}: {}</title></rect>"#,
-                    bw - 4.0,
+                    bw - gap,
                     esc(&d.day),
                     name,
                     v
                 );
             }
         }
-        if days.len() <= 16 || i % (days.len() / 8).max(1) == 0 {
+        if i % every == 0 {
             let _ = write!(
                 s,
-                r#"<text x="{x:.1}" y="{:.1}" font-size="10">{}</text>"#,
+                r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+                pad + (i as f64 + 0.5) * bw,
                 h - pad + 14.0,
                 esc(&d.day[5..])
             );
@@ -599,16 +605,17 @@ fn svg_histogram(hist: &[(String, u64)]) -> String {
             bw - 8.0,
             esc(label)
         );
+        let cx = pad + (i as f64 + 0.5) * bw;
         let _ = write!(
             s,
-            r#"<text x="{x:.1}" y="{:.1}" font-size="11">{}</text>"#,
+            r#"<text x="{cx:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
             h - pad + 14.0,
             esc(label)
         );
         if *c > 0 {
             let _ = write!(
                 s,
-                r#"<text x="{x:.1}" y="{:.1}" font-size="11">{c}</text>"#,
+                r#"<text x="{cx:.1}" y="{:.1}" font-size="11" text-anchor="middle">{c}</text>"#,
                 y - 3.0
             );
         }
@@ -631,7 +638,7 @@ fn render_html(rep: &Report) -> String {
 <title>pg-airlock audit evidence: {p}</title><style>
 body{{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}}
 table{{border-collapse:collapse;margin:.5em 0 1.5em;width:100%}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}}
-th{{background:#f0f0f0}}code{{font:12px ui-monospace,monospace;white-space:pre-wrap;word-break:break-all}}
+th{{background:#f0f0f0}}code{{font:12px ui-monospace,monospace;white-space:pre-wrap;overflow-wrap:anywhere}}.t{{white-space:nowrap}}
 .ok{{color:#2e7d32;font-weight:bold}}.fail{{color:#c62828;font-weight:bold}}.warn{{color:#8d6e00}}
 </style></head><body>
 <h1>pg-airlock audit evidence</h1><p>Period: {p}<br>Generated: {g}</p>"#,
@@ -711,7 +718,7 @@ th{{background:#f0f0f0}}code{{font:12px ui-monospace,monospace;white-space:pre-w
     for p in &rep.privileged {
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}<br><small>{}</small></td><td>{}<br><small>{}</small></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{} ({})</td><td class=\"{}\">{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"t\">{}</td><td>{}<br><small>{}</small></td><td>{}<br><small>{}</small></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{} ({})</td><td class=\"{}\">{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
             p.requested_at,
             esc(&p.request_id),
             esc(&p.channel),
@@ -745,7 +752,7 @@ th{{background:#f0f0f0}}code{{font:12px ui-monospace,monospace;white-space:pre-w
     {
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            "<tr><td class=\"t\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             p.requested_at,
             esc(&p.request_id),
             esc(&p.agent),
@@ -765,7 +772,7 @@ th{{background:#f0f0f0}}code{{font:12px ui-monospace,monospace;white-space:pre-w
     for r in &rep.refused_by_rule {
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}<br><small>{} #{}</small></td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            "<tr><td class=\"t\">{}</td><td>{}<br><small>{} #{}</small></td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             r.at,
             esc(&r.agent),
             esc(&r.session),
@@ -787,6 +794,40 @@ mod tests {
     fn csv_defuses_formulas_and_quotes() {
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_field("DROP TABLE t"), "\"DROP TABLE t\"");
+    }
+
+    /// A year of days: every bar keeps a positive width (a negative one is
+    /// an invalid rect the browser drops) and day labels do not crowd.
+    #[test]
+    fn per_day_chart_stays_drawable_over_a_year() {
+        let days: Vec<DayCounts> = (0..365)
+            .map(|i| DayCounts {
+                day: Timestamp::format_day(20_000 + i),
+                approved: 1 + (i as u64 % 3),
+                ..Default::default()
+            })
+            .collect();
+        let svg = svg_per_day(&days);
+        let widths: Vec<f64> = svg
+            .split("<rect ")
+            .skip(1)
+            .filter(|r| !r.contains("y=\"4\"")) // legend swatches
+            .map(|r| {
+                let w = r.split("width=\"").nth(1).unwrap();
+                w[..w.find('"').unwrap()].parse().unwrap()
+            })
+            .collect();
+        assert_eq!(widths.len(), 365);
+        assert!(
+            widths.iter().all(|w| *w > 0.0),
+            "{:?}",
+            widths.iter().find(|w| **w <= 0.0)
+        );
+        let labels = svg.matches("font-size=\"10\"").count();
+        assert!(
+            (10..=20).contains(&labels),
+            "{labels} day labels on a 568px axis"
+        );
     }
 
     #[test]

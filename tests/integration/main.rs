@@ -11,6 +11,7 @@ mod audit_chain;
 mod audit_common;
 mod audit_crash;
 mod audit_pg;
+mod audit_render;
 mod audit_tools;
 mod approval;
 mod fake_slack;
