@@ -14,7 +14,16 @@
 #   CLIENTS=8 THREADS=2 pgbench -c / -j
 #   SCALE=10            pgbench -i -s
 #   WARMUP=3            seconds of unrecorded select-only load per target first
-#   WORKLOADS="select-simple select-extended select-prepared tpcb-simple"
+#   WORKLOADS="select-simple select-extended select-prepared tpcb-simple latency"
+#                       latency = one client (-c 1 -j 1 -S -M simple) with a
+#                       per-transaction log: mean / p50 / p99 and the latency
+#                       each proxy adds over direct
+#   AUDIT_OFF=1         fourth target: a second pg-airlock, identical but for
+#                       [audit] enabled = false; reports the audit trail's
+#                       cost (paired ratios, CPU per statement)
+#   IDLE_CONNS=1000     after the rounds: RSS of pgbouncer and pg-airlock
+#                       before and with this many logged-in idle clients
+#                       (0: skip); IDLE_TIMEOUT=300 s to get them all in
 #   AIRLOCK_EXTRA       TOML appended verbatim to the pg-airlock config
 #                       ("@REPO@" is replaced by the repository path), e.g.
 #                       AIRLOCK_EXTRA=$'[rules]\npaths = ["@REPO@/rules/default.toml"]'
@@ -40,8 +49,12 @@ CLIENTS=${CLIENTS:-8}
 THREADS=${THREADS:-2}
 SCALE=${SCALE:-10}
 WARMUP=${WARMUP:-3}
-WORKLOADS=${WORKLOADS:-"select-simple select-extended select-prepared tpcb-simple"}
+WORKLOADS=${WORKLOADS:-"select-simple select-extended select-prepared tpcb-simple latency"}
+AUDIT_OFF=${AUDIT_OFF:-0}
+IDLE_CONNS=${IDLE_CONNS:-1000}
+IDLE_TIMEOUT=${IDLE_TIMEOUT:-300}
 TARGETS=(direct pgbouncer airlock)
+[[ $AUDIT_OFF == 1 ]] && TARGETS+=(airlock-noaudit)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS_DIR="$REPO/bench/results"
@@ -49,15 +62,23 @@ RESULTS_DIR="$REPO/bench/results"
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
 
-for n in ROUNDS SECS CLIENTS THREADS SCALE WARMUP; do
-    [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || [[ $n == WARMUP && ${!n} == 0 ]] \
+for n in ROUNDS SECS CLIENTS THREADS SCALE WARMUP IDLE_CONNS IDLE_TIMEOUT; do
+    [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || [[ ($n == WARMUP || $n == IDLE_CONNS) && ${!n} == 0 ]] \
         || die "$n must be a positive integer, got '${!n}'"
 done
+[[ $IDLE_TIMEOUT -le 1800 ]] || die "IDLE_TIMEOUT must be at most 1800 s, got $IDLE_TIMEOUT"
+[[ $AUDIT_OFF == 0 || $AUDIT_OFF == 1 ]] || die "AUDIT_OFF must be 0 or 1, got '$AUDIT_OFF'"
 for w in $WORKLOADS; do
-    case $w in select-simple|select-extended|select-prepared|tpcb-simple|tpcb-extended|tpcb-prepared) ;;
-    *) die "unknown workload '$w' in WORKLOADS (known: select-{simple,extended,prepared} tpcb-{simple,extended,prepared})" ;;
+    case $w in select-simple|select-extended|select-prepared|tpcb-simple|tpcb-extended|tpcb-prepared|latency) ;;
+    *) die "unknown workload '$w' in WORKLOADS (known: select-{simple,extended,prepared} tpcb-{simple,extended,prepared} latency)" ;;
     esac
 done
+# Every idle client is a socket in pgbench and in the proxy, and through
+# pg-airlock a server connection as well; processes started below inherit this.
+NOFILE_NEED=$((IDLE_CONNS + 1024))
+if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $NOFILE_NEED ]]; then
+    ulimit -n "$NOFILE_NEED" 2>/dev/null || die "cannot raise the open-files limit to $NOFILE_NEED (ulimit -n; lower IDLE_CONNS)"
+fi
 [[ $(id -u) == 0 ]] || die "run as root (installs pgbouncer, runs PostgreSQL and pgbouncer as the postgres OS user)"
 id postgres >/dev/null 2>&1 || die "no 'postgres' OS user (install the postgresql package)"
 
@@ -91,6 +112,8 @@ TMP=$(mktemp -d /tmp/pg-airlock-bench.XXXXXX)
 chmod 755 "$TMP"
 PG_STARTED=0
 AIRLOCK_PID=""
+NOAUDIT_PID=""
+IDLE_PID=""
 BOUNCER_PIDFILE="$TMP/bouncer/pgbouncer.pid"
 
 stop_pid() { # pid [seconds]: TERM, wait (default 10 s), then KILL; 0 if it exited by itself
@@ -105,14 +128,16 @@ stop_pid() { # pid [seconds]: TERM, wait (default 10 s), then KILL; 0 if it exit
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    [[ -n $IDLE_PID ]] && stop_pid "$IDLE_PID" 5
     [[ -n $AIRLOCK_PID ]] && stop_pid "$AIRLOCK_PID"
+    [[ -n $NOAUDIT_PID ]] && stop_pid "$NOAUDIT_PID"
     [[ -s $BOUNCER_PIDFILE ]] && stop_pid "$(cat "$BOUNCER_PIDFILE")"
     if [[ $PG_STARTED == 1 ]]; then
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
     if [[ $rc != 0 ]]; then
         log "failed (exit $rc); last lines of the logs:"
-        for f in "$TMP/pg/log" "$TMP/bouncer/pgbouncer.log" "$TMP/airlock/airlock.log" "$TMP/pgbench.out"; do
+        for f in "$TMP/pg/log" "$TMP/bouncer/pgbouncer.log" "$TMP/airlock/airlock.log" "$TMP/airlock-noaudit/airlock.log" "$TMP/pgbench.out" "$TMP/idle.out"; do
             [[ -s $f ]] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }
         done
     fi
@@ -125,11 +150,17 @@ trap 'exit 143' TERM
 
 # A loopback port nobody listens on (checked by connecting to it; the small
 # race with other processes is caught by each server's readiness check).
+# Below the kernel's ephemeral range when there is room: the memory test
+# opens thousands of client sockets, and a listener cannot bind a port that
+# a client socket (or its TIME_WAIT) holds.
+read -r EPHEMERAL_LO _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || EPHEMERAL_LO=61000
+PORT_LO=20000 PORT_SPAN=40000
+[[ $EPHEMERAL_LO -ge 12000 ]] && PORT_LO=10000 PORT_SPAN=$((EPHEMERAL_LO - 10000))
 USED_PORTS=" "
 free_port() {
     local p
     for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((PORT_LO + RANDOM % PORT_SPAN))
         [[ $USED_PORTS == *" $p "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             USED_PORTS+="$p "
@@ -147,13 +178,15 @@ PG_PORT=$(free_port)
 BOUNCER_PORT=$(free_port)
 AIRLOCK_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
+NOAUDIT_PORT=$(free_port)
+NOAUDIT_ADMIN_PORT=$(free_port)
 DB=bench
 ROLE=bench
 ROLE_PW=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 AGENT=bench-agent
 AGENT_PW=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 
-mkdir -p "$TMP/pg/sock" "$TMP/bouncer" "$TMP/airlock"
+mkdir -p "$TMP/pg/sock" "$TMP/bouncer" "$TMP/airlock" "$TMP/airlock-noaudit" "$TMP/lat"
 chown -R postgres:postgres "$TMP/pg" "$TMP/bouncer"
 
 log "initdb + start PostgreSQL on 127.0.0.1:$PG_PORT ($TMP)"
@@ -167,7 +200,10 @@ host all all 127.0.0.1/32 scram-sha-256
 EOF
 # fsync=off / full_page_writes=off: this measures proxies, not the disk,
 # and the machine's disk is shared with other builders.
-PG_OPTS="-p $PG_PORT -k $TMP/pg/sock -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c shared_buffers=256MB -c max_connections=100"
+# max_connections: each idle client of the memory test holds a server
+# connection through pg-airlock (one upstream connection per session).
+PG_MAX_CONN=$((IDLE_CONNS + 100 > 100 ? IDLE_CONNS + 100 : 100))
+PG_OPTS="-p $PG_PORT -k $TMP/pg/sock -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c shared_buffers=256MB -c max_connections=$PG_MAX_CONN"
 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -o "$PG_OPTS" -l "$TMP/pg/log" -w -t 60 start >/dev/null \
     || die "pg_ctl start failed"
 PG_STARTED=1
@@ -203,7 +239,9 @@ auth_type = scram-sha-256
 auth_file = $TMP/bouncer/userlist.txt
 pool_mode = session
 default_pool_size = 20
-max_client_conn = 100
+max_client_conn = $PG_MAX_CONN
+; SHOW POOLS on the console counts the idle clients of the memory test.
+stats_users = $ROLE
 logfile = $TMP/bouncer/pgbouncer.log
 pidfile = $BOUNCER_PIDFILE
 EOF
@@ -218,9 +256,6 @@ BOUNCER_PID=$(cat "$BOUNCER_PIDFILE")
 # ---------------------------------------------------------------------------
 # pg-airlock: one agent, upstream = the same role over TCP with SCRAM.
 
-printf '%s' "$ROLE_PW" >"$TMP/airlock/upstream.pw"
-printf '%s' "$AGENT_PW" >"$TMP/airlock/agent.pw"
-chmod 600 "$TMP/airlock/upstream.pw" "$TMP/airlock/agent.pw"
 EXTRA=${AIRLOCK_EXTRA:-}
 if [[ -n ${AIRLOCK_EXTRA_FILE:-} ]]; then
     [[ -r $AIRLOCK_EXTRA_FILE ]] || die "AIRLOCK_EXTRA_FILE '$AIRLOCK_EXTRA_FILE' is not readable"
@@ -234,15 +269,41 @@ if [[ -n $AIRLOCK_RULES ]] && ! grep -q '^[[:space:]]*\[rules\]' <<<"$EXTRA"; th
     EXTRA=$'[rules]\npaths = ["'"$AIRLOCK_RULES"$'"]\n'"$EXTRA"
 fi
 EXTRA=${EXTRA//@REPO@/$REPO}
-# The admin endpoint gives /metrics for the report.
-ADMIN_URL=""
-if ! grep -q '^[[:space:]]*\[admin\]' <<<"$EXTRA"; then
-    EXTRA+=$'\n[admin]\naddress = "127.0.0.1:'"$ADMIN_PORT"$'"\n'
-    ADMIN_URL="http://127.0.0.1:$ADMIN_PORT/metrics"
+# toml_add text section line: the line added to [section] (right after its
+# header if the text has that table, else in a new table at the end).
+toml_add() {
+    if grep -q "^[[:space:]]*\[$2\][[:space:]]*\$" <<<"$1"; then
+        awk -v sec="[$2]" -v line="$3" '
+            { print; h = $0; gsub(/[[:space:]]/, "", h); if (!done && h == sec) { print line; done = 1 } }' <<<"$1"
+    else
+        printf '%s\n[%s]\n%s\n' "$1" "$2" "$3"
+    fi
+}
+# Room for the idle clients of the memory test (default max_sessions is 1000).
+if [[ $IDLE_CONNS -gt 0 ]] && ! grep -q '^[[:space:]]*max_sessions[[:space:]]*=' <<<"$EXTRA"; then
+    EXTRA=$(toml_add "$EXTRA" limits "max_sessions = $((IDLE_CONNS + 100))")
 fi
-cat >"$TMP/airlock/airlock.toml" <<EOF
+# The admin endpoint gives /metrics for the report (and the count of open
+# sessions for the memory test).
+ADMIN_URL=""
+NOAUDIT_ADMIN_URL=""
+ADMIN_IN_EXTRA=0
+grep -q '^[[:space:]]*\[admin\]' <<<"$EXTRA" && ADMIN_IN_EXTRA=1
+[[ $AUDIT_OFF == 1 && $ADMIN_IN_EXTRA == 1 ]] \
+    && die "AUDIT_OFF=1 runs two pg-airlock processes: the extra TOML must not set [admin] (each gets its own port)"
+if [[ $ADMIN_IN_EXTRA == 0 ]]; then
+    ADMIN_URL="http://127.0.0.1:$ADMIN_PORT/metrics"
+    NOAUDIT_ADMIN_URL="http://127.0.0.1:$NOAUDIT_ADMIN_PORT/metrics"
+fi
+
+write_airlock_config() { # dir listen_port admin_port extra: config + password files in dir
+    local dir=$1
+    printf '%s' "$ROLE_PW" >"$dir/upstream.pw"
+    printf '%s' "$AGENT_PW" >"$dir/agent.pw"
+    chmod 600 "$dir/upstream.pw" "$dir/agent.pw"
+    cat >"$dir/airlock.toml" <<EOF
 [listen]
-address = "127.0.0.1:$AIRLOCK_PORT"
+address = "127.0.0.1:$2"
 
 [upstream]
 host = "127.0.0.1"
@@ -255,12 +316,26 @@ tls = "disable"
 name = "$AGENT"
 password_file = "agent.pw"
 
-$EXTRA
+$4
 EOF
-"$BIN" check-config --config "$TMP/airlock/airlock.toml" >&2 || die "pg-airlock rejected the generated config (see above)"
+    if [[ $ADMIN_IN_EXTRA == 0 ]]; then
+        printf '\n[admin]\naddress = "127.0.0.1:%s"\n' "$3" >>"$dir/airlock.toml"
+    fi
+    "$BIN" check-config --config "$dir/airlock.toml" >&2 || die "pg-airlock rejected the generated config $dir/airlock.toml (see above)"
+}
+
+write_airlock_config "$TMP/airlock" "$AIRLOCK_PORT" "$ADMIN_PORT" "$EXTRA"
 log "start pg-airlock on 127.0.0.1:$AIRLOCK_PORT"
 AIRLOCK_LOG=${AIRLOCK_LOG:-info} "$BIN" run --config "$TMP/airlock/airlock.toml" >"$TMP/airlock/airlock.log" 2>&1 &
 AIRLOCK_PID=$!
+if [[ $AUDIT_OFF == 1 ]]; then
+    # Everything as above but the audit trail; an [audit] table in the extra
+    # TOML keeps its other keys (they are still validated).
+    write_airlock_config "$TMP/airlock-noaudit" "$NOAUDIT_PORT" "$NOAUDIT_ADMIN_PORT" "$(toml_add "$EXTRA" audit "enabled = false")"
+    log "start pg-airlock (audit off) on 127.0.0.1:$NOAUDIT_PORT"
+    AIRLOCK_LOG=${AIRLOCK_LOG:-info} "$BIN" run --config "$TMP/airlock-noaudit/airlock.toml" >"$TMP/airlock-noaudit/airlock.log" 2>&1 &
+    NOAUDIT_PID=$!
+fi
 
 # ---------------------------------------------------------------------------
 # Targets.
@@ -270,6 +345,7 @@ target_env() { # target -> env assignments for libpq
     direct) echo "PGPORT=$PG_PORT PGUSER=$ROLE PGPASSWORD=$ROLE_PW" ;;
     pgbouncer) echo "PGPORT=$BOUNCER_PORT PGUSER=$ROLE PGPASSWORD=$ROLE_PW" ;;
     airlock) echo "PGPORT=$AIRLOCK_PORT PGUSER=$AGENT PGPASSWORD=$AGENT_PW" ;;
+    airlock-noaudit) echo "PGPORT=$NOAUDIT_PORT PGUSER=$AGENT PGPASSWORD=$AGENT_PW" ;;
     esac
 }
 as_target() { # target cmd... : run a libpq client against the target
@@ -278,18 +354,28 @@ as_target() { # target cmd... : run a libpq client against the target
     env PGHOST=127.0.0.1 PGDATABASE=$DB PGSSLMODE=disable PGGSSENCMODE=disable PGAPPNAME=pg-airlock-bench $(target_env "$t") "$@"
 }
 target_pid() {
-    case $1 in direct) echo "" ;; pgbouncer) echo "$BOUNCER_PID" ;; airlock) echo "$AIRLOCK_PID" ;; esac
+    case $1 in direct) echo "" ;; pgbouncer) echo "$BOUNCER_PID" ;; airlock) echo "$AIRLOCK_PID" ;; airlock-noaudit) echo "$NOAUDIT_PID" ;; esac
 }
 
 for t in "${TARGETS[@]}"; do
     ok=0
     for _ in $(seq 100); do
         if as_target "$t" "$PG_BIN/psql" -X -q -At -c "SELECT 1" >/dev/null 2>"$TMP/probe.err"; then ok=1; break; fi
-        [[ $t == airlock ]] && ! kill -0 "$AIRLOCK_PID" 2>/dev/null && break
+        pid=$(target_pid "$t")
+        [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && break
         sleep 0.1
     done
     [[ $ok == 1 ]] || { cat "$TMP/probe.err" >&2; die "target $t does not answer SELECT 1"; }
 done
+# The audit switch must have taken effect (an old binary would have refused
+# the key in check-config; this catches a proxy that ignores it).
+if [[ $AUDIT_OFF == 1 && -n $ADMIN_URL ]]; then
+    for u in "$ADMIN_URL 1" "$NOAUDIT_ADMIN_URL 0"; do
+        read -r url want <<<"$u"
+        got=$(curl -fsS --max-time 5 "$url" | awk '$1 == "airlock_audit_enabled" { print $2 }')
+        [[ $got == "$want" ]] || die "$url reports airlock_audit_enabled '$got', expected $want"
+    done
+fi
 
 # ---------------------------------------------------------------------------
 # Measurement helpers.
@@ -325,26 +411,36 @@ machine_ticks() { # "busy total" from /proc/stat
 
 pgbench_args() { # workload -> pgbench options
     local w=$1 mode=${1#*-}
-    case $w in select-*) echo "-n -S -M $mode" ;; tpcb-*) echo "-n -M $mode" ;; esac
+    case $w in
+    select-*) echo "-n -S -M $mode -c $CLIENTS -j $THREADS" ;;
+    tpcb-*) echo "-n -M $mode -c $CLIENTS -j $THREADS" ;;
+    # One client, so every transaction waits for the previous one: the
+    # latency a proxy adds is not hidden behind other clients' work.
+    latency) echo "-n -S -M simple -c 1 -j 1" ;;
+    esac
 }
 
-stmts_per_txn() { # the built-in select-only script is 1 statement; tpcb-like is 7
-    case $1 in select-*) echo 1 ;; tpcb-*) echo 7 ;; esac
-}
-
-# run_one target workload secs -> "tps txns proxy_ticks pg_ticks busy_pct"
+# run_one target workload secs -> "tps txns proxy_ticks pg_ticks busy_pct
+# lat_mean_us lat_p50_us lat_p99_us" (p50/p99 "-" unless the workload logs
+# every transaction; the mean then comes from that log, else from pgbench's
+# "latency average", which is run time * clients / transactions)
 run_one() {
-    local t=$1 w=$2 secs=$3 pid p0 p1 g0 g1 m0 m1 tps txns failed
+    local t=$1 w=$2 secs=$3 pid p0 p1 g0 g1 m0 m1 tps txns failed lat logargs=()
     if [[ $w == tpcb-* ]]; then
         # What pgbench would do without -n, done over the admin socket so
         # maintenance never goes through (or is judged by) a proxy.
         psql_admin -d "$DB" -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" -c "TRUNCATE pgbench_history" >/dev/null
     fi
+    if [[ $w == latency ]]; then
+        # Per-transaction log: "client txn_no latency_us script epoch us".
+        rm -f "$TMP/lat/$t".*
+        logargs=(-l "--log-prefix=$TMP/lat/$t")
+    fi
     pid=$(target_pid "$t")
     p0=0; [[ -n $pid ]] && p0=$(proc_ticks "$pid")
     g0=$(pg_ticks); m0=$(machine_ticks)
     # shellcheck disable=SC2046
-    if ! as_target "$t" "$PG_BIN/pgbench" $(pgbench_args "$w") -c "$CLIENTS" -j "$THREADS" -T "$secs" >"$TMP/pgbench.out" 2>&1; then
+    if ! as_target "$t" "$PG_BIN/pgbench" $(pgbench_args "$w") "${logargs[@]}" -T "$secs" >"$TMP/pgbench.out" 2>&1; then
         die "pgbench $w against $t failed"
     fi
     # Let backends of closing sessions exit before reading server CPU.
@@ -356,8 +452,21 @@ run_one() {
     failed=$(awk '/^number of failed transactions/ { print $5; exit }' "$TMP/pgbench.out")
     [[ -n $tps && -n $txns && $txns -gt 0 ]] || die "could not read tps / transactions from pgbench output ($t, $w)"
     [[ -z $failed || $failed == 0 ]] || die "pgbench $w against $t had $failed failed transactions"
+    if [[ $w == latency ]]; then
+        # Nearest-rank percentiles over every logged transaction.
+        lat=$(cat "$TMP/lat/$t".* | awk '{ print $3 }' | sort -n | awk '
+            { v[NR] = $1; s += $1 }
+            END { if (!NR) { print "- - -"; exit }
+                  p50 = int(NR * 0.50); if (p50 < NR * 0.50) p50++
+                  p99 = int(NR * 0.99); if (p99 < NR * 0.99) p99++
+                  printf "%.1f %d %d", s / NR, v[p50], v[p99] }')
+        [[ $lat != "- - -" ]] || die "pgbench wrote no per-transaction log for $t"
+    else
+        lat=$(awk '/^latency average = / { printf "%.1f", $4 * 1000; exit }' "$TMP/pgbench.out")
+        lat="${lat:--} - -"
+    fi
     read -r mb0 mt0 <<<"$m0"; read -r mb1 mt1 <<<"$m1"
-    echo "$tps $txns $((p1 - p0)) $((g1 - g0)) $(awk -v b=$((mb1 - mb0)) -v t=$((mt1 - mt0)) 'BEGIN { printf "%.0f", t ? 100 * b / t : 0 }')"
+    echo "$tps $txns $((p1 - p0)) $((g1 - g0)) $(awk -v b=$((mb1 - mb0)) -v t=$((mt1 - mt0)) 'BEGIN { printf "%.0f", t ? 100 * b / t : 0 }') $lat"
 }
 
 # ---------------------------------------------------------------------------
@@ -380,7 +489,7 @@ for r in $(seq "$ROUNDS"); do
         for i in $(seq 0 $((n_targets - 1))); do
             t=${TARGETS[$(((i + r - 1) % n_targets))]}
             res=$(run_one "$t" "$w" "$SECS")
-            log "round $r/$ROUNDS $w $t: $res (tps txns proxy_ticks pg_ticks busy%)"
+            log "round $r/$ROUNDS $w $t: $res (tps txns proxy_ticks pg_ticks busy% lat_mean_us p50 p99)"
             printf '%s\t%s\t%s\t%s\n' "$r" "$w" "$t" "${res// /$'\t'}" >>"$RAW"
         done
     done
@@ -459,6 +568,66 @@ if [[ -n $ADMIN_URL ]]; then
     METRICS=$(curl -fsS --max-time 5 "$ADMIN_URL" 2>&1 | grep -v '^#' | awk '$2 != 0' || true)
 fi
 AIRLOCK_MEM=$(awk '/^VmHWM|^VmRSS/ { printf "%s %s %s; ", $1, $2, $3 }' "/proc/$AIRLOCK_PID/status")
+
+# Memory per idle connection: RSS of each proxy before, with IDLE_CONNS
+# clients logged in (SCRAM, like every run) and idle, and after they left.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+open_sessions() { # target -> logged-in client sessions the proxy holds
+    case $1 in
+    pgbouncer)
+        # SHOW POOLS: database|user|cl_active|cl_waiting|...
+        as_target pgbouncer "$PG_BIN/psql" -X -q -At -d pgbouncer -c "SHOW POOLS" 2>/dev/null \
+            | awk -F'|' -v db="$DB" '$1 == db { n += $3 + $4 } END { print n + 0 }' ;;
+    airlock)
+        curl -fsS --max-time 5 "$ADMIN_URL" 2>/dev/null | awk '$1 == "airlock_sessions_active" { print $2 + 0 }' ;;
+    esac
+}
+established() { # port -> established TCP connections to it (server side)
+    ss -Htn state established "( sport = :$1 )" | wc -l
+}
+IDLE_ROWS=""
+if [[ $IDLE_CONNS -gt 0 && -z $ADMIN_URL ]]; then
+    IDLE_ROWS="(skipped: the extra TOML has its own [admin], so the open sessions of pg-airlock cannot be counted)"
+elif [[ $IDLE_CONNS -gt 0 ]]; then
+    # pgbench keeps \sleep in microseconds in an int: at most ~2147 s.
+    printf '\\sleep %d s\n' $((IDLE_TIMEOUT + 120)) >"$TMP/idle.sql"
+    for t in pgbouncer airlock; do
+        pid=$(target_pid "$t")
+        port=$BOUNCER_PORT; [[ $t == airlock ]] && port=$AIRLOCK_PORT
+        log "memory: $IDLE_CONNS idle clients on $t (timeout ${IDLE_TIMEOUT}s)"
+        sleep 1
+        rss0=$(rss_kib "$pid")
+        t0=$(date +%s.%N)
+        # Each client logs in, then its only "transaction" sleeps: it never
+        # sends a query, so pgbouncer never pairs it with a server connection.
+        as_target "$t" "$PG_BIN/pgbench" -n -c "$IDLE_CONNS" -j 4 -t 1 -f "$TMP/idle.sql" >"$TMP/idle.out" 2>&1 &
+        IDLE_PID=$!
+        n=0
+        deadline=$(($(date +%s) + IDLE_TIMEOUT))
+        while :; do
+            n=$(open_sessions "$t")
+            [[ ${n:-0} -ge $IDLE_CONNS ]] && break
+            kill -0 "$IDLE_PID" 2>/dev/null || die "pgbench (idle clients against $t) exited early: $(tail -n 3 "$TMP/idle.out" | tr '\n' ' ')"
+            [[ $(date +%s) -lt $deadline ]] || die "only $n of $IDLE_CONNS idle clients logged in to $t within ${IDLE_TIMEOUT}s"
+            sleep 0.5
+        done
+        secs_in=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+        # Let allocator and kernel settle after the login burst.
+        sleep 3
+        rss1=$(rss_kib "$pid")
+        n1=$(open_sessions "$t")
+        est=$(established "$port")
+        stop_pid "$IDLE_PID" 10 || true
+        wait "$IDLE_PID" 2>/dev/null || true
+        IDLE_PID=""
+        for _ in $(seq 100); do [[ $(open_sessions "$t") == 0 ]] && break; sleep 0.2; done
+        sleep 1
+        rss2=$(rss_kib "$pid")
+        IDLE_ROWS+=$(printf '| %s | %d | %s | %d | %d | %d | %.1f | %d |' "$t" "$n1" "$est" "$rss0" "$rss1" "$rss2" \
+            "$(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE_CONNS" 'BEGIN { print (b - a) / n }')" "${secs_in%.*}")$'\n'
+        [[ $n1 -ge $IDLE_CONNS ]] || die "$t: $n1 of $IDLE_CONNS idle sessions still open when RSS was read"
+    done
+fi
 stop_started=$(date +%s.%N)
 if stop_pid "$AIRLOCK_PID" 60; then
     STOP_NOTE="exited $(awk -v a="$stop_started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after SIGTERM"
@@ -472,8 +641,20 @@ if [[ -n $AUDIT_FILES ]]; then
     # shellcheck disable=SC2086
     AUDIT_NOTE="$(cat $AUDIT_FILES | wc -l) records, $(cat $AUDIT_FILES | wc -c) bytes in $(wc -w <<<"$AUDIT_FILES") file(s)"
 fi
-LOG_NOTE=$(grep -cE ' (WARN|ERROR) ' "$TMP/airlock/airlock.log" || true)
-LOG_TOP=$(grep -E ' (WARN|ERROR) ' "$TMP/airlock/airlock.log" | sed -E 's/^[^ ]+ +//; s/[0-9]+/N/g' | cut -c1-200 | sort | uniq -c | sort -rn | head -n 5 || true)
+# WARN/ERROR lines of a pg-airlock log, colour codes removed (tracing
+# writes ANSI colours even to a file, which hid every line from the match).
+warn_lines() { sed -E $'s/\x1b\\[[0-9;]*m//g' "$1" | grep -E ' (WARN|ERROR) ' || true; }
+NOAUDIT_NOTE=""
+if [[ -n $NOAUDIT_PID ]]; then
+    NOAUDIT_NOTE="memory at the end: $(awk '/^VmHWM|^VmRSS/ { printf "%s %s %s; ", $1, $2, $3 }' "/proc/$NOAUDIT_PID/status")"
+    stop_pid "$NOAUDIT_PID" 60 || NOAUDIT_NOTE+="did NOT exit within 60 s of SIGTERM (killed); "
+    NOAUDIT_PID=""
+    NOAUDIT_FILES=$(find "$TMP/airlock-noaudit" -maxdepth 2 -type f -name '*audit*' 2>/dev/null | sort)
+    NOAUDIT_NOTE+="audit files written: ${NOAUDIT_FILES:-none}; WARN/ERROR lines: $(warn_lines "$TMP/airlock-noaudit/airlock.log" | wc -l)"
+    grep -q 'audit trail disabled' "$TMP/airlock-noaudit/airlock.log" && NOAUDIT_NOTE+=" (incl. the startup 'audit trail disabled' warning)"
+fi
+LOG_NOTE=$(warn_lines "$TMP/airlock/airlock.log" | wc -l)
+LOG_TOP=$(warn_lines "$TMP/airlock/airlock.log" | sed -E 's/^[^ ]+ +//; s/[0-9]+/N/g' | cut -c1-200 | sort | uniq -c | sort -rn | head -n 5 || true)
 
 COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n $(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null) ]] && COMMIT+="-dirty"
@@ -488,18 +669,19 @@ report() {
     echo "- commit: $COMMIT; pg-airlock $("$BIN" --version 2>/dev/null | awk '{print $2}') (release)"
     echo "- machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
     echo "- PostgreSQL $PG_VERSION (fsync=off, full_page_writes=off, shared_buffers=256MB, data prewarmed); $("$PGBOUNCER" --version | head -n1) (session pooling, SCRAM)"
-    echo "- pgbench -c $CLIENTS -j $THREADS -T $SECS, scale $SCALE, $ROUNDS rounds, targets interleaved within each round"
+    echo "- pgbench -c $CLIENTS -j $THREADS -T $SECS, scale $SCALE, $ROUNDS rounds, targets (${TARGETS[*]}) interleaved within each round; workload latency = -c 1 -j 1 -S -M simple with a per-transaction log; PostgreSQL max_connections=$PG_MAX_CONN"
     echo "- load average before/after: $LOAD_BEFORE / $LOAD_AFTER (the machine is shared with other builds: prefer the ratios)"
-    echo "- pg-airlock log filter: ${AIRLOCK_LOG:-info}; $LOG_NOTE WARN/ERROR lines; memory at the end: $AIRLOCK_MEM$STOP_NOTE"
+    echo "- pg-airlock log filter: ${AIRLOCK_LOG:-info}; $LOG_NOTE WARN/ERROR lines; memory after the load runs (before the idle-connection test): $AIRLOCK_MEM$STOP_NOTE"
+    [[ -n $NOAUDIT_NOTE ]] && echo "- airlock-noaudit (same config + [audit] enabled = false): $NOAUDIT_NOTE"
     echo "- audit trail after the graceful stop (all runs, warm-up and perf included): $AUDIT_NOTE"
     if [[ -n $EXTRA ]]; then
-        echo "- pg-airlock config beyond listen/upstream/one agent:"
+        echo "- pg-airlock config beyond listen/upstream/one agent/[admin]:"
         echo
         echo '```toml'
         echo "$EXTRA"
         echo '```'
     else
-        echo "- pg-airlock config beyond listen/upstream/one agent: none"
+        echo "- pg-airlock config beyond listen/upstream/one agent/[admin]: none"
     fi
     echo
     awk -F'\t' -v tck="$CLK_TCK" -v workloads="$WORKLOADS" '
@@ -513,9 +695,13 @@ report() {
         lo = 1e300; hi = -1e300
         for (i = 1; i <= n; i++) { v = val[key, i]; a[i] = v; if (v < lo) lo = v; if (v > hi) hi = v }
         if (what == "r") return sprintf("%.2f (%.2f-%.2f)", median(a, n), lo, hi)
+        if (what == "u") return sprintf("%.1f (%.1f to %.1f)", median(a, n), lo, hi)
+        if (what == "p") return sprintf("%.1f (%.1f to %.1f)", 100 * median(a, n), 100 * lo, 100 * hi)
         return median(a, n)
     }
     function add(key, v) { val[key, ++cnt[key]] = v }
+    # Statements per transaction: the built-in TPC-B-like script has 7, select-only (and latency) 1.
+    function stmts(w) { return (w ~ /^tpcb-/) ? 7 : 1 }
     {
         r = $1; w = $2; t = $3
         tps[r, w, t] = $4
@@ -523,6 +709,12 @@ report() {
         add(w SUBSEP t SUBSEP "busy", $8)
         add(w SUBSEP t SUBSEP "pgus", $7 * 1e6 / tck / $5)
         if (t != "direct") add(w SUBSEP t SUBSEP "cpu", $6 * 1e6 / tck / $5)
+        if ($10 != "-") {
+            lat[r, t, "mean"] = $9; lat[r, t, "p50"] = $10; lat[r, t, "p99"] = $11
+            add(t SUBSEP "mean", $9); add(t SUBSEP "p50", $10); add(t SUBSEP "p99", $11)
+            seen_lat[t] = 1
+        }
+        if (t == "airlock-noaudit") noaudit = 1
         rounds[r] = 1
     }
     END {
@@ -554,14 +746,72 @@ report() {
         print "| workload | stmts/txn | pgbouncer us/txn | airlock us/txn | pgbouncer us/stmt | airlock us/stmt | airlock/pgbouncer CPU | server us/txn direct / pgb / airlock | machine busy % direct / pgb / airlock |"
         print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         for (i = 1; i <= nw; i++) {
-            w = W[i]; s = (w ~ /^select-/) ? 1 : 7
+            w = W[i]; s = stmts(w)
             b = stat(w SUBSEP "pgbouncer" SUBSEP "cpu", "m"); a = stat(w SUBSEP "airlock" SUBSEP "cpu", "m")
             printf "| %s | %d | %.1f | %.1f | %.1f | %.1f | %s | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f |\n", w, s, b, a, b / s, a / s,
                 (b > 0 ? sprintf("%.2f", a / b) : "n/a"),
                 stat(w SUBSEP "direct" SUBSEP "pgus", "m"), stat(w SUBSEP "pgbouncer" SUBSEP "pgus", "m"), stat(w SUBSEP "airlock" SUBSEP "pgus", "m"),
                 stat(w SUBSEP "direct" SUBSEP "busy", "m"), stat(w SUBSEP "pgbouncer" SUBSEP "busy", "m"), stat(w SUBSEP "airlock" SUBSEP "busy", "m")
         }
+        if ("direct" in seen_lat) {
+            nt = split("direct pgbouncer airlock airlock-noaudit", T, " ")
+            for (k = 1; k <= nt; k++) for (r in rounds) for (q = 1; q <= 3; q++) {
+                m = (q == 1) ? "mean" : (q == 2) ? "p50" : "p99"
+                if (T[k] != "direct" && (r, T[k], m) in lat && (r, "direct", m) in lat)
+                    add(T[k] SUBSEP "added" SUBSEP m, lat[r, T[k], m] - lat[r, "direct", m])
+            }
+            print ""
+            print "## Latency, one client (workload latency: median over rounds of each run'\''s mean / p50 / p99 per transaction, microseconds; added = target minus direct in the same round, median (min to max))"
+            print ""
+            print "| target | mean us | p50 us | p99 us | added mean us | added p50 us | added p99 us |"
+            print "|---|---:|---:|---:|---:|---:|---:|"
+            for (k = 1; k <= nt; k++) {
+                t = T[k]; if (!(t in seen_lat)) continue
+                if (t == "direct") { am = ap = aq = "-" }
+                else { am = stat(t SUBSEP "added" SUBSEP "mean", "u"); ap = stat(t SUBSEP "added" SUBSEP "p50", "u"); aq = stat(t SUBSEP "added" SUBSEP "p99", "u") }
+                printf "| %s | %.1f | %.0f | %.0f | %s | %s | %s |\n", t, stat(t SUBSEP "mean", "m"), stat(t SUBSEP "p50", "m"), stat(t SUBSEP "p99", "m"), am, ap, aq
+            }
+        }
+        if (noaudit) {
+            for (i = 1; i <= nw; i++) {
+                w = W[i]
+                for (r in rounds) {
+                    if (!((r, w, "airlock") in tps && (r, w, "airlock-noaudit") in tps)) continue
+                    if ((r, w, "direct") in tps && tps[r, w, "direct"] > 0)
+                        add(w SUBSEP "noaudit/direct", tps[r, w, "airlock-noaudit"] / tps[r, w, "direct"])
+                    if (tps[r, w, "airlock-noaudit"] > 0)
+                        add(w SUBSEP "audit cost", 1 - tps[r, w, "airlock"] / tps[r, w, "airlock-noaudit"])
+                }
+            }
+            print ""
+            print "## Audit trail on vs off (airlock vs airlock-noaudit, same config but [audit] enabled = false)"
+            print ""
+            print "Paired per round; cost % = (1 - airlock TPS / airlock-noaudit TPS) x 100 = how much lower airlock/direct is than airlock-noaudit/direct (target: at most 5%). CPU: proxy microseconds per statement, median of rounds."
+            print ""
+            print "| workload | airlock/direct | airlock-noaudit/direct | audit cost % (min to max) | airlock us/stmt | noaudit us/stmt | audit CPU us/stmt |"
+            print "|---|---:|---:|---:|---:|---:|---:|"
+            for (i = 1; i <= nw; i++) {
+                w = W[i]; s = stmts(w)
+                a = stat(w SUBSEP "airlock" SUBSEP "cpu", "m"); b = stat(w SUBSEP "airlock-noaudit" SUBSEP "cpu", "m")
+                printf "| %s | %s | %s | %s | %.1f | %.1f | %+.1f (%+.0f%%) |\n", w, stat(w SUBSEP "airlock/direct", "r"), stat(w SUBSEP "noaudit/direct", "r"),
+                    stat(w SUBSEP "audit cost", "p"), a / s, b / s, (a - b) / s, (b > 0 ? 100 * (a - b) / b : 0)
+            }
+        }
     }' "$RAW"
+    if [[ -n $IDLE_ROWS ]]; then
+        echo
+        echo "## Memory per idle connection ($IDLE_CONNS clients logged in with SCRAM, then idle)"
+        echo
+        if [[ $IDLE_ROWS == "("* ]]; then
+            echo "$IDLE_ROWS"
+        else
+            echo "RSS (VmRSS, KiB) of the proxy process before the clients connect, with all of them logged in and idle, and after they left. Per connection = (with - before) / $IDLE_CONNS. pg-airlock also holds one PostgreSQL connection per session (not in its RSS); pgbouncer holds none for a client that has not sent a query. Target (issue 2): at most 16 KiB per idle connection for pg-airlock."
+            echo
+            echo "| proxy | sessions open | TCP established on its port | RSS before KiB | RSS with clients KiB | RSS after KiB | KiB per idle connection | seconds to log all in |"
+            echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+            printf '%s' "$IDLE_ROWS"
+        fi
+    fi
     echo
     echo "Yardsticks (DESIGN-NOTES 5, pgbouncer/direct on this kind of machine): select-simple 0.94, select-extended 0.85-0.90, select-prepared 0.66-0.69, tpcb-simple 0.69; about 25 us pgbouncer CPU per simple statement."
     echo
@@ -586,7 +836,7 @@ report() {
         fi
     fi
     echo
-    echo "<details><summary>raw runs (round, workload, target, tps, transactions, proxy CPU ticks, server CPU ticks, machine busy %; $CLK_TCK ticks/s)</summary>"
+    echo "<details><summary>raw runs (round, workload, target, tps, transactions, proxy CPU ticks, server CPU ticks, machine busy %, latency mean / p50 / p99 us; $CLK_TCK ticks/s)</summary>"
     echo
     echo '```'
     cat "$RAW"

@@ -70,6 +70,9 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     );
     let engine = crate::engine::Engine::new(store.clone(), config.limits.max_statement_bytes, config.limits.classify_cache_bytes);
     let (auditor, audit_task) = Auditor::start(config.audit.clone()).await?;
+    if !auditor.is_enabled() {
+        tracing::warn!("audit trail disabled (audit.enabled = false): statements, logins and approvals are not recorded");
+    }
     auditor.emit(policy_loaded(&store, "startup", Some(&config.source)));
 
     let notifier: Arc<dyn crate::approval::Notifier> = match &config.approval.slack {
@@ -88,9 +91,15 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             let l = TcpListener::bind(a).await.map_err(|source| Error::Bind { addr: a, source })?;
             let admin_addr = l.local_addr().map_err(|source| Error::Bind { addr: a, source })?;
             let registry = proxy.cancel.clone();
+            let audit_enabled = if auditor.is_enabled() { 1.0 } else { 0.0 };
             let state = admin::AdminState {
                 metrics: metrics.clone(),
-                gauges: Arc::new(move || vec![("airlock_cancel_keys", "Cancel keys registered", registry.len() as f64)]),
+                gauges: Arc::new(move || {
+                    vec![
+                        ("airlock_cancel_keys", "Cancel keys registered", registry.len() as f64),
+                        ("airlock_audit_enabled", "1 if the audit trail is on, 0 if audit.enabled = false", audit_enabled),
+                    ]
+                }),
             };
             let mut router = admin::router(state)
                 .merge(crate::approval::api::router(gate.clone(), ApiTokens::new(&config.approval.api_tokens)));

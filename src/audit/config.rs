@@ -43,6 +43,10 @@ pub enum FailurePolicy {
 
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
+    /// False: no trail at all. The auditor starts no writer and accepts
+    /// every record without storing it, so approvals are not durably
+    /// recorded either. For measuring the trail's cost, not for production.
+    pub enabled: bool,
     /// Active JSON Lines file; rotated files sit beside it.
     pub file: Option<PathBuf>,
     /// Rotate when the active file would exceed this many bytes.
@@ -77,6 +81,8 @@ impl AuditConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAuditConfig {
+    /// `false` turns the trail off; the other keys are still validated.
+    pub enabled: bool,
     pub file: Option<PathBuf>,
     pub rotate_bytes: u64,
     /// Duration string: `90s`, `15m`, `24h`, `7d`; absent = size only.
@@ -97,6 +103,7 @@ pub struct RawAuditConfig {
 impl Default for RawAuditConfig {
     fn default() -> Self {
         RawAuditConfig {
+            enabled: true,
             file: None,
             rotate_bytes: 256 * 1024 * 1024,
             rotate_interval: None,
@@ -246,6 +253,7 @@ fn validate_with_env(
         return Err(errs);
     }
     Ok(AuditConfig {
+        enabled: raw.enabled,
         file: raw.file,
         rotate_bytes: raw.rotate_bytes,
         rotate_interval,
@@ -291,6 +299,19 @@ mod tests {
         assert_eq!(c.statement_text, TextMode::Redacted);
         assert_eq!(c.on_sink_failure, FailurePolicy::Block);
         assert!(!c.log_parameters);
+        assert!(c.enabled);
+    }
+
+    #[test]
+    fn enabled_key_turns_the_trail_off_but_other_keys_are_still_checked() {
+        let c = parse("enabled = false\nfile = 'a.jsonl'\nstatement_text = 'none'").unwrap();
+        assert!(!c.enabled);
+        assert_eq!(c.statement_text, TextMode::None);
+        assert!(parse("enabled = true\nfile = 'a.jsonl'").unwrap().enabled);
+        let errs = parse("enabled = false\nfile = 'a.jsonl'\nflush_interval = '0s'").unwrap_err();
+        assert_eq!(errs, vec!["audit.flush_interval: must be > 0".to_string()]);
+        let err = parse("enabled = 'no'\nfile = 'a.jsonl'").unwrap_err();
+        assert!(err[0].contains("enabled"), "{err:?}");
     }
 
     #[test]

@@ -36,6 +36,10 @@
 //! with healthy sinks (the queue holds `queue_capacity` records, 65536 by
 //! default).
 //!
+//! `audit.enabled = false` starts no writer at all: every record is accepted
+//! and dropped, approvals included (see [`Auditor::start`]). It exists to
+//! measure what the trail costs.
+//!
 //! Tools for auditors: [`verify()`](verify::verify), [`search`](query::search),
 //! [`session_timeline`](query::session_timeline), [`report`](report::report).
 
@@ -170,7 +174,9 @@ struct Shared {
 /// Handle to the audit writer. Cheap to clone; all clones feed one chain.
 #[derive(Clone)]
 pub struct Auditor {
-    tx: mpsc::Sender<Msg>,
+    /// `None` when the trail is disabled (`audit.enabled = false`): there is
+    /// no writer, and every call accepts its record and drops it.
+    tx: Option<mpsc::Sender<Msg>>,
     shared: Arc<Shared>,
 }
 
@@ -195,14 +201,29 @@ impl Auditor {
     /// the path), the file's tail is damaged beyond a torn last line, the
     /// `.head` sidecar shows records were removed, or PostgreSQL cannot be
     /// reached or its table belongs to another chain.
+    ///
+    /// With `cfg.enabled == false` nothing is opened and no thread starts:
+    /// the auditor stays healthy and `emit`, `record`, `try_record`,
+    /// `record_durable`, `flush` and `shutdown` return at once without
+    /// storing anything, so approvals are then NOT durably recorded. The
+    /// caller's event construction still runs: turning the trail off
+    /// removes the writer's work (redaction, JSON, hashing, I/O) and the
+    /// queue hand-off, not the session's.
     pub async fn start(cfg: AuditConfig) -> Result<(Auditor, AuditTask), Error> {
-        let (tx, rx) = mpsc::channel(cfg.queue_capacity);
+        let enabled = cfg.enabled;
+        let capacity = cfg.queue_capacity;
         let shared = Arc::new(Shared {
             cfg,
             healthy: AtomicBool::new(true),
             metrics: AuditMetrics::default(),
             urgent: tokio::sync::Notify::new(),
         });
+        if !enabled {
+            let (done_tx, done_rx) = oneshot::channel();
+            let _ = done_tx.send(Ok(()));
+            return Ok((Auditor { tx: None, shared }, AuditTask { done: done_rx }));
+        }
+        let (tx, rx) = mpsc::channel(capacity);
         let (ready_tx, ready_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         let sh = shared.clone();
@@ -246,7 +267,11 @@ impl Auditor {
                 reason: format!("spawn thread: {e}"),
             })?;
         ready_rx.await.unwrap_or(Err(Error::Closed))?;
-        Ok((Auditor { tx, shared }, AuditTask { done: done_rx }))
+        let auditor = Auditor {
+            tx: Some(tx),
+            shared,
+        };
+        Ok((auditor, AuditTask { done: done_rx }))
     }
 
     /// Queue an ordinary record. Returns at once unless the queue is full:
@@ -273,11 +298,12 @@ impl Auditor {
     /// refuses it, counted in `records_refused`, and sessions stop taking
     /// new statements while `is_healthy()` is false.
     pub fn emit(&self, ev: Event) {
+        let Some(queue) = &self.tx else { return };
         self.shared.metrics.records_pending.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Msg::Event(ev, None)) {
+        match queue.try_send(Msg::Event(ev, None)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(msg)) if self.policy() == FailurePolicy::Block => {
-                let tx = self.tx.clone();
+                let tx = queue.clone();
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
                     if tx.send(msg).await.is_err() {
@@ -301,6 +327,9 @@ impl Auditor {
     /// Under `refuse`, fails at once while sinks are failing. Under `block`,
     /// waits until the sinks recover.
     pub async fn record_durable(&self, ev: Event) -> Result<(), Error> {
+        if !self.is_enabled() {
+            return Ok(());
+        }
         if self.shared.cfg.on_sink_failure == FailurePolicy::Refuse && !self.is_healthy() {
             self.shared
                 .metrics
@@ -316,6 +345,9 @@ impl Auditor {
 
     /// Wait until every record queued before this call is stored.
     pub async fn flush(&self) -> Result<(), Error> {
+        if !self.is_enabled() {
+            return Ok(());
+        }
         let (tx, rx) = oneshot::channel();
         self.send_ctl(Msg::Flush(tx)).await?;
         rx.await.unwrap_or(Err(Error::Closed))
@@ -325,6 +357,11 @@ impl Auditor {
     /// when the policy is `refuse`.
     pub fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// False when `audit.enabled = false`: nothing is recorded.
+    pub fn is_enabled(&self) -> bool {
+        self.tx.is_some()
     }
 
     pub fn policy(&self) -> FailurePolicy {
@@ -339,6 +376,9 @@ impl Auditor {
     /// Under `block` with a failing sink this waits for the sink: wrap it in
     /// the shutdown deadline.
     pub async fn shutdown(&self) -> Result<(), Error> {
+        if !self.is_enabled() {
+            return Ok(());
+        }
         let (tx, rx) = oneshot::channel();
         self.send_ctl(Msg::Shutdown(tx)).await?;
         rx.await.unwrap_or(Err(Error::Closed))
@@ -356,6 +396,7 @@ impl Auditor {
     }
 
     async fn send(&self, msg: Msg) -> Result<(), Error> {
+        let Some(queue) = &self.tx else { return Ok(()) };
         if self.shared.cfg.on_sink_failure == FailurePolicy::Refuse {
             return self.try_send(msg);
         }
@@ -363,7 +404,7 @@ impl Auditor {
             .metrics
             .records_pending
             .fetch_add(1, Ordering::Relaxed);
-        self.tx.send(msg).await.map_err(|_| {
+        queue.send(msg).await.map_err(|_| {
             self.shared
                 .metrics
                 .records_pending
@@ -373,11 +414,12 @@ impl Auditor {
     }
 
     fn try_send(&self, msg: Msg) -> Result<(), Error> {
+        let Some(queue) = &self.tx else { return Ok(()) };
         self.shared
             .metrics
             .records_pending
             .fetch_add(1, Ordering::Relaxed);
-        self.tx.try_send(msg).map_err(|e| {
+        queue.try_send(msg).map_err(|e| {
             self.shared
                 .metrics
                 .records_pending
@@ -404,7 +446,8 @@ impl Auditor {
     /// Control messages wait for room under either policy: they carry no
     /// event, and a shutdown must get through.
     async fn send_ctl(&self, msg: Msg) -> Result<(), Error> {
-        let r = self.tx.send(msg).await.map_err(|_| Error::Closed);
+        let Some(queue) = &self.tx else { return Ok(()) };
+        let r = queue.send(msg).await.map_err(|_| Error::Closed);
         self.shared.urgent.notify_one();
         r
     }
@@ -950,6 +993,32 @@ mod tests {
         assert!(verify(&[dir.path().join("a.jsonl")]).ok);
         assert!(!a.is_healthy(), "a stopped writer audits nothing");
         assert!(matches!(a.record(ev(9)).await, Err(Error::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_disabled_auditor_accepts_everything_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), FailurePolicy::Refuse);
+        cfg.enabled = false;
+        let (a, task) = Auditor::start(cfg).await.unwrap();
+        assert!(!a.is_enabled() && a.is_healthy());
+        // More than the queue holds (16): nothing queues, nothing is refused.
+        for i in 0..64 {
+            a.emit(ev(i));
+            a.record(ev(i)).await.unwrap();
+            a.try_record(ev(i)).unwrap();
+        }
+        a.record_durable(ev(99)).await.unwrap();
+        a.flush().await.unwrap();
+        a.shutdown().await.unwrap();
+        task.join().await.unwrap();
+        let m = a.metrics();
+        let written = m.records_written.load(Relaxed);
+        let pending = m.records_pending.load(Relaxed);
+        let refused = m.records_refused.load(Relaxed);
+        assert_eq!((written, pending, refused), (0, 0, 0));
+        assert!(!dir.path().join("a.jsonl").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]

@@ -436,3 +436,50 @@ async fn unwritable_audit_paths_refuse_the_start_naming_the_path() {
     assert!(!out.status.success(), "pg-airlock run started with /dev/full as its audit file");
     assert!(err.contains("/dev/full"), "{err}");
 }
+
+/// `GET /metrics` on the proxy's admin port, body only.
+async fn scrape_metrics(p: &TestProxy) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(p.running.admin_addr.expect("admin port")).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+/// `[audit] enabled = false`: sessions work as usual, /metrics says the
+/// trail is off, and nothing is written where the default trail would go.
+/// The same session with the default config is the control: it leaves
+/// `airlock-audit.jsonl` beside the config.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_disabled_serves_sessions_and_writes_no_trail() {
+    let db = pg().create_db();
+    setup(&db).await;
+    for enabled in [false, true] {
+        let b = proxy();
+        let p = if enabled { b } else { b.extra("[audit]\nenabled = false\nstatement_text = \"full\"") }.start().await;
+        let c = p.connect(&db).await;
+        c.simple_query(&format!("INSERT INTO t VALUES ({}, 'x')", 100 + enabled as i32)).await.unwrap();
+        let rows = c.query("SELECT v FROM t WHERE id = $1", &[&3i32]).await.unwrap();
+        assert_eq!(rows[0].get::<_, &str>(0), "v3");
+        let m = scrape_metrics(&p).await;
+        assert!(m.contains(&format!("\nairlock_audit_enabled {}\n", enabled as u8)), "{m}");
+        drop(c);
+        assert!(eventually(std::time::Duration::from_secs(5), || async { p.running.proxy.metrics.sessions_active.get() == 0 }).await);
+        assert_eq!(p.running.proxy.metrics.statements_total.get(), 2);
+        let dir = p.shutdown_keep_dir().await;
+        let trail: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("airlock-audit"))
+            .collect();
+        if enabled {
+            assert!(trail.contains(&"airlock-audit.jsonl".to_string()), "control run wrote no trail: {trail:?}");
+            let text = std::fs::read_to_string(dir.path().join("airlock-audit.jsonl")).unwrap();
+            assert!(text.contains("\"type\":\"statement\""), "{text}");
+        } else {
+            assert!(trail.is_empty(), "audit disabled but files were written: {trail:?}");
+        }
+    }
+}
