@@ -75,9 +75,6 @@ impl Shared {
     }
 }
 
-/// Size of the relay read buffers; reads are coalesced into one write.
-const BUF: usize = 32 * 1024;
-
 pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToken) {
     let Established { info, client, client_buf, upstream } = est;
     let key = proxy.cancel.register(upstream.backend_pid, upstream.backend_secret);
@@ -116,8 +113,9 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
     let shared = Shared { txn: AtomicU8::new(b'I'), in_flight: InFlight::default(), at_boundary: AtomicBool::new(true) };
     let (inject_tx, inject_rx) = mpsc::channel::<BytesMut>(16);
     let mut inbound = Inbound {
-        buf: client_buf,
-        out: BytesMut::with_capacity(BUF),
+        buf: super::io::keep_if_nonempty(client_buf),
+        out: BytesMut::new(),
+        read_size: super::io::ReadSize::new(),
         max: proxy.config.limits.max_message_bytes,
         policy: Policy::new(proxy.clone(), info.clone(), key.notify.clone(), inject_tx),
         shared: &shared,
@@ -189,8 +187,10 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
 pub struct Inbound<'a> {
     /// Client bytes received and not yet forwarded.
     buf: BytesMut,
-    /// Bytes to send upstream after this pass (reused, never shrunk).
+    /// Bytes to send upstream after this pass (reused; released when a
+    /// burst left it large).
     out: BytesMut,
+    read_size: super::io::ReadSize,
     max: usize,
     pub policy: Policy,
     shared: &'a Shared,
@@ -274,13 +274,16 @@ impl Inbound<'_> {
                     return End::Io(e);
                 }
                 self.out.clear();
+                super::io::release_if_large(&mut self.out);
             }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(BUF);
-            }
+            super::io::release_if_large(&mut self.buf);
+            let room = self.read_size.prepare(&mut self.buf);
             match cr.read_buf(&mut self.buf).await {
                 Ok(0) => return End::ClientGone,
-                Ok(n) => self.metrics.bytes_from_clients.add(n as u64),
+                Ok(n) => {
+                    self.read_size.record(n, room);
+                    self.metrics.bytes_from_clients.add(n as u64)
+                }
                 Err(e) => return End::Io(e),
             }
         }
@@ -657,8 +660,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = leftover;
-    buf.reserve(BUF);
+    let mut buf = super::io::keep_if_nonempty(leftover);
+    let mut read_size = super::io::ReadSize::new();
     // Bytes of the current frame still to pass through uninspected.
     let mut skip = 0usize;
     let mut inject_open = true;
@@ -715,9 +718,8 @@ where
             buf.advance(pos);
         }
         shared.at_boundary.store(skip == 0, Ordering::Release);
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(BUF);
-        }
+        super::io::release_if_large(&mut buf);
+        let room = read_size.prepare(&mut buf);
         tokio::select! {
             biased;
             msg = inject.recv(), if inject_open && skip == 0 => match msg {
@@ -730,7 +732,7 @@ where
             },
             r = ur.read_buf(&mut buf) => match r {
                 Ok(0) => return End::UpstreamClosed,
-                Ok(_) => {}
+                Ok(n) => read_size.record(n, room),
                 Err(e) => return End::Io(e),
             },
         }
