@@ -476,7 +476,7 @@ struct Writer {
     pending_bytes: usize,
     /// (seq that must be stored, who waits). Control waiters use the last
     /// assigned seq.
-    waiters: Vec<(u64, oneshot::Sender<Result<(), Error>>)>,
+    waiters: Vec<Waiter>,
     oldest_unflushed: Option<Instant>,
     file: Option<FileSink>,
     stdout: Option<StdoutSink>,
@@ -628,8 +628,8 @@ impl Writer {
                 }
                 Err(e) => {
                     if self.shared.cfg.on_sink_failure == FailurePolicy::Refuse {
-                        for (_, w) in self.waiters.drain(..) {
-                            let _ = w.send(Err(Error::SinkFailing {
+                        for w in self.waiters.drain(..) {
+                            let _ = w.tx.send(Err(Error::SinkFailing {
                                 sink: "audit",
                                 reason: e.to_string(),
                             }));
@@ -653,8 +653,8 @@ impl Writer {
                 let urgent = waiter.is_some();
                 match self.push(ev) {
                     Ok(seq) => {
-                        if let Some(w) = waiter {
-                            self.waiters.push((seq, w));
+                        if let Some(tx) = waiter {
+                            self.waiters.push(Waiter { seq, tx, before_head: false });
                         }
                     }
                     Err(e) => {
@@ -675,8 +675,8 @@ impl Writer {
                 }
                 urgent
             }
-            Msg::Flush(w) => {
-                self.waiters.push((self.last_seq, w));
+            Msg::Flush(tx) => {
+                self.waiters.push(Waiter { seq: self.last_seq, tx, before_head: true });
                 true
             }
             Msg::Shutdown(w) => {
@@ -686,7 +686,7 @@ impl Writer {
                         reason: "shutdown".into(),
                     }));
                 }
-                self.waiters.push((self.last_seq, w));
+                self.waiters.push(Waiter { seq: self.last_seq, tx: w, before_head: true });
                 true
             }
         }
@@ -803,7 +803,8 @@ impl Writer {
 
     /// Bring every sink up to the last assigned seq, then release waiters.
     async fn flush_sinks(&mut self) -> Result<(), Error> {
-        let metrics = &self.shared.metrics;
+        let shared = Arc::clone(&self.shared);
+        let metrics = &shared.metrics;
         let mut first_err = None;
         if let Some(f) = &mut self.file {
             let todo: Vec<&Line> = self.pending.iter().filter(|l| l.seq > f.acked).collect();
@@ -846,31 +847,58 @@ impl Writer {
         }
         metrics.records_written.fetch_add(done, Ordering::Relaxed);
         metrics.records_pending.fetch_sub(done, Ordering::Relaxed);
-        let mut i = 0;
-        while i < self.waiters.len() {
-            if self.waiters[i].0 <= stored {
-                let (_, w) = self.waiters.swap_remove(i);
-                let _ = w.send(Ok(()));
-            } else {
-                i += 1;
+        // Durable records are released once the log is fsynced: the head
+        // sidecar (a second fsync) is a truncation check that may lag the
+        // log, never lead it, so an approval need not wait for it. Flush and
+        // shutdown callers also get an up-to-date head. Health first, so a
+        // released caller sees the sinks' state as of its own record.
+        if first_err.is_none() && !self.shared.healthy.swap(true, Ordering::AcqRel) {
+            tracing::info!("audit sinks recovered");
+        }
+        self.release_waiters(stored, false);
+        if let Some(f) = &mut self.file {
+            if let Err(e) = f.write_head_if_stale() {
+                first_err.get_or_insert(e);
             }
+        }
+        if first_err.is_none() {
+            self.release_waiters(stored, true);
         }
         if self.pending.is_empty() {
             self.oldest_unflushed = None;
         }
         match first_err {
-            None => {
-                if !self.shared.healthy.swap(true, Ordering::AcqRel) {
-                    tracing::info!("audit sinks recovered");
-                }
-                Ok(())
-            }
+            None => Ok(()),
             Some(e) => {
                 self.shared.healthy.store(false, Ordering::Release);
                 metrics.write_errors.fetch_add(1, Ordering::Relaxed);
                 metrics.set_last_error(&e);
                 tracing::error!(cause = %e, pending = self.pending.len(), "audit sink write failed; will retry");
                 Err(e)
+            }
+        }
+    }
+}
+
+/// Someone waiting for records up to `seq` to be stored.
+struct Waiter {
+    seq: u64,
+    tx: oneshot::Sender<Result<(), Error>>,
+    /// Wait for the `.head` sidecar too (flush, shutdown); approval
+    /// records need only the log itself on disk.
+    before_head: bool,
+}
+
+impl Writer {
+    fn release_waiters(&mut self, stored: u64, head_written: bool) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let w = &self.waiters[i];
+            if w.seq <= stored && (head_written || !w.before_head) {
+                let w = self.waiters.swap_remove(i);
+                let _ = w.tx.send(Ok(()));
+            } else {
+                i += 1;
             }
         }
     }

@@ -85,6 +85,8 @@ pub(crate) struct FileSink {
     /// a retried fsync proves nothing about the earlier writes.
     good_len: u64,
     pub acked: u64,
+    /// Records were fsynced after the head sidecar was last written.
+    head_stale: bool,
     /// A rotation whose `rotated` record is stored but whose rename failed.
     pending_rename: Option<String>,
     last_hash: String,
@@ -171,13 +173,15 @@ impl FileSink {
             file,
             good_len: resume.file_len,
             acked: resume.last_seq,
+            head_stale: false,
             pending_rename: None,
             last_hash: resume.last_hash.clone(),
         };
         Ok((sink, resume))
     }
 
-    /// Store `lines` (all with seq > acked, in order), fsync, update the head.
+    /// Store `lines` (all with seq > acked, in order) and fsync; the head
+    /// is then stale until [`FileSink::write_head_if_stale`].
     pub fn write(&mut self, lines: &[&Line], metrics: &AuditMetrics) -> Result<(), Error> {
         #[cfg(test)]
         if metrics
@@ -232,7 +236,18 @@ impl FileSink {
             }
             i = end;
         }
-        self.write_head()
+        self.head_stale = true;
+        Ok(())
+    }
+
+    /// Rewrite the `.head` sidecar if records were stored since it was
+    /// last written.
+    pub fn write_head_if_stale(&mut self) -> Result<(), Error> {
+        if self.head_stale {
+            self.write_head()?;
+            self.head_stale = false;
+        }
+        Ok(())
     }
 
     fn rotate(&mut self, archive: &str) -> Result<(), Error> {

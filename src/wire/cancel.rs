@@ -5,6 +5,7 @@
 //! waiting for approval withdraws the request instead (DESIGN-NOTES 2).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -13,7 +14,47 @@ pub struct Entry {
     pub upstream_pid: i32,
     pub upstream_secret: i32,
     /// Woken on every valid cancel for this session.
-    pub notify: Arc<Notify>,
+    pub signal: Arc<Signal>,
+}
+
+/// How a cancel reaches its session.
+#[derive(Default)]
+pub struct Signal {
+    notify: Notify,
+    /// The session is holding a statement for approval and has nothing
+    /// else running upstream: a cancel is for the held statement alone.
+    holding: AtomicBool,
+}
+
+impl Signal {
+    /// Future that completes on the next cancel (no stored permit: a cancel
+    /// that arrived while nobody listened must not withdraw a later hold).
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Wake the session; true if the cancel concerns only a held
+    /// statement, which has not reached the server.
+    pub fn wake(&self) -> bool {
+        let holding = self.holding.load(Ordering::Acquire);
+        self.notify.notify_waiters();
+        holding
+    }
+
+    /// Mark the session as holding (with nothing upstream) until the guard
+    /// drops.
+    pub fn holding(&self) -> HoldingGuard<'_> {
+        self.holding.store(true, Ordering::Release);
+        HoldingGuard(self)
+    }
+}
+
+pub struct HoldingGuard<'a>(&'a Signal);
+
+impl Drop for HoldingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.holding.store(false, Ordering::Release);
+    }
 }
 
 #[derive(Default)]
@@ -26,7 +67,7 @@ pub struct KeyGuard {
     registry: Arc<Registry>,
     pub pid: i32,
     pub secret: i32,
-    pub notify: Arc<Notify>,
+    pub signal: Arc<Signal>,
 }
 
 impl Drop for KeyGuard {
@@ -38,7 +79,7 @@ impl Drop for KeyGuard {
 impl Registry {
     /// Allocate a fresh random key for a session.
     pub fn register(self: &Arc<Self>, upstream_pid: i32, upstream_secret: i32) -> KeyGuard {
-        let notify = Arc::new(Notify::new());
+        let signal = Arc::new(Signal::default());
         let mut map = self.map.lock().expect("cancel registry poisoned");
         loop {
             // Positive pids look like real ones to clients that print them.
@@ -47,20 +88,20 @@ impl Registry {
                 continue;
             }
             let secret = rand::random::<i32>();
-            map.insert(pid, Entry { secret, upstream_pid, upstream_secret, notify: notify.clone() });
-            return KeyGuard { registry: self.clone(), pid, secret, notify };
+            map.insert(pid, Entry { secret, upstream_pid, upstream_secret, signal: signal.clone() });
+            return KeyGuard { registry: self.clone(), pid, secret, signal };
         }
     }
 
     /// Look up a cancel key; `None` unless both pid and secret match.
-    pub fn resolve(&self, pid: i32, secret: i32) -> Option<(i32, i32, Arc<Notify>)> {
+    pub fn resolve(&self, pid: i32, secret: i32) -> Option<(i32, i32, Arc<Signal>)> {
         let map = self.map.lock().expect("cancel registry poisoned");
         let e = map.get(&pid)?;
         // Constant-time compare: the secret is the only thing that keeps
         // one client from cancelling another's queries.
         let diff = (e.secret ^ secret) as u32;
         if diff == 0 {
-            Some((e.upstream_pid, e.upstream_secret, e.notify.clone()))
+            Some((e.upstream_pid, e.upstream_secret, e.signal.clone()))
         } else {
             None
         }
@@ -78,6 +119,17 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cancel_reports_holding_only_while_the_guard_lives() {
+        let s = Signal::default();
+        assert!(!s.wake());
+        {
+            let _g = s.holding();
+            assert!(s.wake(), "held statement only: not forwarded");
+        }
+        assert!(!s.wake(), "guard dropped: forwarded again");
+    }
 
     #[test]
     fn keys_resolve_only_with_the_right_secret_and_vanish_on_drop() {

@@ -103,13 +103,19 @@ impl Proxy {
     }
 
     /// Handle a CancelRequest: wake the session (it may be holding a
-    /// statement for approval) and forward the cancel upstream.
+    /// statement for approval) and forward the cancel upstream, unless the
+    /// held statement is all the session has going.
     pub async fn cancel_query(&self, pid: i32, secret: i32) {
         match self.cancel.resolve(pid, secret) {
-            Some((upid, usecret, notify)) => {
-                // notify_waiters stores no permit: a cancel that arrives while no
-                // statement is held must not withdraw a later hold.
-                notify.notify_waiters();
+            Some((upid, usecret, signal)) => {
+                if signal.wake() {
+                    // Only a held statement, never sent, was running: the
+                    // session withdraws it and answers 57014 itself (with a
+                    // server-side error, so transaction state matches). A
+                    // cancel forwarded now could hit that very error
+                    // statement and garble the answer.
+                    return;
+                }
                 self.metrics.cancels_forwarded.inc();
                 if let Err(e) = self.connector.cancel(upid, usecret).await {
                     tracing::warn!(error = %e, "forwarding cancel request failed");

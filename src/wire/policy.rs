@@ -28,7 +28,7 @@ use crate::rules::{Action, Decision, HoldSettings, Subject};
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 /// What the relay asks about: one simple Query, or one extended-protocol
 /// segment (Parse/Bind/Describe/Execute/Close... up to Sync or Flush).
@@ -95,7 +95,7 @@ enum Undo {
 pub struct Policy {
     proxy: Arc<Proxy>,
     info: SessionInfo,
-    pub cancel: Arc<Notify>,
+    pub cancel: Arc<super::cancel::Signal>,
     pub inject: mpsc::Sender<BytesMut>,
     pub statements: u64,
     /// Protocol-level prepared statements and portals.
@@ -113,7 +113,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(proxy: Arc<Proxy>, info: SessionInfo, cancel: Arc<Notify>, inject: mpsc::Sender<BytesMut>) -> Policy {
+    pub fn new(proxy: Arc<Proxy>, info: SessionInfo, cancel: Arc<super::cancel::Signal>, inject: mpsc::Sender<BytesMut>) -> Policy {
         Policy {
             proxy,
             info,

@@ -117,7 +117,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         out: BytesMut::new(),
         read_size: super::io::ReadSize::new(),
         max: proxy.config.limits.max_message_bytes,
-        policy: Policy::new(proxy.clone(), info.clone(), key.notify.clone(), inject_tx),
+        policy: Policy::new(proxy.clone(), info.clone(), key.signal.clone(), inject_tx),
         shared: &shared,
         metrics: &proxy.metrics,
     };
@@ -430,6 +430,9 @@ impl Inbound<'_> {
         let cancelled = cancel.notified();
         tokio::pin!(cancelled);
         cancelled.as_mut().enable();
+        // With nothing of ours running upstream, a cancel is for the held
+        // statement only and must not be forwarded (see `cancel_query`).
+        let _holding = self.shared.in_flight.is_empty().then(|| cancel.holding());
 
         let impact = crate::impact::estimate(&proxy.connector, &info.database, &held.sql, held.params.len(), &held.classification).await;
         let req = approval::ApprovalRequest {
