@@ -318,10 +318,12 @@ impl Policy {
         let d = &judgement.decision;
         match d.action {
             Action::Allow | Action::Log => {
-                if d.action == Action::Log {
-                    m.statements_logged.inc();
-                } else {
-                    m.statements_allowed.inc();
+                // Counted like `statements_total`: units that execute
+                // something (a Parse/Describe/Sync batch does not).
+                match (judgement.executed.is_empty(), d.action) {
+                    (true, _) => {}
+                    (false, Action::Log) => m.statements_logged.inc(),
+                    (false, _) => m.statements_allowed.inc(),
                 }
                 self.commit(&judgement);
                 Verdict::Forward
