@@ -35,18 +35,16 @@ pub fn hash_line(line: &[u8]) -> String {
 
 /// Build the line for `ev` at position `seq` after a record hashing to `prev`.
 pub fn encode(ev: &Event, seq: u64, prev: &str) -> Result<String, serde_json::Error> {
-    let body = serde_json::to_string(ev)?;
-    // `Event` always serialises as a non-empty object (`ts`, `type`), so its
-    // JSON starts with `{"` and can be spliced after our own two fields.
-    debug_assert!(body.starts_with("{\""));
-    let mut line = String::with_capacity(body.len() + 96);
-    line.push_str("{\"seq\":");
-    line.push_str(&seq.to_string());
-    line.push_str(",\"prev\":\"");
-    line.push_str(prev);
-    line.push_str("\",");
-    line.push_str(&body[1..]);
-    Ok(line)
+    use std::io::Write as _;
+    let mut line = Vec::with_capacity(768);
+    let _ = write!(line, "{{\"seq\":{seq},\"prev\":\"{prev}\",");
+    let at = line.len();
+    serde_json::to_writer(&mut line, ev)?;
+    // `Event` always serialises as a non-empty object (`ts`, `type`): drop
+    // its opening brace, ours is already open. One buffer, no second copy.
+    debug_assert!(line[at..].starts_with(b"{\""));
+    line.remove(at);
+    String::from_utf8(line).map_err(|e| serde::ser::Error::custom(e.to_string()))
 }
 
 /// Read every record of `files` (in the order given), failing on the first

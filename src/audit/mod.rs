@@ -762,7 +762,7 @@ impl Writer {
             seq,
             prev: std::mem::replace(&mut self.last_hash, hash.clone()),
             hash,
-            ts: ev.ts.to_string(),
+            ts: ev.ts,
             kind: ev.type_name(),
             text,
             rotate_to,

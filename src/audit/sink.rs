@@ -22,7 +22,8 @@ pub(crate) struct Line {
     pub seq: u64,
     pub hash: String,
     pub prev: String,
-    pub ts: String,
+    /// Formatted only by the sink that needs it (PostgreSQL's `ts` column).
+    pub ts: super::event::Timestamp,
     pub kind: &'static str,
     pub text: String,
     /// This is a `rotated` record: the file sink renames its file to this
@@ -569,7 +570,7 @@ impl PgSink {
         }
         let client = self.client.as_ref().expect("connected above");
         let seqs: Vec<i64> = lines.iter().map(|l| l.seq as i64).collect();
-        let ts: Vec<&str> = lines.iter().map(|l| l.ts.as_str()).collect();
+        let ts: Vec<String> = lines.iter().map(|l| l.ts.to_string()).collect();
         let kinds: Vec<&str> = lines.iter().map(|l| l.kind).collect();
         let prevs: Vec<&str> = lines.iter().map(|l| l.prev.as_str()).collect();
         let hashes: Vec<&str> = lines.iter().map(|l| l.hash.as_str()).collect();
