@@ -330,9 +330,16 @@ enum Entry {
     Varies,
 }
 
+/// Reused buffers for one shape scan: a lookup allocates nothing, and a
+/// miss reuses the literal positions the lookup's scan already found.
+#[derive(Default)]
+struct ShapeScratch {
+    key: String,
+    literals: Vec<shape::Literal>,
+}
+
 thread_local! {
-    /// Reused buffer for shape keys: a lookup allocates nothing.
-    static SHAPE_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static SHAPE_SCRATCH: std::cell::RefCell<ShapeScratch> = std::cell::RefCell::new(ShapeScratch::default());
 }
 
 impl Classifier {
@@ -362,9 +369,10 @@ impl Classifier {
             // Cheap (a length check) and would only evict useful entries.
             return Arc::new(classify(sql, &self.opts));
         }
-        let by_shape = SHAPE_KEY.with(|k| {
-            let Ok(mut key) = k.try_borrow_mut() else { return None };
-            let scanned = shape::scan(sql, &mut key, None)?;
+        let by_shape = SHAPE_SCRATCH.with(|k| {
+            let Ok(mut scratch) = k.try_borrow_mut() else { return None };
+            let ShapeScratch { key, literals } = &mut *scratch;
+            let scanned = shape::scan(sql, key, Some(literals))?;
             if scanned.literals == 0 {
                 // The shape is the text: one key kind is enough.
                 return None;
@@ -372,7 +380,7 @@ impl Classifier {
             Some(match self.cache.get(key.as_str()) {
                 Some(Entry::Shape(class)) => Ok(with_span(class, scanned.span)),
                 Some(_) => Err(()),
-                None => Ok(self.classify_shape(sql, &key, scanned.span)),
+                None => Ok(self.classify_shape(sql, key, literals, scanned.span)),
             })
         });
         match by_shape {
@@ -385,11 +393,8 @@ impl Classifier {
     /// Shape miss: classify this text, then cache the result under its
     /// shape if it holds for every text of the shape, else remember that it
     /// does not. Both on the shape's second sighting (doorkeeper).
-    fn classify_shape(&self, sql: &str, key: &str, span: (usize, usize)) -> Arc<Classification> {
-        let mut literals = Vec::new();
-        let mut again = String::new();
-        shape::scan(sql, &mut again, Some(&mut literals));
-        let (class, invariant) = classify_for_shape(sql, &self.opts, &literals, span);
+    fn classify_shape(&self, sql: &str, key: &str, literals: &[shape::Literal], span: (usize, usize)) -> Arc<Classification> {
+        let (class, invariant) = classify_for_shape(sql, &self.opts, literals, span);
         let class = Arc::new(class);
         if self.doorkeeper.seen_before(key) {
             let entry = if invariant { Entry::Shape(Arc::clone(&class)) } else { Entry::Varies };
