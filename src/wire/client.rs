@@ -218,6 +218,17 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
     params.extend(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let upstream = match proxy.connector.login(&params).await {
         Ok(u) => u,
+        // Class 28 here is about the proxy's own role (wrong upstream
+        // password, pg_hba.conf): relaying 28P01 would tell the agent its
+        // own, accepted, password is wrong and name the upstream role.
+        // Everything else (3D000 no such database, 53300 too many
+        // connections...) is the client's business and passes verbatim.
+        Err(super::upstream::Error::Server { code, message }) if code.starts_with("28") => {
+            proxy.metrics.upstream_errors.inc();
+            tracing::error!(%peer, agent = %agent, %code, %message, "the database refused pg-airlock's own login: check [upstream] user, password and the server's pg_hba.conf");
+            let msg = "the database refused pg-airlock's login (its [upstream] credentials); the operator has the details in the proxy log";
+            return Err(fatal(&mut io, sqlstate::SERVER_REJECTED_CONNECTION, msg).await);
+        }
         Err(super::upstream::Error::Server { code, message }) => {
             return Err(fatal(&mut io, &code, &message).await);
         }

@@ -14,6 +14,9 @@ pub const INVALID_AUTHORIZATION: &str = "28000";
 /// The upstream database cannot be reached.
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
 pub const CONNECTION_FAILURE: &str = "08006";
+/// The database refused the proxy's own login (its `[upstream]`
+/// credentials or pg_hba.conf): not the agent's fault.
+pub const SERVER_REJECTED_CONNECTION: &str = "08004";
 /// Malformed protocol messages.
 pub const PROTOCOL_VIOLATION: &str = "08P01";
 /// Messages or features the proxy refuses (FunctionCall, replication).

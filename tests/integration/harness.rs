@@ -84,6 +84,8 @@ pub struct ProxyBuilder {
     extra: String,
     listen_extra: String,
     upstream_port: Option<u16>,
+    /// Replaces the `[upstream]` keys (host, port, user, password, tls).
+    upstream_body: Option<String>,
     rules: Vec<PathBuf>,
     limits: std::collections::BTreeMap<String, String>,
 }
@@ -97,6 +99,7 @@ pub fn proxy() -> ProxyBuilder {
         extra: String::new(),
         listen_extra: String::new(),
         upstream_port: None,
+        upstream_body: None,
         rules: vec![fixture("rules/allow-all.toml")],
         limits,
     }
@@ -146,6 +149,14 @@ impl ProxyBuilder {
         self
     }
 
+    /// Replace the `[upstream]` keys other than `connect_timeout` (relative
+    /// paths resolve against the proxy's temp dir, where `upstream.pw`
+    /// holds [`UPSTREAM_PASSWORD`]).
+    pub fn upstream(mut self, body: &str) -> Self {
+        self.upstream_body = Some(body.to_string());
+        self
+    }
+
     /// Override one `[limits]` key, e.g. `limit("startup_timeout", "\"1s\"")`.
     pub fn limit(mut self, key: &str, value: &str) -> Self {
         self.limits.insert(key.to_string(), value.to_string());
@@ -156,18 +167,20 @@ impl ProxyBuilder {
         std::fs::write(dir.join("upstream.pw"), UPSTREAM_PASSWORD).unwrap();
         std::fs::write(dir.join("agent.pw"), AGENT_PASSWORD).unwrap();
         std::fs::write(dir.join("other.pw"), OTHER_PASSWORD).unwrap();
-        let port = self.upstream_port.unwrap_or_else(|| pg().port);
+        let upstream = match &self.upstream_body {
+            Some(body) => body.clone(),
+            None => {
+                let port = self.upstream_port.unwrap_or_else(|| pg().port);
+                format!("host = \"127.0.0.1\"\nport = {port}\nuser = \"{UPSTREAM_USER}\"\npassword_file = \"upstream.pw\"\ntls = \"disable\"\n")
+            }
+        };
         format!(
             r#"
 [listen]
 address = "127.0.0.1:0"
 {listen_extra}
 [upstream]
-host = "127.0.0.1"
-port = {port}
-user = "{UPSTREAM_USER}"
-password_file = "upstream.pw"
-tls = "disable"
+{upstream}
 connect_timeout = "2s"
 
 [admin]

@@ -6,6 +6,7 @@ mod harness;
 mod relay;
 mod policy;
 mod robustness;
+mod upstream_auth;
 mod audit;
 mod audit_chain;
 mod audit_common;
