@@ -7,20 +7,12 @@ use pg_airlock::classify::{Classifier, Options, classify};
 use pg_airlock::rules::{RuleSet, Subject};
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::time::Instant;
 
-fn median_us(batches: usize, per_batch: usize, mut f: impl FnMut(usize)) -> f64 {
-    let mut samples: Vec<f64> = (0..batches)
-        .map(|b| {
-            let t = Instant::now();
-            for i in 0..per_batch {
-                f(b * per_batch + i);
-            }
-            t.elapsed().as_secs_f64() * 1e6 / per_batch as f64
-        })
-        .collect();
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    samples[samples.len() / 2]
+#[path = "timing.rs"]
+mod timing;
+
+fn median_us(batches: usize, per_batch: usize, f: impl FnMut(usize)) -> f64 {
+    timing::median_secs(batches, per_batch, f) * 1e6
 }
 
 fn main() {

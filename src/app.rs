@@ -165,6 +165,10 @@ async fn serve(
                 }
             },
         };
+        // Replies are written whole, one write per server read: Nagle
+        // would only delay the small ones (a lone ReadyForQuery, a notice
+        // behind a held statement) waiting on the client's delayed ACK.
+        let _ = tcp.set_nodelay(true);
         let proxy = proxy.clone();
         let token = shutdown.clone();
         let limit = limit.clone();

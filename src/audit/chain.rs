@@ -38,12 +38,14 @@ pub fn encode(ev: &Event, seq: u64, prev: &str) -> Result<String, serde_json::Er
     use std::io::Write as _;
     let mut line = Vec::with_capacity(768);
     let _ = write!(line, "{{\"seq\":{seq},\"prev\":\"{prev}\",");
-    let at = line.len();
-    serde_json::to_writer(&mut line, ev)?;
-    // `Event` always serialises as a non-empty object (`ts`, `type`): drop
-    // its opening brace, ours is already open. One buffer, no second copy.
-    debug_assert!(line[at..].starts_with(b"{\""));
-    line.remove(at);
+    if !super::encode::statement_fields(&mut line, ev) {
+        let at = line.len();
+        serde_json::to_writer(&mut line, ev)?;
+        // `Event` always serialises as a non-empty object (`ts`, `type`):
+        // drop its opening brace, ours is already open.
+        debug_assert!(line[at..].starts_with(b"{\""));
+        line.remove(at);
+    }
     String::from_utf8(line).map_err(|e| serde::ser::Error::custom(e.to_string()))
 }
 

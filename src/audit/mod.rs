@@ -45,6 +45,7 @@
 
 pub mod chain;
 pub mod config;
+mod encode;
 pub mod event;
 pub mod query;
 pub mod redact;

@@ -1,0 +1,67 @@
+//! What one audit record costs the writer thread, by step, for the record
+//! the relay writes most (an allowed pgbench-style SELECT): redaction, JSON
+//! encoding with the chain fields, SHA-256 of the line. Run:
+//! `cargo bench --bench audit` (median of batches, ns per record; compare
+//! runs on the same machine).
+
+use pg_airlock::audit::{Event, EventKind, Outcome, Timestamp, chain, event, redact};
+use std::hint::black_box;
+
+#[path = "timing.rs"]
+mod timing;
+
+fn median_ns(batches: usize, per_batch: usize, f: impl FnMut(usize)) -> f64 {
+    timing::median_secs(batches, per_batch, f) * 1e9
+}
+
+fn statement(i: usize) -> Event {
+    Event {
+        ts: Timestamp(1_796_000_000_000_000 + i as i64),
+        kind: EventKind::Statement(event::Statement {
+            session: "s-1a232c29e91-0-ee76b42f".into(),
+            agent: "bench-agent".into(),
+            statement: i as u64,
+            sql: Some(format!("SELECT abalance FROM pgbench_accounts WHERE aid = {};", 1 + i % 1_000_000)),
+            text_mode: String::new(),
+            parameters: None,
+            parameter_count: 0,
+            categories: vec!["read".into()],
+            tables: vec!["pgbench_accounts".into()],
+            functions: vec![],
+            decision: "allow".into(),
+            rules: vec!["allow-routine".into()],
+            ruleset: Some("68d12d09b54a347108e571c5ed6771791d385071b5af458c1480fd940b2fce3c".into()),
+            request_id: None,
+            outcome: Outcome::Ok { command_tag: "SELECT 1".into(), rows: Some(1) },
+            duration_us: 87,
+        }),
+    }
+}
+
+fn main() {
+    let prev = chain::GENESIS.to_string();
+    let events: Vec<Event> = (0..4096).map(statement).collect();
+    let sql = |i: usize| match &events[i % events.len()].kind {
+        EventKind::Statement(s) => s.sql.clone().unwrap_or_default(),
+        _ => unreachable!(),
+    };
+    let build = median_ns(15, 20_000, |i| {
+        black_box(statement(black_box(i)));
+    });
+    let red = median_ns(15, 20_000, |i| {
+        black_box(redact(black_box(&sql(i))));
+    });
+    let enc = median_ns(15, 20_000, |i| {
+        black_box(chain::encode(black_box(&events[i % events.len()]), i as u64, &prev).unwrap());
+    });
+    let line = chain::encode(&events[0], 1, &prev).unwrap();
+    let hash = median_ns(15, 20_000, |_| {
+        black_box(chain::hash_line(black_box(line.as_bytes())));
+    });
+    println!("| step (one allowed SELECT, {} bytes of JSON) | ns per record |", line.len());
+    println!("|---|---:|");
+    println!("| build the event (as the session does, owned strings) | {build:.0} |");
+    println!("| redact the SQL (includes cloning it) | {red:.0} |");
+    println!("| encode the line (JSON + seq + prev) | {enc:.0} |");
+    println!("| SHA-256 of the line, hex | {hash:.0} |");
+}
