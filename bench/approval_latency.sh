@@ -38,6 +38,14 @@
 #                  catalog entries before the click (about 2 ms of
 #                  first-use work in PostgreSQL that is no part of the
 #                  approval path, but lands inside the timed window)
+#   CLICK=api      how the reviewer approves: api = POST /approvals/<id>/approve
+#                  on the admin port; slack = the Approve button's block_actions
+#                  callback, signed with the signing secret exactly as Slack
+#                  signs it, POSTed to /slack/interactions (Slack in HTTP
+#                  mode: slack-morphism's signature check and payload
+#                  parsing are in the timed window). Slack's Web API is a
+#                  small fake on loopback (bench/fake_slack.py) that records
+#                  chat.postMessage so the button's value can be clicked.
 #   AIRLOCK_LOG    pg-airlock log filter (default: info, as shipped)
 #   SKIP_BUILD=1   use the existing release binary as is
 #   PG_BIN         PostgreSQL server binaries (default: newest under
@@ -51,6 +59,7 @@ WARMUP=${WARMUP:-5}
 HOLD_WAIT=${HOLD_WAIT:-10}
 SETTLE_MS=${SETTLE_MS:-200}
 COLD=${COLD:-0}
+CLICK=${CLICK:-api}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS_DIR="$REPO/bench/results"
@@ -64,6 +73,7 @@ log() { echo "approval-bench: $*" >&2; }
 [[ $HOLD_WAIT =~ ^[0-9]+$ && $HOLD_WAIT -gt 0 ]] || die "HOLD_WAIT must be a positive integer, got '$HOLD_WAIT'"
 [[ $SETTLE_MS =~ ^[0-9]+$ ]] || die "SETTLE_MS must be a non-negative integer, got '$SETTLE_MS'"
 [[ $COLD == 0 || $COLD == 1 ]] || die "COLD must be 0 or 1, got '$COLD'"
+[[ $CLICK == api || $CLICK == slack ]] || die "CLICK must be api or slack, got '$CLICK'"
 [[ $(id -u) == 0 ]] || die "run as root (runs PostgreSQL as the postgres OS user)"
 id postgres >/dev/null 2>&1 || die "no 'postgres' OS user (install the postgresql package)"
 command -v python3 >/dev/null || die "python3 is needed (it takes t0 and sends the approval)"
@@ -92,6 +102,7 @@ TMP=$(mktemp -d /tmp/pg-airlock-approval.XXXXXX)
 chmod 755 "$TMP"
 PG_STARTED=0
 AIRLOCK_PID=""
+SLACK_PID=""
 AUDIT_TMP=""
 
 stop_pid() { # pid [seconds]: TERM, wait (default 10 s), then KILL; 0 if it exited by itself
@@ -107,12 +118,13 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     [[ -n $AIRLOCK_PID ]] && stop_pid "$AIRLOCK_PID"
+    [[ -n $SLACK_PID ]] && stop_pid "$SLACK_PID"
     if [[ $PG_STARTED == 1 ]]; then
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
     if [[ $rc != 0 ]]; then
         log "failed (exit $rc); last lines of the logs:"
-        for f in "$TMP/pg/log" "$TMP/airlock/airlock.log" "$TMP/iter.err"; do
+        for f in "$TMP/pg/log" "$TMP/airlock/airlock.log" "$TMP/slack.log" "$TMP/iter.err"; do
             [[ -s $f ]] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }
         done
     fi
@@ -152,6 +164,8 @@ free_port() {
 PG_PORT=$(free_port)
 AIRLOCK_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
+SLACK_PORT=$(free_port)
+SIGNING_SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 DB=bench
 ROLE=bench
 ROLE_PW=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
@@ -213,7 +227,9 @@ SQL
 printf '%s' "$ROLE_PW" >"$TMP/airlock/upstream.pw"
 printf '%s' "$AGENT_PW" >"$TMP/airlock/agent.pw"
 printf '%s' "$TOKEN" >"$TMP/airlock/secrets/AIRLOCK_BENCH_TOKEN"
-chmod 600 "$TMP/airlock/upstream.pw" "$TMP/airlock/agent.pw" "$TMP/airlock/secrets/AIRLOCK_BENCH_TOKEN"
+printf '%s' "xoxb-bench-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')" >"$TMP/airlock/secrets/AIRLOCK_BENCH_SLACK_BOT"
+printf '%s' "$SIGNING_SECRET" >"$TMP/airlock/secrets/AIRLOCK_BENCH_SLACK_SIGNING"
+chmod 600 "$TMP/airlock/upstream.pw" "$TMP/airlock/agent.pw" "$TMP/airlock/secrets/"*
 # secrets_dir is a top-level key, so it must come before the first [table].
 cat >"$TMP/airlock/airlock.toml" <<EOF
 secrets_dir = "secrets"
@@ -245,6 +261,22 @@ identity = "$REVIEWER"
 name = "$AGENT"
 password_file = "agent.pw"
 EOF
+if [[ $CLICK == slack ]]; then
+    cat >>"$TMP/airlock/airlock.toml" <<EOF
+
+[slack]
+mode = "http"
+bot_token_env = "AIRLOCK_BENCH_SLACK_BOT"
+signing_secret_env = "AIRLOCK_BENCH_SLACK_SIGNING"
+default_channel = "#db-approvals"
+api_url = "http://127.0.0.1:$SLACK_PORT/api"
+EOF
+    log "start the fake Slack Web API on 127.0.0.1:$SLACK_PORT"
+    python3 "$REPO/bench/fake_slack.py" "$SLACK_PORT" >"$TMP/slack.log" 2>&1 &
+    SLACK_PID=$!
+    for _ in $(seq 50); do curl -fsS --max-time 1 "http://127.0.0.1:$SLACK_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+    curl -fsS --max-time 1 "http://127.0.0.1:$SLACK_PORT/healthz" >/dev/null || die "the fake Slack did not start"
+fi
 # The token must come from the secrets dir, not from a stray variable.
 unset AIRLOCK_BENCH_TOKEN
 "$BIN" check-config --config "$TMP/airlock/airlock.toml" >&2 || die "pg-airlock rejected the generated config (see above)"
@@ -289,9 +321,11 @@ grep -q '"pending":\[\]' "$TMP/probe.json" || die "GET /approvals before the fir
 cat >"$TMP/approve.py" <<'PY'
 import http.client, json, subprocess, sys, threading, time
 
+import hashlib, hmac, urllib.parse
 admin_port, token, agent = sys.argv[1], sys.argv[2], sys.argv[3]
 hold_wait, settle = float(sys.argv[4]), float(sys.argv[5]) / 1000
-psql = sys.argv[6:]
+click, slack_port, signing_secret = sys.argv[6], sys.argv[7], sys.argv[8]
+psql = sys.argv[9:]
 auth = {"Authorization": "Bearer " + token}
 HELD_NOTICE = b"pg-airlock: statement held for approval"
 
@@ -300,10 +334,15 @@ def fail(msg):
 
 conn = http.client.HTTPConnection("127.0.0.1", int(admin_port), timeout=10)
 
-def call(method, path, body=None):
+def call(method, path, body=None, ctype="application/json"):
     headers = dict(auth)
     if body is not None:
-        headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = ctype
+    if path == "/slack/interactions":
+        # Slack signs each request as it sends it: inside the timed window.
+        ts = str(int(time.time()))
+        mac = hmac.new(signing_secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+        headers = {"Content-Type": ctype, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": "v0=" + mac}
     conn.request(method, path, body=body, headers=headers)
     r = conn.getresponse()
     data = r.read()
@@ -343,8 +382,34 @@ try:
     req = pending[0]
     if req["agent"] != agent or req["sql"].strip() != "DELETE FROM t" or req["status"] != "pending":
         fail(f"unexpected request: {json.dumps(req)[:500]}")
-    body = json.dumps({"binding": req["binding"]})
-    path = "/approvals/" + req["id"] + "/approve"
+    if click == "api":
+        path, ctype = "/approvals/" + req["id"] + "/approve", "application/json"
+        body = json.dumps({"binding": req["binding"]})
+    else:
+        # What Slack sends when a reviewer presses Approve on the posted
+        # message: the button's value as pg-airlock rendered it (read back
+        # from the fake's record of chat.postMessage), form-encoded; `call`
+        # signs it over "v0:<timestamp>:<body>" with the signing secret.
+        sc = http.client.HTTPConnection("127.0.0.1", int(slack_port), timeout=10)
+        sc.request("GET", "/button?request=" + req["id"])
+        r = sc.getresponse()
+        msg = json.loads(r.read())
+        if r.status != 200:
+            fail(f"no Slack message with an Approve button for {req['id']}: {msg}")
+        payload = {
+            "type": "block_actions",
+            "team": {"id": "T0BENCH", "domain": "bench"},
+            "user": {"id": "U0BENCHREVIEWER", "username": "reviewer", "name": "reviewer", "team_id": "T0BENCH"},
+            "api_app_id": "A0BENCH", "token": "unused", "trigger_id": "1.2.3",
+            "container": {"type": "message", "message_ts": msg["ts"], "channel_id": msg["channel"], "is_ephemeral": False},
+            "channel": {"id": msg["channel"], "name": "db-approvals"},
+            "response_url": "https://hooks.slack.invalid/actions/T0BENCH/1/x",
+            "actions": [{"type": "button", "action_id": "airlock_approve", "block_id": "b1",
+                         "text": {"type": "plain_text", "text": "Approve"}, "value": msg["value"],
+                         "action_ts": f"{time.time():.6f}"}],
+        }
+        path, ctype = "/slack/interactions", "application/x-www-form-urlencoded"
+        body = "payload=" + urllib.parse.quote(json.dumps(payload), safe="")
     time.sleep(settle)
     # The connection may have idled through the settle time: make sure it
     # is still open now, not inside the timed window.
@@ -353,10 +418,12 @@ try:
         fail(f"request {req['id']} is no longer pending after the settle time: {status} {data[:300]!r}")
 
     t0 = time.time()
-    status, data = call("POST", path, body)
+    status, data = call("POST", path, body, ctype)
     t_ack = time.time()
 
-    if status != 200 or json.loads(data).get("result") != "approved":
+    # The API answers with the result; Slack's callback is acknowledged with
+    # an empty 200 (the reviewer sees the outcome in the edited message).
+    if status != 200 or (click == "api" and json.loads(data).get("result") != "approved"):
         fail(f"POST {path} -> {status} {data[:300]!r}")
     # A plain blocking wait: Popen.wait(timeout=...) polls with growing
     # sleeps (up to 50 ms) and would quantise t_done. The timer only guards
@@ -389,7 +456,7 @@ AGENT_PSQL+=(-c "DELETE FROM t")
 # one_approval -> "id t0 t_ack t_done t_hit"
 one_approval() {
     local line hits
-    line=$(python3 "$TMP/approve.py" "$ADMIN_PORT" "$TOKEN" "$AGENT" "$HOLD_WAIT" "$SETTLE_MS" "${AGENT_PSQL[@]}" 2>"$TMP/iter.err") \
+    line=$(python3 "$TMP/approve.py" "$ADMIN_PORT" "$TOKEN" "$AGENT" "$HOLD_WAIT" "$SETTLE_MS" "$CLICK" "$SLACK_PORT" "$SIGNING_SECRET" "${AGENT_PSQL[@]}" 2>"$TMP/iter.err") \
         || die "approval failed: $(cat "$TMP/iter.err")"
     # Consume the trigger's rows so the next iteration starts from an empty
     # table; exactly one row of the held statement proves it ran exactly
@@ -466,14 +533,14 @@ report() {
     echo "# pg-airlock approval latency, $STARTED_AT"
     echo
     echo "- commit $COMMIT$DIRTY; binary $BIN built $(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ)"
-    echo "- PostgreSQL $PG_VERSION (fsync=off), everything on loopback; rules $RULES; Slack off, approvals through the admin API"
+    echo "- PostgreSQL $PG_VERSION (fsync=off), everything on loopback; rules $RULES; $([[ $CLICK == slack ]] && echo "approvals by a signed Slack Approve click (HTTP mode, fake Web API on loopback)" || echo "Slack off, approvals through the admin API")"
     echo "- $N approvals measured after $WARMUP unrecorded, one at a time, in ${ELAPSED}s"
     echo "- machine: $(nproc) CPUs, load average $LOAD_BEFORE before / $LOAD_AFTER after, machine busy ${BUSY}% during the loop"
     echo "- audit trail on ${AUDIT_FS} (${AUDIT_DIR:-temp dir}); the decision is fsynced there before the statement is sent"
     echo "- pg-airlock: holds approved $approved, refused $refused; $WARNS WARN/ERROR log lines"
     echo "- agent session: $([[ $COLD == 1 ]] && echo "cold (the held DELETE is its first statement)" || echo "warmed by an allowed \`$WARM_SQL\` before the held \`DELETE FROM t\`")"
     echo
-    echo "t0 = right before the approve POST is written (kept-alive HTTP connection), ${SETTLE_MS} ms after the agent got the hold notice."
+    echo "t0 = right before the approve POST ($([[ $CLICK == slack ]] && echo "Slack's signed block_actions callback to /slack/interactions" || echo "admin API")) is written (kept-alive HTTP connection), ${SETTLE_MS} ms after the agent got the hold notice."
     echo
     echo "| from t0 to ... (ms) | p50 | p90 | p99 | max | mean |"
     echo "|---|---:|---:|---:|---:|---:|"

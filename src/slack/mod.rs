@@ -9,10 +9,11 @@
 //! which calls [`Gate::decide`] and answers refusals with an ephemeral message.
 //! This module knows nothing of SQL beyond rendering the text it is given.
 //!
-//! Deny reasons: the Deny button denies at once with "no reason given"; a
-//! reviewer who wants to record a reason denies through the admin API or CLI
-//! (`pg-airlock approvals deny <id> --reason ...`). One click, no modal, keeps
-//! the Socket Mode acknowledgement path trivial.
+//! Deny reasons: the message carries an optional text input above the
+//! buttons; Slack sends its current value with every click, so Deny records
+//! what the reviewer typed (or "no reason given") in one click. No modal,
+//! which keeps the Socket Mode acknowledgement path trivial. The admin API
+//! and CLI take a reason too (`pg-airlock approvals deny <id> --reason ...`).
 //!
 //! Transport: slack-morphism's hyper client with its base URL overridable
 //! (`slack.api_url`) so tests and Slack-compatible servers work; TLS through
@@ -33,6 +34,13 @@ use crate::approval::{
 use futures::future::BoxFuture;
 use slack_morphism::prelude::*;
 use std::sync::Arc;
+
+/// Block and action ids of the deny-reason input in an approval message.
+pub const REASON_BLOCK: &str = "airlock_reason";
+pub const REASON_ACTION: &str = "airlock_reason_text";
+/// Longest reason kept (Slack enforces it in the input; checked again here,
+/// since anyone holding the signing secret can send any payload).
+pub const MAX_REASON_CHARS: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -247,7 +255,7 @@ pub fn handle_interaction(gate: &Gate, event: &SlackInteractionEvent) {
     for action in ev.actions.iter().flatten() {
         let verdict = match action.action_id.0.as_str() {
             ACTION_APPROVE => Verdict::Approve,
-            ACTION_DENY => Verdict::Deny { reason: None },
+            ACTION_DENY => Verdict::Deny { reason: deny_reason(ev.state.as_ref()) },
             _ => continue,
         };
         let reply = |text: String| {
@@ -276,6 +284,19 @@ pub fn handle_interaction(gate: &Gate, event: &SlackInteractionEvent) {
             }
         }
     }
+}
+
+/// What the reviewer typed into the message's reason input, trimmed and
+/// capped; `None` when empty or absent.
+fn deny_reason(state: Option<&SlackActionState>) -> Option<String> {
+    let typed = state?
+        .values
+        .get(&SlackBlockId(REASON_BLOCK.into()))?
+        .get(&SlackActionId(REASON_ACTION.into()))?
+        .value
+        .as_deref()?
+        .trim();
+    (!typed.is_empty()).then(|| typed.chars().take(MAX_REASON_CHARS).collect())
 }
 
 #[cfg(test)]

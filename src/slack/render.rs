@@ -312,6 +312,7 @@ pub fn message(view: &PendingView, admin_url: Option<&str>) -> (String, Vec<Slac
                 date(view.expires_at),
                 view.timeout_secs
             )));
+            blocks.push(reason_input());
             blocks.push(buttons(view));
         }
         _ => blocks.push(section(decision_text(view))),
@@ -327,6 +328,20 @@ fn esc_limit_md(s: &str) -> String {
 fn context(text: String) -> SlackBlock {
     let text: String = text.chars().take(SECTION_BUDGET).collect();
     SlackContextBlock::new(vec![SlackBlockMarkDownText::new(text).into()]).into()
+}
+
+/// Where a reviewer types why they deny. Slack sends the message's input
+/// values with every button click (`state.values`), so Deny stays one
+/// click: no modal, nothing extra for Socket Mode to acknowledge.
+fn reason_input() -> SlackBlock {
+    let input = SlackBlockPlainTextInputElement::new()
+        .with_action_id(super::REASON_ACTION.into())
+        .with_max_length(super::MAX_REASON_CHARS as u64)
+        .with_placeholder(plain("Why not? The agent receives this with the denial."));
+    SlackInputBlock::new(plain("Reason, if you deny"), SlackInputBlockElement::PlainTextInput(input))
+        .with_block_id(super::REASON_BLOCK.into())
+        .with_optional(true)
+        .into()
 }
 
 fn buttons(view: &PendingView) -> SlackBlock {

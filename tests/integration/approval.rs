@@ -963,8 +963,17 @@ async fn edited(fake: &FakeSlack, id: &str, needle: &str) -> fake_slack::Call {
 
 /// Signs and POSTs a button click to the proxy's admin port, as Slack does.
 async fn click(p: &TestProxy, user: &str, post: &fake_slack::Call, action: &str, secret: &str) -> u16 {
+    click_typed(p, user, post, action, secret, None).await
+}
+
+/// A click with `reason` typed into the message's reason input, if given.
+async fn click_typed(p: &TestProxy, user: &str, post: &fake_slack::Call, action: &str, secret: &str, reason: Option<&str>) -> u16 {
     let value = post.button_value(action).expect("button on the message");
-    let body = fake_slack::form_body(&fake_slack::block_actions(user, CHANNEL, "1700000000.000001", action, &value));
+    let mut payload = fake_slack::block_actions(user, CHANNEL, "1700000000.000001", action, &value);
+    if let Some(r) = reason {
+        payload = fake_slack::with_input(payload, pg_airlock::slack::REASON_BLOCK, pg_airlock::slack::REASON_ACTION, r);
+    }
+    let body = fake_slack::form_body(&payload);
     let (ts, sig) = fake_slack::signed(secret, fake_slack::now_unix(), &body);
     let url = format!("http://{}{}", p.running.admin_addr.unwrap(), pg_airlock::slack::INTERACTIONS_PATH);
     tokio::time::timeout(WAIT, fake_slack::post_signed(&url, &body, &ts, &sig)).await.expect("interactions endpoint answers")
@@ -1026,6 +1035,34 @@ async fn slack_http_mode_message_click_and_update() {
     let n: i32 = c.query_one("SELECT n FROM counter", &[]).await.unwrap().get(0);
     assert_eq!(n, 1, "a replayed click runs nothing");
     assert_eq!(api.show(&id2).await["status"], "approved");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn slack_deny_carries_the_typed_reason_to_the_agent() {
+    let fake = FakeSlack::start().await;
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = slack_proxy(&fake, "http").await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+
+    let q = spawn_query(&c, "DROP TABLE t");
+    let id = id_of(&api.held("DROP TABLE t").await);
+    let post = posted(&fake, &id).await;
+    // Typed into the message's reason input, sent by Slack with the click;
+    // quotes and a dollar-quote tag must stay text on the way upstream.
+    const REASON: &str = "not before the backup; it's $$ risky";
+    let deny = pg_airlock::approval::ACTION_DENY;
+    assert_eq!(click_typed(&p, "U0ALICE", &post, deny, SLACK_SIGNING.1, Some(REASON)).await, 200);
+
+    let msg = assert_sqlstate(finish(q).await, "42501");
+    assert!(msg.contains("denied by u0alice") && msg.ends_with(REASON), "{msg}");
+    assert!(table_exists(&db, "t").await, "a denied statement never runs");
+    assert_eq!(api.settled(&id, "denied").await["decision"]["reason"], REASON);
+    edited(&fake, &id, "not before the backup").await;
+    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(n, 10, "the session carries on");
     p.shutdown().await;
 }
 

@@ -390,6 +390,13 @@ pub fn block_actions(
     })
 }
 
+/// `payload` as Slack sends it when the message's plain-text input `block` /
+/// `action` holds `text` at the time of the click (`state.values`).
+pub fn with_input(mut payload: Value, block: &str, action: &str, text: &str) -> Value {
+    payload["state"] = json!({"values": {block: {action: {"type": "plain_text_input", "value": text}}}});
+    payload
+}
+
 /// The form body Slack POSTs to an interactivity URL: `payload=<url-encoded JSON>`.
 pub fn form_body(payload: &Value) -> String {
     format!("payload={}", percent_encode(&payload.to_string()))
