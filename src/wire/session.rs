@@ -40,6 +40,10 @@ pub enum End {
     ProtocolError(FrameError),
     UnsupportedMessage(u8),
     UnsafeServerSetting(String),
+    /// A refused unit ended in Flush, not Sync: there is no point in the
+    /// protocol where a refusal can be answered without a Sync, so the
+    /// session ends (with the refusal's own SQLSTATE) rather than run it.
+    RefusedUnsynced { code: &'static str, message: String },
     Io(std::io::Error),
 }
 
@@ -53,6 +57,7 @@ impl std::fmt::Display for End {
             End::ProtocolError(e) => write!(f, "protocol error: {e}"),
             End::UnsupportedMessage(t) => write!(f, "unsupported message {}", Tag(*t)),
             End::UnsafeServerSetting(s) => write!(f, "server reported unsafe setting {s}"),
+            End::RefusedUnsynced { message, .. } => write!(f, "refused statement in an extended batch without Sync: {message}"),
             End::Io(e) => write!(f, "i/o error: {e}"),
         }
     }
@@ -146,7 +151,10 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
     };
     statements += inbound.policy.statements;
 
-    if matches!(end, End::Shutdown | End::ProtocolError(_) | End::UnsupportedMessage(_) | End::UnsafeServerSetting(_))
+    if matches!(
+        end,
+        End::Shutdown | End::ProtocolError(_) | End::UnsupportedMessage(_) | End::UnsafeServerSetting(_) | End::RefusedUnsynced { .. }
+    )
         && shared.at_boundary.load(Ordering::Acquire)
     {
         let (code, msg) = match &end {
@@ -154,6 +162,9 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
             End::UnsupportedMessage(t) if *t == b'F' => (sqlstate::FEATURE_NOT_SUPPORTED, "the function-call protocol is not supported through pg-airlock".to_string()),
             End::UnsupportedMessage(t) => (sqlstate::PROTOCOL_VIOLATION, format!("unsupported frontend message type {}", Tag(*t))),
             End::UnsafeServerSetting(s) => (sqlstate::PROTOCOL_VIOLATION, format!("terminating connection: {s}")),
+            End::RefusedUnsynced { code, message } => {
+                (*code, format!("{message} (terminating connection: the batch ended in Flush, not Sync, so the refusal cannot be answered in place)"))
+            }
             End::ProtocolError(FrameError::TooLarge { .. }) => (sqlstate::PROGRAM_LIMIT_EXCEEDED, end.to_string()),
             _ => (sqlstate::PROTOCOL_VIOLATION, end.to_string()),
         };
@@ -391,7 +402,7 @@ impl Inbound<'_> {
     /// statement was not sent) is written when the refusal is answered, in
     /// order with the records of the units before it: a client may see an
     /// earlier error before that unit's ReadyForQuery and send on.
-    fn refuse(&mut self, kind: Kind, code: &str, message: &str, draft: Option<audit::Statement>) -> Result<(), End> {
+    fn refuse(&mut self, kind: Kind, code: &'static str, message: &str, draft: Option<audit::Statement>) -> Result<(), End> {
         let audit = self.policy.proxy().audit.clone();
         match kind {
             // Postgres answers the refusal with ErrorResponse +
@@ -411,7 +422,7 @@ impl Inbound<'_> {
                     audit.emit(Event::now(EventKind::Statement(d)));
                 }
                 tracing::warn!(session = %self.policy.info().id, "refused statement in an extended batch without Sync: ending session");
-                Err(End::UnsafeServerSetting(format!("refused statement in an unsynchronised batch: {message}")))
+                Err(End::RefusedUnsynced { code, message: message.to_string() })
             }
         }
     }

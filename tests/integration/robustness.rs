@@ -290,3 +290,59 @@ async fn shutdown_deadline_ends_open_transactions_with_57p01() {
     let n: i64 = pg().direct(&db).await.query_one("SELECT count(*) FROM s", &[]).await.unwrap().get(0);
     assert_eq!(n, 0, "the unfinished transaction was rolled back");
 }
+
+/// Parse + Bind + Execute of `sql` (unnamed statement and portal), then
+/// `end` (`H` Flush or `S` Sync).
+fn extended_batch(sql: &str, end: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut msg = |tag: u8, body: &[u8]| {
+        out.push(tag);
+        out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        out.extend_from_slice(body);
+    };
+    msg(b'P', &[b"\0", sql.as_bytes(), b"\0\0\0"].concat());
+    msg(b'B', b"\0\0\0\0\0\0\0\0");
+    msg(b'E', b"\0\0\0\0\0");
+    msg(end, b"");
+    out
+}
+
+#[tokio::test]
+async fn refused_statement_in_a_flush_ended_batch_ends_the_session_with_its_own_code() {
+    let db = pg().create_db();
+    pg().direct(&db).await.batch_execute("CREATE TABLE t (id int)").await.unwrap();
+    let strict = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/strict.toml");
+    let p = proxy().rules(&[strict]).start().await;
+
+    // Allowed work in a Flush-ended batch is answered as it goes; Sync ends it.
+    let mut s = raw_session(&p, &db).await;
+    s.write_all(&extended_batch("SELECT 1", b'H')).await.unwrap();
+    let tags: Vec<u8> = [read_msg(&mut s).await.0, read_msg(&mut s).await.0, read_msg(&mut s).await.0, read_msg(&mut s).await.0].into();
+    assert_eq!(tags, b"12DC", "ParseComplete, BindComplete, DataRow, CommandComplete before any Sync");
+    s.write_all(&[b'S', 0, 0, 0, 4]).await.unwrap();
+    assert_eq!(read_msg(&mut s).await.0, b'Z');
+
+    // A denied statement there has no place for an in-band refusal: the
+    // session ends with the rule's SQLSTATE, and nothing ran.
+    s.write_all(&extended_batch("GRANT SELECT ON t TO PUBLIC", b'H')).await.unwrap();
+    let out = read_to_close(&mut s).await;
+    assert_eq!(sqlstate_in(&out).as_deref(), Some("42501"), "{}", String::from_utf8_lossy(&out));
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("FATAL") && text.contains("denied by rule") && text.contains("Flush, not Sync"), "{text}");
+    let granted: bool = pg()
+        .direct(&db)
+        .await
+        .query_one("SELECT has_table_privilege('public', 't', 'SELECT')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!granted, "the refused GRANT never reached the database");
+
+    // The same statement with Sync is refused in place; the session lives on.
+    let mut s = raw_session(&p, &db).await;
+    s.write_all(&extended_batch("GRANT SELECT ON t TO PUBLIC", b'S')).await.unwrap();
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!((tag, sqlstate_in(&body).as_deref()), (b'E', Some("42501")));
+    assert_eq!(read_msg(&mut s).await.0, b'Z');
+    p.shutdown().await;
+}
