@@ -9,6 +9,17 @@
 //! would be dropped, truncated or exported get their estimated row count
 //! and size from the catalog. Any failure yields a line saying so: an
 //! estimate is advice, never a reason to block or allow.
+//!
+//! `EXPLAIN` does not execute the statement, but planning it can call
+//! functions: IMMUTABLE ones are folded on constant arguments, STABLE ones
+//! are evaluated for selectivity estimates, and an operator's function is
+//! called over the column's most common values. Built-in and C functions
+//! (which only a superuser can create) and extension members are trusted;
+//! if the database has any other function that planning could call
+//! (SQL, PL/pgSQL, ... marked IMMUTABLE/STABLE, or behind an operator), the
+//! planner estimate is skipped and the reviewer told why: such a function
+//! could have an effect outside the read-only transaction (dblink, a
+//! server-side write) before anyone approved anything.
 
 use crate::classify::{Category, Classification};
 use crate::wire::frame::Body;
@@ -45,11 +56,32 @@ pub async fn estimate(connector: &Connector, database: &str, sql: &str, params: 
 
 const BEGIN: &str = "BEGIN READ ONLY; SET LOCAL statement_timeout = '2s'";
 
+/// Up to three functions planning could call that are neither built in,
+/// nor C, nor part of an extension (see the module comment).
+const PLANNER_CALLABLE: &str = "SELECT format('%I.%I', n.nspname, p.proname) \
+     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang \
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('internal', 'c') \
+       AND (p.provolatile IN ('i', 's') OR EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprcode = p.oid)) \
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') \
+     ORDER BY 1 LIMIT 3";
+
 async fn run(connector: &Connector, database: &str, sql: &str, params: usize, dml: bool, tables: &[&str]) -> Result<Vec<String>, String> {
     let mut s = Sidecar::open(connector, database).await?;
     s.simple(BEGIN).await?;
     let mut lines = Vec::new();
-    if dml {
+    let callable = if dml {
+        let names: Vec<String> = s.query(PLANNER_CALLABLE, &[]).await?.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+        if !names.is_empty() {
+            lines.push(format!(
+                "(no planner estimate: planning could run the database's own function(s) {} before approval)",
+                names.join(", ")
+            ));
+        }
+        names
+    } else {
+        Vec::new()
+    };
+    if dml && callable.is_empty() {
         let rows = if params == 0 {
             s.query(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[]).await
         } else {

@@ -689,12 +689,9 @@ async fn extended_protocol_hold_shows_parameter_values() {
     p.shutdown().await;
 }
 
-/// PRODUCT BUG (fails until fixed; see the helper's report): the impact
-/// estimate runs `EXPLAIN <sql>` without the bound parameters, so every held
-/// statement with `$n` placeholders gets "(no row estimate: bind message
-/// supplies 0 parameters ...)", and the error aborts the estimator's
-/// read-only transaction, so the table line after it fails too with 25P02.
-/// The reviewer approves a bulk UPDATE without being told how many rows.
+/// A held statement with `$n` placeholders is estimated from its generic
+/// plan (EXPLAIN without values would fail and abort the estimator's
+/// transaction, taking the table lines with it).
 #[tokio::test]
 async fn held_statement_with_parameters_gets_an_impact_estimate() {
     let db = pg().create_db();
@@ -714,6 +711,45 @@ async fn held_statement_with_parameters_gets_an_impact_estimate() {
     assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
     assert!(impact.iter().any(|l| l.starts_with("planner estimate")), "no row estimate for a parameterized UPDATE: {impact:?}");
     assert!(!impact.iter().any(|l| l.contains("no estimate")), "an estimate failed: {impact:?}");
+    p.shutdown().await;
+}
+
+/// Planning can call user functions (constant folding, selectivity
+/// estimates): with one in the database the planner estimate is skipped,
+/// and the function never runs before approval.
+#[tokio::test]
+async fn impact_estimate_never_lets_the_planner_run_user_functions() {
+    let db = pg().create_db();
+    setup(&db).await;
+    // IMMUTABLE, so planning `v = pick()` folds it by calling it; a call
+    // shows as this error in the estimate (EXPLAIN fails with it).
+    pg().direct(&db)
+        .await
+        .batch_execute(
+            "CREATE FUNCTION pick() RETURNS text LANGUAGE plpgsql IMMUTABLE AS
+             $$ BEGIN RAISE EXCEPTION 'pick() called at plan time'; END $$;",
+        )
+        .await
+        .unwrap();
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    // No WHERE: destructive, so held.
+    let q = spawn_query(&c, "UPDATE t SET v = pick()");
+    let held = api.held("UPDATE t SET v = pick()").await;
+    let impact = strings(&held["impact"]);
+    assert_eq!(api.deny(&id_of(&held), ALICE.1, "estimate check").await.0, 200);
+    assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
+    assert!(!impact.iter().any(|l| l.contains("called at plan time")), "planning ran the user function: {impact:?}");
+    assert!(impact.iter().any(|l| l.contains("no planner estimate") && l.contains("public.pick")), "{impact:?}");
+    // Without such functions the estimate is back (the function is gone).
+    pg().direct(&db).await.batch_execute("DROP FUNCTION pick()").await.unwrap();
+    let q = spawn_query(&c, "UPDATE t SET v = 'x'");
+    let held = api.held("UPDATE t SET v = 'x'").await;
+    let impact = strings(&held["impact"]);
+    assert_eq!(api.deny(&id_of(&held), ALICE.1, "estimate check").await.0, 200);
+    assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
+    assert!(impact.iter().any(|l| l.starts_with("planner estimate")), "{impact:?}");
     p.shutdown().await;
 }
 
