@@ -619,6 +619,38 @@ mod tests {
         }
     }
 
+    /// docs/compose/airlock.toml is what `docker compose up` runs (no Docker
+    /// engine here to run it): it must validate once its container paths
+    /// are mapped, its rules must load, every secret it names must be set
+    /// in docker-compose.yml, and the audit trail must sit on the volume.
+    #[test]
+    fn compose_config_is_valid_and_its_secrets_are_provided() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("docs/compose/airlock.toml")).unwrap();
+        let compose = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+        let secrets = tempfile::tempdir().unwrap();
+        let mut names = Vec::new();
+        for line in text.lines() {
+            if let Some((key, value)) = line.split_once('=')
+                && key.trim().ends_with("_env")
+            {
+                let name = value.trim().trim_matches('"').to_string();
+                assert!(compose.contains(&format!("{name}:")), "docker-compose.yml does not set {name}");
+                std::fs::write(secrets.path().join(&name), "a-secret-of-sufficient-length").unwrap();
+                names.push(name);
+            }
+        }
+        assert!(names.len() >= 3, "upstream, agent and reviewer secrets expected: {names:?}");
+        assert!(compose.contains("/var/lib/pg-airlock"), "the audit directory is not a volume");
+        let mapped = format!("secrets_dir = {:?}\n{}", secrets.path(), text)
+            .replace("/etc/pg-airlock/", &format!("{}/", root.display()))
+            .replace("/var/lib/pg-airlock/", &format!("{}/", secrets.path().display()));
+        let cfg = Config::from_str(&mapped, &root.join("docs/compose/airlock.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.audit.file.as_deref(), Some(secrets.path().join("airlock-audit.jsonl").as_path()));
+        assert_eq!(cfg.approval.api_tokens.len(), 1);
+        crate::rules::RuleSet::load(&cfg.rules.paths).unwrap_or_else(|e| panic!("{}", crate::rules::format_errors(&e)));
+    }
+
     #[test]
     fn minimal_config_is_valid() {
         let cfg = Config::from_str(
