@@ -37,11 +37,64 @@ pub const AGENT_PASSWORD: &str = "demo-password";
 /// The shipped default rules, embedded so the demo needs no files.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.toml");
 
+/// A running demo: the throwaway cluster and the proxy in front of it.
+/// [`Demo::stop`] (or dropping it) stops both and removes every file.
+pub struct Demo {
+    pub running: app::Running,
+    cluster: Cluster,
+    /// The admin-API reviewer token (identity `api:demo-reviewer`).
+    pub token: String,
+    /// Connection string for the agent.
+    pub url: String,
+    /// The demo's directory (cluster, config, audit trail), removed on stop.
+    pub dir: std::path::PathBuf,
+}
+
+impl Demo {
+    /// The audit trail file.
+    pub fn audit_file(&self) -> std::path::PathBuf {
+        self.dir.join("airlock").join("airlock-audit.jsonl")
+    }
+
+    /// Shut the proxy down gracefully, stop PostgreSQL, remove the files.
+    pub async fn stop(mut self) {
+        self.running.shutdown().await;
+        self.cluster.stop();
+    }
+}
+
 /// Run the demo until `signal` resolves. `rules`: a rules file, or `None`
 /// for the embedded default.
 pub async fn run(rules: Option<&Path>, listen: &str, admin: &str, signal: impl std::future::Future<Output = ()>) -> Result<(), Error> {
+    let demo = start(rules, listen, admin).await?;
+    let admin = demo.running.admin_addr.map(|a| a.to_string()).unwrap_or_default();
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "pg-airlock".into());
+    println!(
+        "\npg-airlock demo is running (Ctrl-C stops it and removes everything).\n\n  \
+         connect:   psql \"{url}\"\n  \
+         try:       SELECT count(*) FROM orders;            -- passes straight through\n  \
+         then:      DROP TABLE orders;                      -- held: waits for a reviewer\n\n  \
+         review (another terminal):\n    \
+         export AIRLOCK_ADMIN_URL=http://{admin} AIRLOCK_ADMIN_TOKEN={token}\n    \
+         {exe} approvals list\n    \
+         {exe} approvals approve <id>        # or: deny <id> --reason \"...\"\n\n  \
+         audit:     {exe} audit verify {audit}\n  \
+         metrics:   curl http://{admin}/metrics\n",
+        url = demo.url,
+        token = demo.token,
+        audit = demo.audit_file().display(),
+    );
+    signal.await;
+    eprintln!("stopping...");
+    demo.stop().await;
+    Ok(())
+}
+
+/// Start the throwaway cluster (sample schema loaded, statistics taken)
+/// and the proxy with the given (or embedded default) rules.
+pub async fn start(rules: Option<&Path>, listen: &str, admin: &str) -> Result<Demo, Error> {
     eprintln!("starting a throwaway PostgreSQL...");
-    let mut cluster = Cluster::start(
+    let cluster = Cluster::start(
         "airlock-demo",
         "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
         &["fsync=off"],
@@ -97,24 +150,6 @@ owner = "U0DEMOOWNER"
     let cfg = Config::load(&path)?;
     let running = app::start(cfg).await?;
     let url = format!("postgresql://{AGENT}:{AGENT_PASSWORD}@127.0.0.1:{}/demo", running.addr.port());
-    let admin = running.admin_addr.map(|a| a.to_string()).unwrap_or_default();
-    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "pg-airlock".into());
-    println!(
-        "\npg-airlock demo is running (Ctrl-C stops it and removes everything).\n\n  \
-         connect:   psql \"{url}\"\n  \
-         try:       SELECT count(*) FROM orders;            -- passes straight through\n  \
-         then:      DROP TABLE orders;                      -- held: waits for a reviewer\n\n  \
-         review (another terminal):\n    \
-         export AIRLOCK_ADMIN_URL=http://{admin} AIRLOCK_ADMIN_TOKEN={token}\n    \
-         {exe} approvals list\n    \
-         {exe} approvals approve <id>        # or: deny <id> --reason \"...\"\n\n  \
-         audit:     {exe} audit verify {audit}\n  \
-         metrics:   curl http://{admin}/metrics\n",
-        audit = dir.join("airlock-audit.jsonl").display(),
-    );
-    signal.await;
-    eprintln!("stopping...");
-    running.shutdown().await;
-    cluster.stop();
-    Ok(())
+    let dir = cluster.dir.clone();
+    Ok(Demo { running, cluster, token, url, dir })
 }

@@ -156,7 +156,7 @@ fn assert_sqlstate(r: Result<(), tokio_postgres::Error>, want: &str) -> String {
 // The admin API, spoken over a raw socket so no product code is on the
 // reviewer's side of the test.
 
-async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
     let go = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect admin port");
         let body = body.unwrap_or("");

@@ -15,4 +15,5 @@ mod audit_pg;
 mod audit_render;
 mod audit_tools;
 mod approval;
+mod demo;
 mod fake_slack;
