@@ -83,17 +83,11 @@ command -v curl >/dev/null || die "curl is needed"
 # ---------------------------------------------------------------------------
 # Tools.
 
-if [[ -z ${PG_BIN:-} ]]; then
-    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
-fi
-[[ -x $PG_BIN/initdb && -x $PG_BIN/psql ]] || die "no PostgreSQL binaries in '$PG_BIN' (set PG_BIN)"
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+find_pg_bin initdb pg_ctl psql
 
-BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/pg-airlock"
-if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    log "building pg-airlock (cargo build --release)"
-    (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-fi
-[[ -x $BIN ]] || die "no binary at $BIN"
+build_airlock
 
 # ---------------------------------------------------------------------------
 # Cleanup: only what this script started, by pid.
@@ -104,15 +98,6 @@ PG_STARTED=0
 AIRLOCK_PID=""
 SLACK_PID=""
 AUDIT_TMP=""
-
-stop_pid() { # pid [seconds]: TERM, wait (default 10 s), then KILL; 0 if it exited by itself
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq $((${2:-10} * 10))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    return 1
-}
 
 cleanup() {
     local rc=$?
@@ -136,35 +121,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A loopback port nobody listens on (checked by connecting to it; the small
-# race with other processes is caught by each server's readiness check).
-# Drawn below the kernel's ephemeral range: a port there can be the local
-# end of someone's outgoing connection, which a connect test does not see
-# but which makes bind fail (seen once on this busy machine).
-EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-[[ $EPHEMERAL_LOW =~ ^[0-9]+$ && $EPHEMERAL_LOW -gt 12000 ]] || EPHEMERAL_LOW=32768
-USED_PORTS=" "
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
-        [[ $USED_PORTS == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED_PORTS+="$p "
-            echo "$p"
-            return
-        fi
-    done
-    die "no free loopback port found"
-}
-
 # ---------------------------------------------------------------------------
 # PostgreSQL.
 
-PG_PORT=$(free_port)
-AIRLOCK_PORT=$(free_port)
-ADMIN_PORT=$(free_port)
-SLACK_PORT=$(free_port)
+free_port PG_PORT
+free_port AIRLOCK_PORT
+free_port ADMIN_PORT
+free_port SLACK_PORT
 SIGNING_SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 DB=bench
 ROLE=bench

@@ -85,10 +85,9 @@ id postgres >/dev/null 2>&1 || die "no 'postgres' OS user (install the postgresq
 # ---------------------------------------------------------------------------
 # Tools.
 
-if [[ -z ${PG_BIN:-} ]]; then
-    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
-fi
-[[ -x $PG_BIN/initdb && -x $PG_BIN/pgbench ]] || die "no PostgreSQL binaries in '$PG_BIN' (set PG_BIN)"
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+find_pg_bin initdb pg_ctl psql pgbench
 
 if ! command -v pgbouncer >/dev/null; then
     log "installing pgbouncer"
@@ -98,12 +97,7 @@ if ! command -v pgbouncer >/dev/null; then
 fi
 PGBOUNCER=$(command -v pgbouncer)
 
-BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/pg-airlock"
-if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    log "building pg-airlock (cargo build --release)"
-    (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-fi
-[[ -x $BIN ]] || die "no binary at $BIN"
+build_airlock
 
 # ---------------------------------------------------------------------------
 # Cleanup: only what this script started, by pid.
@@ -115,15 +109,6 @@ AIRLOCK_PID=""
 NOAUDIT_PID=""
 IDLE_PID=""
 BOUNCER_PIDFILE="$TMP/bouncer/pgbouncer.pid"
-
-stop_pid() { # pid [seconds]: TERM, wait (default 10 s), then KILL; 0 if it exited by itself
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq $((${2:-10} * 10))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    return 1
-}
 
 cleanup() {
     local rc=$?
@@ -148,38 +133,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A loopback port nobody listens on (checked by connecting to it; the small
-# race with other processes is caught by each server's readiness check).
-# Below the kernel's ephemeral range when there is room: the memory test
-# opens thousands of client sockets, and a listener cannot bind a port that
-# a client socket (or its TIME_WAIT) holds.
-read -r EPHEMERAL_LO _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || EPHEMERAL_LO=61000
-PORT_LO=20000 PORT_SPAN=40000
-[[ $EPHEMERAL_LO -ge 12000 ]] && PORT_LO=10000 PORT_SPAN=$((EPHEMERAL_LO - 10000))
-USED_PORTS=" "
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((PORT_LO + RANDOM % PORT_SPAN))
-        [[ $USED_PORTS == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED_PORTS+="$p "
-            echo "$p"
-            return
-        fi
-    done
-    die "no free loopback port found"
-}
-
 # ---------------------------------------------------------------------------
 # PostgreSQL.
 
-PG_PORT=$(free_port)
-BOUNCER_PORT=$(free_port)
-AIRLOCK_PORT=$(free_port)
-ADMIN_PORT=$(free_port)
-NOAUDIT_PORT=$(free_port)
-NOAUDIT_ADMIN_PORT=$(free_port)
+free_port PG_PORT
+free_port BOUNCER_PORT
+free_port AIRLOCK_PORT
+free_port ADMIN_PORT
+free_port NOAUDIT_PORT
+free_port NOAUDIT_ADMIN_PORT
 DB=bench
 ROLE=bench
 ROLE_PW=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
