@@ -42,6 +42,16 @@ fn statement(i: usize) -> Event {
     }
 }
 
+/// What the writer does with one record: redact, encode with the chain
+/// fields, hash, and (on return) drop it.
+fn writer_job(mut ev: Event, seq: u64, prev: &str) {
+    if let EventKind::Statement(s) = &mut ev.kind {
+        s.sql = s.sql.take().map(|q| redact(&q));
+    }
+    let line = chain::encode(&ev, seq, prev).unwrap();
+    black_box(chain::hash_line(line.as_bytes()));
+}
+
 fn main() {
     let prev = chain::GENESIS.to_string();
     let events: Vec<Event> = (0..4096).map(statement).collect();
@@ -66,15 +76,7 @@ fn main() {
     // built beforehand) and as in the proxy: built on one thread, encoded,
     // hashed and dropped on another, so its strings arrive from another
     // core and are freed remotely.
-    let whole = |ev: &Event, seq: u64| {
-        let mut ev = ev.clone();
-        if let EventKind::Statement(s) = &mut ev.kind {
-            s.sql = s.sql.take().map(|q| redact(&q));
-        }
-        let line = chain::encode(&ev, seq, &prev).unwrap();
-        black_box(chain::hash_line(line.as_bytes()));
-    };
-    let local = median_ns(15, 4096, |i| whole(&events[i % events.len()], i as u64));
+    let local = median_ns(15, 4096, |i| writer_job(events[i % events.len()].clone(), i as u64, &prev));
     let n = 400_000;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(65_536);
     let producer = std::thread::spawn(move || {
@@ -83,14 +85,8 @@ fn main() {
         }
     });
     let t = std::time::Instant::now();
-    let mut seq = 0u64;
-    for mut ev in rx {
-        if let EventKind::Statement(s) = &mut ev.kind {
-            s.sql = s.sql.take().map(|q| redact(&q));
-        }
-        seq += 1;
-        let line = chain::encode(&ev, seq, &prev).unwrap();
-        black_box(chain::hash_line(line.as_bytes()));
+    for (seq, ev) in rx.into_iter().enumerate() {
+        writer_job(ev, seq as u64 + 1, &prev);
     }
     let remote = t.elapsed().as_secs_f64() * 1e9 / n as f64;
     producer.join().unwrap();

@@ -46,14 +46,17 @@ pub struct Demo {
     pub token: String,
     /// Connection string for the agent.
     pub url: String,
-    /// The demo's directory (cluster, config, audit trail), removed on stop.
-    pub dir: std::path::PathBuf,
 }
 
 impl Demo {
+    /// The demo's directory (cluster, config, audit trail), removed on stop.
+    pub fn dir(&self) -> &Path {
+        &self.cluster.dir
+    }
+
     /// The audit trail file.
     pub fn audit_file(&self) -> std::path::PathBuf {
-        self.dir.join("airlock").join("airlock-audit.jsonl")
+        self.dir().join("airlock").join("airlock-audit.jsonl")
     }
 
     /// Shut the proxy down gracefully, stop PostgreSQL, remove the files.
@@ -150,6 +153,5 @@ owner = "U0DEMOOWNER"
     let cfg = Config::load(&path)?;
     let running = app::start(cfg).await?;
     let url = format!("postgresql://{AGENT}:{AGENT_PASSWORD}@127.0.0.1:{}/demo", running.addr.port());
-    let dir = cluster.dir.clone();
-    Ok(Demo { running, cluster, token, url, dir })
+    Ok(Demo { running, cluster, token, url })
 }

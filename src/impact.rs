@@ -69,19 +69,7 @@ async fn run(connector: &Connector, database: &str, sql: &str, params: usize, dm
     let mut s = Sidecar::open(connector, database).await?;
     s.simple(BEGIN).await?;
     let mut lines = Vec::new();
-    let callable = if dml {
-        let names: Vec<String> = s.query(PLANNER_CALLABLE, &[]).await?.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
-        if !names.is_empty() {
-            lines.push(format!(
-                "(no planner estimate: planning could run the database's own function(s) {} before approval)",
-                names.join(", ")
-            ));
-        }
-        names
-    } else {
-        Vec::new()
-    };
-    if dml && callable.is_empty() {
+    if dml && planner_is_safe(&mut s, &mut lines).await? {
         let rows = if params == 0 {
             s.query(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[]).await
         } else {
@@ -132,6 +120,19 @@ async fn run(connector: &Connector, database: &str, sql: &str, params: usize, dm
     }
     let _ = s.simple("ROLLBACK").await;
     Ok(lines)
+}
+
+/// Whether planning on this database can call no user function; if it
+/// can, says so in `lines` (see the module comment).
+async fn planner_is_safe(s: &mut Sidecar, lines: &mut Vec<String>) -> Result<bool, String> {
+    let names: Vec<String> = s.query(PLANNER_CALLABLE, &[]).await?.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    if !names.is_empty() {
+        lines.push(format!(
+            "(no planner estimate: planning could run the database's own function(s) {} before approval)",
+            names.join(", ")
+        ));
+    }
+    Ok(names.is_empty())
 }
 
 /// Rows the planner expects the top data-modifying node to touch.

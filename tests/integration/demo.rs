@@ -12,7 +12,7 @@ async fn demo_holds_a_drop_until_approved_and_removes_everything_on_stop() {
     let listen = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
     let demo = pg_airlock::demo::start(None, &listen, &admin).await.expect("demo starts");
-    let dir = demo.dir.clone();
+    let dir = demo.dir().to_path_buf();
     let admin = demo.running.admin_addr.expect("admin port");
 
     let (c, conn) = tokio_postgres::connect(&demo.url, tokio_postgres::NoTls).await.expect("agent connects with the printed URL");
