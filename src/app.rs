@@ -12,6 +12,7 @@ use crate::approval::api::ApiTokens;
 use crate::audit::Auditor;
 use crate::audit::event::{Event, EventKind};
 use crate::wire::{self, Proxy, client, session};
+use crate::workers::Workers;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub enum Error {
     Audit(#[from] crate::audit::Error),
     #[error(transparent)]
     Slack(#[from] crate::slack::Error),
+    #[error("cannot start the session threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// A running proxy: bound addresses and a handle to stop it. Tests and
@@ -85,6 +88,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let listener = TcpListener::bind(listen).await.map_err(|source| Error::Bind { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| Error::Bind { addr: listen, source })?;
     let shutdown = CancellationToken::new();
+    let workers = Workers::start(config.limits.session_threads).map_err(Error::Workers)?;
 
     let admin = match config.admin_address {
         Some(a) => {
@@ -135,9 +139,9 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     spawn_rules_reloader(store.clone(), metrics.clone(), auditor.clone(), config.rules.reload_interval, shutdown.clone());
     tracing::info!(
         %addr, admin = ?admin_addr, upstream = %proxy.connector.addr(), agents = config.agents.len(),
-        rules_version = %store.current().version(), "pg-airlock listening"
+        rules_version = %store.current().version(), session_threads = workers.threads(), "pg-airlock listening"
     );
-    let done = tokio::spawn(serve(listener, proxy.clone(), shutdown.clone(), admin.map(|a| a.1), audit_task));
+    let done = tokio::spawn(serve(listener, workers, proxy.clone(), shutdown.clone(), admin.map(|a| a.1), audit_task));
     Ok(Running { addr, admin_addr, proxy, shutdown, done })
 }
 
@@ -145,6 +149,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 /// has ended.
 async fn serve(
     listener: TcpListener,
+    workers: Workers,
     proxy: Arc<Proxy>,
     shutdown: CancellationToken,
     admin: Option<tokio::task::JoinHandle<()>>,
@@ -169,20 +174,41 @@ async fn serve(
         // would only delay the small ones (a lone ReadyForQuery, a notice
         // behind a held statement) waiting on the client's delayed ACK.
         let _ = tcp.set_nodelay(true);
+        // The session runs on a session thread (crate::workers): the socket
+        // leaves this runtime's reactor and joins that thread's.
+        let tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, %peer, "cannot hand the connection to a session thread");
+                continue;
+            }
+        };
+        let (thread, seat) = workers.pick();
         let proxy = proxy.clone();
         let token = shutdown.clone();
         let limit = limit.clone();
-        tracker.spawn(async move {
-            // Cancel requests and logins share the listener; the permit is
-            // taken only once a connection is a session candidate.
-            let Ok(permit) = limit.try_acquire_owned() else {
-                proxy.metrics.connections_rejected.inc();
-                reject_busy(tcp).await;
-                return;
-            };
-            handle(proxy, tcp, peer, token).await;
-            drop(permit);
-        });
+        tracker.spawn_on(
+            async move {
+                let _seat = seat;
+                let tcp = match TcpStream::from_std(tcp) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(error = %e, %peer, "cannot register the connection on its session thread");
+                        return;
+                    }
+                };
+                // Cancel requests and logins share the listener; the permit is
+                // taken only once a connection is a session candidate.
+                let Ok(permit) = limit.try_acquire_owned() else {
+                    proxy.metrics.connections_rejected.inc();
+                    reject_busy(tcp).await;
+                    return;
+                };
+                handle(proxy, tcp, peer, token).await;
+                drop(permit);
+            },
+            thread,
+        );
     }
     drop(listener);
     tracker.close();
@@ -191,6 +217,7 @@ async fn serve(
     // their clients and wind down with the rest.
     proxy.gate.shutdown().await;
     tracker.wait().await;
+    workers.stop().await;
     if let Some(a) = admin {
         let _ = a.await;
     }

@@ -128,6 +128,7 @@ pub struct RawLimits {
     pub startup_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub max_sessions: Option<u32>,
+    pub session_threads: Option<u32>,
     pub max_statement_bytes: Option<u64>,
     pub classify_cache_bytes: Option<u64>,
 }
@@ -240,6 +241,8 @@ pub struct Limits {
     /// Time sessions get to finish after SIGTERM before 57P01.
     pub shutdown_timeout: Duration,
     pub max_sessions: u32,
+    /// Threads sessions run on (`crate::workers`); default: one per CPU.
+    pub session_threads: usize,
     /// Statements longer than this are not parsed: they are `unknown`.
     pub max_statement_bytes: usize,
     pub classify_cache_bytes: u64,
@@ -539,6 +542,10 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         startup_timeout: duration_or(&l.startup_timeout, Duration::from_secs(10), "limits.startup_timeout", at, problems),
         shutdown_timeout: duration_or(&l.shutdown_timeout, Duration::from_secs(30), "limits.shutdown_timeout", at, problems),
         max_sessions: l.max_sessions.unwrap_or(1000),
+        session_threads: match l.session_threads {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        },
         max_statement_bytes: l.max_statement_bytes.unwrap_or(256 << 10) as usize,
         classify_cache_bytes: l.classify_cache_bytes.unwrap_or(16 << 20),
     };
@@ -547,6 +554,9 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
     }
     if limits.max_sessions == 0 {
         problems.push(at.problem("limits.max_sessions", "must be at least 1".into()));
+    }
+    if !(1..=1024).contains(&limits.session_threads) {
+        problems.push(at.problem("limits.session_threads", "must be between 1 and 1024".into()));
     }
 
     let rules = Rules {
@@ -651,13 +661,17 @@ mod tests {
         crate::rules::RuleSet::load(&cfg.rules.paths).unwrap_or_else(|e| panic!("{}", crate::rules::format_errors(&e)));
     }
 
-    #[test]
-    fn minimal_config_is_valid() {
-        let cfg = Config::from_str(
+    fn minimal() -> Config {
+        Config::from_str(
             "[[agent]]\nname = \"bot\"\nscram = \"SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
             Path::new("x.toml"),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn minimal_config_is_valid() {
+        let cfg = minimal();
         assert_eq!(cfg.listen.address.port(), 6432);
         assert_eq!(cfg.upstream.tls, UpstreamTls::Prefer);
         assert!(cfg.agents.contains_key("bot"));
@@ -673,6 +687,14 @@ mod tests {
         assert!(p.iter().any(|m| m.contains("agent[0]") && m.contains("needs scram")), "{p:#?}");
         assert!(p.iter().any(|m| m.starts_with("/tmp/airlock.toml:13: agent[1].scram:")), "{p:#?}");
         assert!(p.iter().any(|m| m.starts_with("/tmp/airlock.toml:14: agent.1.colour: unknown key")), "{p:#?}");
+    }
+
+    #[test]
+    fn session_threads_default_to_the_cpu_count_and_zero_is_refused() {
+        let cfg = minimal();
+        assert_eq!(cfg.limits.session_threads, std::thread::available_parallelism().unwrap().get());
+        let p = problems("[limits]\nsession_threads = 0\n");
+        assert!(p.iter().any(|m| m == "/tmp/airlock.toml:2: limits.session_threads: must be between 1 and 1024"), "{p:#?}");
     }
 
     #[test]

@@ -32,3 +32,4 @@ pub mod pgcluster;
 pub mod rules;
 pub mod slack;
 pub mod wire;
+pub mod workers;
