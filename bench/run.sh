@@ -431,93 +431,6 @@ run_one() {
     echo "$tps $txns $((p1 - p0)) $((g1 - g0)) $(awk -v b=$((mb1 - mb0)) -v t=$((mt1 - mt0)) 'BEGIN { printf "%.0f", t ? 100 * b / t : 0 }') $lat"
 }
 
-# Memory per idle connection: RSS of each proxy before, with IDLE_CONNS
-# clients logged in (SCRAM, like every run) and idle, and after they left.
-# Measured first, on processes that have served nothing yet: after the load
-# runs pg-airlock's RSS still holds allocator pages and audit-queue backlog
-# that it returns to the system over the following seconds, which made the
-# "before" figure drift by more than the connections themselves weigh.
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-open_sessions() { # target -> logged-in client sessions the proxy holds
-    case $1 in
-    pgbouncer)
-        # SHOW POOLS: database|user|cl_active|cl_waiting|...
-        as_target pgbouncer "$PG_BIN/psql" -X -q -At -d pgbouncer -c "SHOW POOLS" 2>/dev/null \
-            | awk -F'|' -v db="$DB" '$1 == db { n += $3 + $4 } END { print n + 0 }' ;;
-    airlock)
-        curl -fsS --max-time 5 "$ADMIN_URL" 2>/dev/null | awk '$1 == "airlock_sessions_active" { print $2 + 0 }' ;;
-    esac
-}
-established() { # port -> established TCP connections to it (server side)
-    ss -Htn state established "( sport = :$1 )" | wc -l
-}
-IDLE_ROWS=""
-if [[ $IDLE_CONNS -gt 0 && -z $ADMIN_URL ]]; then
-    IDLE_ROWS="(skipped: the extra TOML has its own [admin], so the open sessions of pg-airlock cannot be counted)"
-elif [[ $IDLE_CONNS -gt 0 ]]; then
-    # pgbench keeps \sleep in microseconds in an int: at most ~2147 s.
-    printf '\\sleep %d s\n' $((IDLE_TIMEOUT + 120)) >"$TMP/idle.sql"
-    # A tenth of the clients log in first, the rest after that: the slope
-    # between the two readings is what one more connection costs, without
-    # the fixed cost of first use (allocator pages of each session thread,
-    # TLS and SCRAM code paths) that the "before" reading of a fresh process
-    # lacks. Both figures are reported.
-    FIRST=$((IDLE_CONNS >= 10 ? IDLE_CONNS / 10 : 0))
-    idle_clients() { # target count: that many more clients log in and stay idle
-        # Each client logs in, then its only "transaction" sleeps: it never
-        # sends a query, so pgbouncer never pairs it with a server connection.
-        as_target "$1" "$PG_BIN/pgbench" -n -c "$2" -j 4 -t 1 -f "$TMP/idle.sql" >>"$TMP/idle.out" 2>&1 &
-        IDLE_PID+=" $!"
-    }
-    wait_sessions() { # target count
-        local n=0 deadline=$(($(date +%s) + IDLE_TIMEOUT)) p
-        while :; do
-            n=$(open_sessions "$1")
-            [[ ${n:-0} -ge $2 ]] && break
-            for p in $IDLE_PID; do
-                kill -0 "$p" 2>/dev/null || die "pgbench (idle clients against $1) exited early: $(tail -n 3 "$TMP/idle.out" | tr '\n' ' ')"
-            done
-            [[ $(date +%s) -lt $deadline ]] || die "only $n of $2 idle clients logged in to $1 within ${IDLE_TIMEOUT}s"
-            sleep 0.5
-        done
-    }
-    # Let allocator and kernel settle after a login burst.
-    settle() { sleep 3; }
-    for t in pgbouncer airlock; do
-        pid=$(target_pid "$t")
-        port=$BOUNCER_PORT; [[ $t == airlock ]] && port=$AIRLOCK_PORT
-        log "memory: $IDLE_CONNS idle clients on $t ($FIRST first; timeout ${IDLE_TIMEOUT}s)"
-        sleep 1
-        rss0=$(rss_kib "$pid")
-        rss_first=$rss0
-        t0=$(date +%s.%N)
-        if [[ $FIRST -gt 0 ]]; then
-            idle_clients "$t" "$FIRST"
-            wait_sessions "$t" "$FIRST"
-            t1=$(date +%s.%N)
-            settle
-            rss_first=$(rss_kib "$pid")
-            t0=$(awk -v a="$t0" -v b="$t1" -v c="$(date +%s.%N)" 'BEGIN { printf "%.3f", a + (c - b) }')
-        fi
-        idle_clients "$t" $((IDLE_CONNS - FIRST))
-        wait_sessions "$t" "$IDLE_CONNS"
-        secs_in=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-        settle
-        rss1=$(rss_kib "$pid")
-        n1=$(open_sessions "$t")
-        est=$(established "$port")
-        for p in $IDLE_PID; do stop_pid "$p" 10 || true; wait "$p" 2>/dev/null || true; done
-        IDLE_PID=""
-        for _ in $(seq 100); do [[ $(open_sessions "$t") == 0 ]] && break; sleep 0.2; done
-        sleep 1
-        rss2=$(rss_kib "$pid")
-        IDLE_ROWS+=$(printf '| %s | %d | %s | %d | %d | %d | %d | %.1f | %.1f | %d |' "$t" "$n1" "$est" "$rss0" "$rss_first" "$rss1" "$rss2" \
-            "$(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE_CONNS" 'BEGIN { print (b - a) / n }')" \
-            "$(awk -v a="$rss_first" -v b="$rss1" -v n=$((IDLE_CONNS - FIRST)) 'BEGIN { print (b - a) / n }')" "${secs_in%.*}")$'\n'
-        [[ $n1 -ge $IDLE_CONNS ]] || die "$t: $n1 of $IDLE_CONNS idle sessions still open when RSS was read"
-    done
-fi
-
 # ---------------------------------------------------------------------------
 # Runs.
 
@@ -618,6 +531,91 @@ if [[ -n $ADMIN_URL ]]; then
 fi
 AIRLOCK_MEM=$(awk '/^VmHWM|^VmRSS/ { printf "%s %s %s; ", $1, $2, $3 }' "/proc/$AIRLOCK_PID/status")
 
+# Memory per idle connection: RSS of each proxy before, with IDLE_CONNS
+# clients logged in (SCRAM, like every run) and idle, and after they left.
+# After the load runs pg-airlock's RSS still holds allocator pages and
+# audit-queue backlog that it returns to the system over the following
+# seconds, so the "before" reading can drift by more than the connections
+# weigh; the marginal figure below (two readings with clients logged in)
+# does not depend on it.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+open_sessions() { # target -> logged-in client sessions the proxy holds
+    case $1 in
+    pgbouncer)
+        # SHOW POOLS: database|user|cl_active|cl_waiting|...
+        as_target pgbouncer "$PG_BIN/psql" -X -q -At -d pgbouncer -c "SHOW POOLS" 2>/dev/null \
+            | awk -F'|' -v db="$DB" '$1 == db { n += $3 + $4 } END { print n + 0 }' ;;
+    airlock)
+        curl -fsS --max-time 5 "$ADMIN_URL" 2>/dev/null | awk '$1 == "airlock_sessions_active" { print $2 + 0 }' ;;
+    esac
+}
+established() { # port -> established TCP connections to it (server side)
+    ss -Htn state established "( sport = :$1 )" | wc -l
+}
+IDLE_ROWS=""
+if [[ $IDLE_CONNS -gt 0 && -z $ADMIN_URL ]]; then
+    IDLE_ROWS="(skipped: the extra TOML has its own [admin], so the open sessions of pg-airlock cannot be counted)"
+elif [[ $IDLE_CONNS -gt 0 ]]; then
+    # pgbench keeps \sleep in microseconds in an int: at most ~2147 s.
+    printf '\\sleep %d s\n' $((IDLE_TIMEOUT + 120)) >"$TMP/idle.sql"
+    # A tenth of the clients log in first, the rest after that: the slope
+    # between the two readings is what one more connection costs, whatever
+    # the process held before the clients came. Both figures are reported.
+    FIRST=$((IDLE_CONNS >= 10 ? IDLE_CONNS / 10 : 0))
+    idle_clients() { # target count: that many more clients log in and stay idle
+        # Each client logs in, then its only "transaction" sleeps: it never
+        # sends a query, so pgbouncer never pairs it with a server connection.
+        as_target "$1" "$PG_BIN/pgbench" -n -c "$2" -j 4 -t 1 -f "$TMP/idle.sql" >>"$TMP/idle.out" 2>&1 &
+        IDLE_PID+=" $!"
+    }
+    wait_sessions() { # target count
+        local n=0 deadline=$(($(date +%s) + IDLE_TIMEOUT)) p
+        while :; do
+            n=$(open_sessions "$1")
+            [[ ${n:-0} -ge $2 ]] && break
+            for p in $IDLE_PID; do
+                kill -0 "$p" 2>/dev/null || die "pgbench (idle clients against $1) exited early: $(tail -n 3 "$TMP/idle.out" | tr '\n' ' ')"
+            done
+            [[ $(date +%s) -lt $deadline ]] || die "only $n of $2 idle clients logged in to $1 within ${IDLE_TIMEOUT}s"
+            sleep 0.5
+        done
+    }
+    # Let allocator and kernel settle after a login burst.
+    settle() { sleep 3; }
+    for t in pgbouncer airlock; do
+        pid=$(target_pid "$t")
+        port=$BOUNCER_PORT; [[ $t == airlock ]] && port=$AIRLOCK_PORT
+        log "memory: $IDLE_CONNS idle clients on $t ($FIRST first; timeout ${IDLE_TIMEOUT}s)"
+        sleep 1
+        rss0=$(rss_kib "$pid")
+        rss_first=$rss0
+        t0=$(date +%s.%N)
+        if [[ $FIRST -gt 0 ]]; then
+            idle_clients "$t" "$FIRST"
+            wait_sessions "$t" "$FIRST"
+            t1=$(date +%s.%N)
+            settle
+            rss_first=$(rss_kib "$pid")
+            t0=$(awk -v a="$t0" -v b="$t1" -v c="$(date +%s.%N)" 'BEGIN { printf "%.3f", a + (c - b) }')
+        fi
+        idle_clients "$t" $((IDLE_CONNS - FIRST))
+        wait_sessions "$t" "$IDLE_CONNS"
+        secs_in=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+        settle
+        rss1=$(rss_kib "$pid")
+        n1=$(open_sessions "$t")
+        est=$(established "$port")
+        for p in $IDLE_PID; do stop_pid "$p" 10 || true; wait "$p" 2>/dev/null || true; done
+        IDLE_PID=""
+        for _ in $(seq 100); do [[ $(open_sessions "$t") == 0 ]] && break; sleep 0.2; done
+        sleep 1
+        rss2=$(rss_kib "$pid")
+        IDLE_ROWS+=$(printf '| %s | %d | %s | %d | %d | %d | %d | %.1f | %.1f | %d |' "$t" "$n1" "$est" "$rss0" "$rss_first" "$rss1" "$rss2" \
+            "$(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE_CONNS" 'BEGIN { print (b - a) / n }')" \
+            "$(awk -v a="$rss_first" -v b="$rss1" -v n=$((IDLE_CONNS - FIRST)) 'BEGIN { print (b - a) / n }')" "${secs_in%.*}")$'\n'
+        [[ $n1 -ge $IDLE_CONNS ]] || die "$t: $n1 of $IDLE_CONNS idle sessions still open when RSS was read"
+    done
+fi
 stop_started=$(date +%s.%N)
 if stop_pid "$AIRLOCK_PID" 60; then
     STOP_NOTE="exited $(awk -v a="$stop_started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after SIGTERM"
@@ -795,7 +793,7 @@ report() {
         if [[ $IDLE_ROWS == "("* ]]; then
             echo "$IDLE_ROWS"
         else
-            echo "RSS (VmRSS, KiB) of the proxy process before the clients connect (measured first, before any load run), with a tenth of them logged in, with all of them logged in and idle, and after they left. Per connection = (with all - before) / $IDLE_CONNS; marginal = (with all - with a tenth) / the other nine tenths: what one more connection costs, without the fixed cost of first use (each session thread's allocator pages, the login code paths) that a fresh process has not paid yet. pg-airlock also holds one PostgreSQL connection per session (not in its RSS); pgbouncer holds none for a client that has not sent a query. Target (issue 2): at most 16 KiB per idle connection for pg-airlock."
+            echo "RSS (VmRSS, KiB) of the proxy process before the clients connect (after the load runs), with a tenth of them logged in, with all of them logged in and idle, and after they left. Per connection = (with all - before) / $IDLE_CONNS; marginal = (with all - with a tenth) / the other nine tenths: what one more connection costs, whatever the process held before (after the load runs pg-airlock still gives back allocator pages and audit backlog for a while, which moves the \"before\" reading). pg-airlock also holds one PostgreSQL connection per session (not in its RSS); pgbouncer holds none for a client that has not sent a query. Target (issue 2): at most 16 KiB per idle connection for pg-airlock."
             echo
             echo "| proxy | sessions open | TCP established on its port | RSS before KiB | RSS with a tenth KiB | RSS with all KiB | RSS after KiB | KiB per idle connection | marginal KiB per connection | seconds to log all in |"
             echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -645,6 +645,10 @@ struct Inner {
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     last_prune: Mutex<Instant>,
     tasks: TaskTracker,
+    /// The runtime the gate was made on (the proxy's main one): background
+    /// work started from a session (an edit after a withdrawal) runs there,
+    /// not on the session's thread, which stops once its sessions end.
+    runtime: Option<tokio::runtime::Handle>,
     shutting_down: AtomicBool,
 }
 
@@ -671,6 +675,7 @@ impl Gate {
                 entries: Mutex::new(HashMap::new()),
                 last_prune: Mutex::new(Instant::now()),
                 tasks: TaskTracker::new(),
+                runtime: tokio::runtime::Handle::try_current().ok(),
                 shutting_down: AtomicBool::new(false),
             }),
         }
@@ -1005,7 +1010,7 @@ impl Gate {
     /// Sends a reply only `user` sees, on a background task.
     pub fn notify_ephemeral(&self, channel: String, user: String, text: String) {
         let notifier = self.inner.notifier.clone();
-        self.inner.tasks.spawn(async move {
+        self.spawn(async move {
             match tokio::time::timeout(UPDATE_TIMEOUT, notifier.ephemeral(&channel, &user, &text))
                 .await
             {
@@ -1074,7 +1079,14 @@ impl Gate {
         // Drop guards may run outside a runtime (process teardown): then the
         // state change stands and only the cosmetic edit is skipped.
         if tokio::runtime::Handle::try_current().is_ok() {
-            self.inner.tasks.spawn(fut);
+            self.spawn(fut);
+        }
+    }
+
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        match &self.inner.runtime {
+            Some(rt) => drop(self.inner.tasks.spawn_on(fut, rt)),
+            None => drop(self.inner.tasks.spawn(fut)),
         }
     }
 

@@ -170,6 +170,11 @@ struct Shared {
     /// Rung after queueing a durable record, flush or shutdown: ends the
     /// writer's linger at once, so waiting for disk never includes it.
     urgent: tokio::sync::Notify,
+    /// The runtime `start` ran on (the proxy's main one). A record that
+    /// must wait for queue room waits in a task there, not on a session
+    /// thread, which stops as soon as its sessions have ended: the record
+    /// would die with it.
+    spawner: tokio::runtime::Handle,
 }
 
 /// Handle to the audit writer. Cheap to clone; all clones feed one chain.
@@ -218,6 +223,7 @@ impl Auditor {
             healthy: AtomicBool::new(true),
             metrics: AuditMetrics::default(),
             urgent: tokio::sync::Notify::new(),
+            spawner: tokio::runtime::Handle::current(),
         });
         if !enabled {
             let (done_tx, done_rx) = oneshot::channel();
@@ -306,7 +312,7 @@ impl Auditor {
             Err(mpsc::error::TrySendError::Full(msg)) if self.policy() == FailurePolicy::Block => {
                 let tx = queue.clone();
                 let shared = self.shared.clone();
-                tokio::spawn(async move {
+                self.shared.spawner.spawn(async move {
                     if tx.send(msg).await.is_err() {
                         shared.metrics.records_pending.fetch_sub(1, Ordering::Relaxed);
                         tracing::error!("audit writer gone; record lost");
