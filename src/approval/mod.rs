@@ -1249,8 +1249,10 @@ impl Pending {
     }
 
     /// Reports what happened when the approved statement ran (command tag or
-    /// error), for the message and the audit log.
-    pub async fn finish(self, result: Result<String, String>) {
+    /// error), for the message and the audit log. Never waits: the record is
+    /// queued and the message edit runs on the gate's own runtime, so the
+    /// relay calls this in place when the server answers.
+    pub fn finish(self, result: Result<String, String>) {
         let entry = &self.entry;
         let mut st = entry.lock();
         if st.closed {

@@ -186,7 +186,7 @@ async fn approval_resolves_outcome_and_is_applied_once() {
         })
     );
     let id = p.id().to_string();
-    p.finish(Ok("DELETE 1".into())).await;
+    p.finish(Ok("DELETE 1".into()));
     settle_tasks(&g).await;
     assert_eq!(
         n.updates(&id).last().map(String::as_str),

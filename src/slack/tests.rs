@@ -218,7 +218,7 @@ async fn signed_approve_resolves_outcome_and_edits_message() {
     }
     let id = p.id().to_string();
     env.update_with(&id, "*Approved* by <@U1>").await;
-    p.finish(Ok("DELETE 1".into())).await;
+    p.finish(Ok("DELETE 1".into()));
     env.update_with(&id, "*Executed:* `DELETE 1`").await;
     let upd = env.fake.calls_to("chat.update");
     assert!(upd.iter().all(|c| {
@@ -509,7 +509,7 @@ async fn two_hundred_concurrent_requests() {
     for r in futures::future::join_all(waits).await {
         let (out, p) = r.unwrap();
         assert!(matches!(out, Outcome::Approved { .. }), "{out:?}");
-        p.finish(Ok("UPDATE 1".into())).await;
+        p.finish(Ok("UPDATE 1".into()));
     }
     assert!(env.gate.list().is_empty());
     let approved = env

@@ -42,11 +42,6 @@ pub struct Proxy {
     pub engine: crate::engine::Engine,
     pub audit: crate::audit::Auditor,
     pub gate: crate::approval::Gate,
-    /// The main runtime. Work a session starts but does not wait for
-    /// (posting an approved statement's result to Slack) runs there: a
-    /// session thread stops once its sessions have ended (`crate::workers`)
-    /// and would drop it.
-    pub background: tokio::runtime::Handle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +99,6 @@ impl Proxy {
             engine,
             audit,
             gate,
-            // `new` runs in `app::start`, on the main runtime.
-            background: tokio::runtime::Handle::current(),
         })
     }
 

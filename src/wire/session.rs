@@ -377,11 +377,10 @@ impl Inbound<'_> {
             draft.outcome = audit::Outcome::Ok { command_tag: "(sent; result reported with the next Sync)".into(), rows: None };
             audit.emit(Event::now(EventKind::Statement(draft)));
             if let Some(p) = pending {
-                self.policy.proxy().background.spawn(p.finish(Ok("sent".into())));
+                p.finish(Ok("sent".into()));
             }
             return;
         }
-        let pending = pending.map(|p| (p, self.policy.proxy().background.clone()));
         self.shared.in_flight.push(Some(Box::new(move |r: UnitResult| {
             draft.duration_us = r.elapsed.as_micros() as u64;
             draft.outcome = match &r.error {
@@ -393,8 +392,8 @@ impl Inbound<'_> {
                 }
             };
             audit.emit(Event::now(EventKind::Statement(draft)));
-            if let Some((p, background)) = pending {
-                background.spawn(p.finish(r.summary()));
+            if let Some(p) = pending {
+                p.finish(r.summary());
             }
         })));
     }
