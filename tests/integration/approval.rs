@@ -807,12 +807,7 @@ async fn approval_covers_one_execution_of_a_prepared_statement() {
 /// at once (57P03) instead of waiting for a decision nobody can make.
 #[tokio::test]
 async fn slack_down_fails_closed_end_to_end() {
-    let fake = FakeSlack::start().await;
-    let db = pg().create_db();
-    setup(&db).await;
-    let (_rules, p) = slack_proxy(&fake, "http").await;
-    let api = Api::of(&p);
-    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    let SlackCase { fake, db, _rules, p, api, c, _notices, _driver } = slack_case("http").await;
     fake.set_down(true);
     let msg = assert_sqlstate(c.batch_execute("DROP TABLE t").await, "57P03");
     assert!(msg.contains("approval channel is down") && msg.contains("nothing was run"), "{msg}");
@@ -986,6 +981,29 @@ async fn slack_proxy(fake: &FakeSlack, mode: &str) -> (tempfile::TempDir, TestPr
     (rules_dir, p)
 }
 
+/// A fake Slack, a database with the test tables, a proxy in Slack `mode`
+/// in front of it, its admin API, and an agent connected with notices.
+struct SlackCase {
+    fake: FakeSlack,
+    db: String,
+    _rules: tempfile::TempDir,
+    p: TestProxy,
+    api: Api,
+    c: Arc<tokio_postgres::Client>,
+    _notices: mpsc::UnboundedReceiver<String>,
+    _driver: JoinHandle<()>,
+}
+
+async fn slack_case(mode: &str) -> SlackCase {
+    let fake = FakeSlack::start().await;
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = slack_proxy(&fake, mode).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    SlackCase { fake, db, _rules, p, api, c, _notices, _driver }
+}
+
 /// The request message for request `id` (not a thread reply).
 async fn posted(fake: &FakeSlack, id: &str) -> fake_slack::Call {
     let id = id.to_string();
@@ -1017,12 +1035,7 @@ async fn click_typed(p: &TestProxy, user: &str, post: &fake_slack::Call, action:
 
 #[tokio::test]
 async fn slack_http_mode_message_click_and_update() {
-    let fake = FakeSlack::start().await;
-    let db = pg().create_db();
-    setup(&db).await;
-    let (_rules, p) = slack_proxy(&fake, "http").await;
-    let api = Api::of(&p);
-    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    let SlackCase { fake, db, _rules, p, api, c, _notices, _driver } = slack_case("http").await;
 
     let q = spawn_query(&c, "DROP TABLE t");
     let held = api.held("DROP TABLE t").await;
@@ -1076,12 +1089,7 @@ async fn slack_http_mode_message_click_and_update() {
 
 #[tokio::test]
 async fn slack_deny_carries_the_typed_reason_to_the_agent() {
-    let fake = FakeSlack::start().await;
-    let db = pg().create_db();
-    setup(&db).await;
-    let (_rules, p) = slack_proxy(&fake, "http").await;
-    let api = Api::of(&p);
-    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    let SlackCase { fake, db, _rules, p, api, c, _notices, _driver } = slack_case("http").await;
 
     let q = spawn_query(&c, "DROP TABLE t");
     let id = id_of(&api.held("DROP TABLE t").await);
@@ -1106,13 +1114,8 @@ async fn slack_deny_carries_the_typed_reason_to_the_agent() {
 
 #[tokio::test]
 async fn slack_socket_mode_approval_runs_the_statement() {
-    let fake = FakeSlack::start().await;
-    let db = pg().create_db();
-    setup(&db).await;
-    let (_rules, p) = slack_proxy(&fake, "socket").await;
+    let SlackCase { fake, db, _rules, p, api, c, _notices, _driver } = slack_case("socket").await;
     fake.wait_sockets(1, WAIT).await;
-    let api = Api::of(&p);
-    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
 
     let q = spawn_query(&c, "DROP TABLE t");
     let id = id_of(&api.held("DROP TABLE t").await);
