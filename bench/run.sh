@@ -580,6 +580,13 @@ elif [[ $IDLE_CONNS -gt 0 ]]; then
             sleep 0.5
         done
     }
+    login() { # target count total: that many more clients log in; wait for total; time added to secs_in
+        local t
+        t=$(date +%s.%N)
+        idle_clients "$1" "$2"
+        wait_sessions "$1" "$3"
+        secs_in=$(awk -v s="$secs_in" -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", s + b - a }')
+    }
     # Let allocator and kernel settle after a login burst.
     settle() { sleep 3; }
     for t in pgbouncer airlock; do
@@ -589,18 +596,13 @@ elif [[ $IDLE_CONNS -gt 0 ]]; then
         sleep 1
         rss0=$(rss_kib "$pid")
         rss_first=$rss0
-        t0=$(date +%s.%N)
+        secs_in=0
         if [[ $FIRST -gt 0 ]]; then
-            idle_clients "$t" "$FIRST"
-            wait_sessions "$t" "$FIRST"
-            t1=$(date +%s.%N)
+            login "$t" "$FIRST" "$FIRST"
             settle
             rss_first=$(rss_kib "$pid")
-            t0=$(awk -v a="$t0" -v b="$t1" -v c="$(date +%s.%N)" 'BEGIN { printf "%.3f", a + (c - b) }')
         fi
-        idle_clients "$t" $((IDLE_CONNS - FIRST))
-        wait_sessions "$t" "$IDLE_CONNS"
-        secs_in=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+        login "$t" $((IDLE_CONNS - FIRST)) "$IDLE_CONNS"
         settle
         rss1=$(rss_kib "$pid")
         n1=$(open_sessions "$t")
