@@ -33,20 +33,97 @@ pub fn hash_line(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
+/// A line's hash as the writer keeps it: the 64 lowercase hex digits,
+/// inline. The writer hashes every record and writes the previous hash into
+/// the next; a `String` for each would be two allocations per record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hash([u8; 64]);
+
+impl Hash {
+    pub fn of(line: &[u8]) -> Hash {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digest = Sha256::digest(line);
+        let mut hex = [0u8; 64];
+        for (i, b) in digest.iter().enumerate() {
+            hex[2 * i] = DIGITS[(b >> 4) as usize];
+            hex[2 * i + 1] = DIGITS[(b & 0xf) as usize];
+        }
+        Hash(hex)
+    }
+
+    /// `None` unless `s` is 64 lowercase hex digits (what `of` produces).
+    pub fn parse(s: &str) -> Option<Hash> {
+        let b: [u8; 64] = s.as_bytes().try_into().ok()?;
+        b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')).then_some(Hash(b))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 64] {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ever built from ASCII hex digits.
+        std::str::from_utf8(&self.0).unwrap_or(GENESIS)
+    }
+}
+
+impl std::fmt::Debug for Hash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Hash {
+    fn eq(&self, other: &str) -> bool {
+        self.0.as_slice() == other.as_bytes()
+    }
+}
+
+/// Decimal digits of `v`, as `{}` formats it.
+pub(crate) fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Write `{"seq":N,"prev":"<hash>",` into `out`.
+pub(crate) fn write_prefix(out: &mut Vec<u8>, seq: u64, prev: &Hash) {
+    out.extend_from_slice(b"{\"seq\":");
+    write_u64(out, seq);
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(prev.as_bytes());
+    out.extend_from_slice(b"\",");
+}
+
 /// Build the line for `ev` at position `seq` after a record hashing to `prev`.
 pub fn encode(ev: &Event, seq: u64, prev: &str) -> Result<String, serde_json::Error> {
     use std::io::Write as _;
     let mut line = Vec::with_capacity(768);
     let _ = write!(line, "{{\"seq\":{seq},\"prev\":\"{prev}\",");
-    if !super::encode::statement_fields(&mut line, ev) {
-        let at = line.len();
-        serde_json::to_writer(&mut line, ev)?;
+    body(&mut line, ev)?;
+    String::from_utf8(line).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
+/// Append the event's fields without their opening brace: what follows
+/// the chain prefix.
+pub(crate) fn body(out: &mut Vec<u8>, ev: &Event) -> Result<(), serde_json::Error> {
+    if !super::encode::statement_fields(out, ev) {
+        let at = out.len();
+        serde_json::to_writer(&mut *out, ev)?;
         // `Event` always serialises as a non-empty object (`ts`, `type`):
         // drop its opening brace, ours is already open.
-        debug_assert!(line[at..].starts_with(b"{\""));
-        line.remove(at);
+        debug_assert!(out[at..].starts_with(b"{\""));
+        out.remove(at);
     }
-    String::from_utf8(line).map_err(|e| serde::ser::Error::custom(e.to_string()))
+    Ok(())
 }
 
 /// Read every record of `files` (in the order given), failing on the first

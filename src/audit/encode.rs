@@ -13,7 +13,72 @@
 
 use serde::Serialize;
 
-use super::event::{Event, EventKind, Outcome, Statement};
+use super::event::{Event, EventKind, Outcome, Statement, Timestamp};
+
+/// A statement record's fields, borrowed from wherever they live: an owned
+/// [`Statement`] (any caller of `record`/`emit`), or the session's own
+/// state when it records a statement through `Auditor::statement` (no
+/// `Statement` is built there: its strings would be so many allocations,
+/// freed again on the writer thread). `L` is the list element type.
+pub(crate) struct Fields<'a, L> {
+    pub session: &'a str,
+    pub agent: &'a str,
+    pub statement: u64,
+    pub sql: Option<&'a str>,
+    pub text_mode: &'a str,
+    pub parameters: Option<&'a [Option<String>]>,
+    pub parameter_count: usize,
+    pub categories: &'a [L],
+    pub tables: &'a [L],
+    pub functions: &'a [L],
+    pub decision: &'a str,
+    pub rules: &'a [L],
+    pub ruleset: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub outcome: OutcomeRef<'a>,
+    pub duration_us: u64,
+}
+
+/// [`Outcome`], borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum OutcomeRef<'a> {
+    Ok { command_tag: &'a str, rows: Option<u64> },
+    Error { sqlstate: &'a str, message: &'a str },
+    NotSent,
+}
+
+impl<'a> From<&'a Outcome> for OutcomeRef<'a> {
+    fn from(o: &'a Outcome) -> Self {
+        match o {
+            Outcome::Ok { command_tag, rows } => OutcomeRef::Ok { command_tag, rows: *rows },
+            Outcome::Error { sqlstate, message } => OutcomeRef::Error { sqlstate, message },
+            Outcome::NotSent => OutcomeRef::NotSent,
+        }
+    }
+}
+
+impl<'a> Fields<'a, String> {
+    pub fn of(s: &'a Statement) -> Self {
+        Fields {
+            session: &s.session,
+            agent: &s.agent,
+            statement: s.statement,
+            sql: s.sql.as_deref(),
+            text_mode: &s.text_mode,
+            parameters: s.parameters.as_deref(),
+            parameter_count: s.parameter_count,
+            categories: &s.categories,
+            tables: &s.tables,
+            functions: &s.functions,
+            decision: &s.decision,
+            rules: &s.rules,
+            ruleset: s.ruleset.as_deref(),
+            request_id: s.request_id.as_deref(),
+            outcome: (&s.outcome).into(),
+            duration_us: s.duration_us,
+        }
+    }
+}
 
 /// Append the event's JSON object without its opening brace (the caller has
 /// written `{"seq":..,"prev":"..",`). `false` if this kind is not handled
@@ -22,73 +87,75 @@ pub(crate) fn statement_fields(out: &mut Vec<u8>, ev: &Event) -> bool {
     let EventKind::Statement(s) = &ev.kind else {
         return false;
     };
-    out.extend_from_slice(b"\"ts\":");
-    value(out, &ev.ts);
-    out.extend_from_slice(b",\"type\":\"statement\"");
-    write_statement(out, s);
-    out.push(b'}');
+    statement(out, ev.ts, &Fields::of(s));
     true
 }
 
-fn write_statement(out: &mut Vec<u8>, s: &Statement) {
+/// A `statement` event's fields without the opening brace, exactly as the
+/// derived serialiser writes them.
+pub(crate) fn statement<L: AsRef<str>>(out: &mut Vec<u8>, ts: Timestamp, s: &Fields<'_, L>) {
+    out.extend_from_slice(b"\"ts\":");
+    value(out, &ts);
+    out.extend_from_slice(b",\"type\":\"statement\"");
     key(out, "session");
-    string(out, &s.session);
+    string(out, s.session);
     key(out, "agent");
-    string(out, &s.agent);
+    string(out, s.agent);
     key(out, "statement");
-    value(out, &s.statement);
-    if let Some(sql) = &s.sql {
+    super::chain::write_u64(out, s.statement);
+    if let Some(sql) = s.sql {
         key(out, "sql");
         string(out, sql);
     }
     key(out, "text_mode");
-    string(out, &s.text_mode);
-    if let Some(p) = &s.parameters {
+    string(out, s.text_mode);
+    if let Some(p) = s.parameters {
         key(out, "parameters");
         value(out, p);
     }
     key(out, "parameter_count");
-    value(out, &s.parameter_count);
+    super::chain::write_u64(out, s.parameter_count as u64);
     key(out, "categories");
-    strings(out, &s.categories);
+    strings(out, s.categories);
     key(out, "tables");
-    strings(out, &s.tables);
+    strings(out, s.tables);
     key(out, "functions");
-    strings(out, &s.functions);
+    strings(out, s.functions);
     key(out, "decision");
-    string(out, &s.decision);
+    string(out, s.decision);
     key(out, "rules");
-    strings(out, &s.rules);
-    if let Some(r) = &s.ruleset {
+    strings(out, s.rules);
+    if let Some(r) = s.ruleset {
         key(out, "ruleset");
         string(out, r);
     }
-    if let Some(r) = &s.request_id {
+    if let Some(r) = s.request_id {
         key(out, "request_id");
         string(out, r);
     }
     key(out, "outcome");
-    match &s.outcome {
-        Outcome::Ok { command_tag, rows } => {
+    match s.outcome {
+        OutcomeRef::Ok { command_tag, rows } => {
             out.extend_from_slice(b"{\"status\":\"ok\",\"command_tag\":");
             string(out, command_tag);
             if let Some(n) = rows {
                 out.extend_from_slice(b",\"rows\":");
-                value(out, n);
+                super::chain::write_u64(out, n);
             }
             out.push(b'}');
         }
-        Outcome::Error { sqlstate, message } => {
+        OutcomeRef::Error { sqlstate, message } => {
             out.extend_from_slice(b"{\"status\":\"error\",\"sqlstate\":");
             string(out, sqlstate);
             out.extend_from_slice(b",\"message\":");
             string(out, message);
             out.push(b'}');
         }
-        Outcome::NotSent => out.extend_from_slice(b"{\"status\":\"not_sent\"}"),
+        OutcomeRef::NotSent => out.extend_from_slice(b"{\"status\":\"not_sent\"}"),
     }
     key(out, "duration_us");
-    value(out, &s.duration_us);
+    super::chain::write_u64(out, s.duration_us);
+    out.push(b'}');
 }
 
 /// `,"name":` (every field here follows another).
@@ -103,13 +170,13 @@ fn string(out: &mut Vec<u8>, s: &str) {
     value(out, s);
 }
 
-fn strings(out: &mut Vec<u8>, v: &[String]) {
+fn strings<L: AsRef<str>>(out: &mut Vec<u8>, v: &[L]) {
     out.push(b'[');
     for (i, s) in v.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        string(out, s);
+        string(out, s.as_ref());
     }
     out.push(b']');
 }

@@ -8,10 +8,13 @@
 //! on disk before an approved statement goes upstream).
 //!
 //! Writing: one dedicated OS thread ("audit-writer", with its own
-//! single-threaded tokio runtime) owns the sinks. Callers only move the
-//! event into a bounded queue; the writer applies the text policy (redaction
-//! happens there, not on the session's thread), assigns `seq`, chains `prev`,
-//! serialises, and group-commits: it writes and fsyncs when the oldest
+//! single-threaded tokio runtime) owns the sinks. Callers move the event
+//! into a bounded queue; the writer applies the text policy, assigns `seq`,
+//! chains `prev`, serialises, and group-commits. Statement records, one per
+//! relayed statement, are the exception: [`Auditor::statement`] applies the
+//! same text policy and encoding on the caller's thread from borrowed
+//! fields and queues the bytes (same output, tested), so the writer only
+//! chains, hashes and stores them. It writes and fsyncs when the oldest
 //! unflushed record is `flush_interval` old (default 50 ms), at once when a
 //! durable record or flush is waiting, or when 4 MiB are buffered.
 //!
@@ -53,7 +56,6 @@ pub mod report;
 pub mod sink;
 pub mod verify;
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,7 +72,10 @@ pub use redact::{redact, scrub_secrets};
 pub use report::{ReportFormat, report};
 pub use verify::{Problem, VerifyReport, trail_files, verify};
 
-use sink::{FileSink, Line, PgSink, StdoutSink};
+pub use encode::OutcomeRef;
+
+use chain::Hash;
+use sink::{FileSink, Line, PgSink, Pending, StdoutSink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -159,8 +164,45 @@ impl AuditMetrics {
 #[allow(clippy::large_enum_variant)]
 enum Msg {
     Event(Event, Option<oneshot::Sender<Result<(), Error>>>),
+    /// A record already encoded on the caller's thread (see
+    /// [`Auditor::statement`]): the writer only chains, hashes and stores it.
+    Encoded(Encoded),
     Flush(oneshot::Sender<Result<(), Error>>),
     Shutdown(oneshot::Sender<Result<(), Error>>),
+}
+
+/// A record's fields as JSON, without the opening brace (what follows the
+/// chain prefix `{"seq":..,"prev":"..",`).
+struct Encoded {
+    ts: Timestamp,
+    kind: &'static str,
+    body: Vec<u8>,
+}
+
+/// A statement as the session knows it when its result arrives, borrowed
+/// from the session's own state. [`Auditor::statement`] applies the text
+/// policy and encodes it on the caller's thread.
+#[derive(Debug, Clone, Copy)]
+pub struct StatementRecord<'a> {
+    pub session: &'a str,
+    pub agent: &'a str,
+    /// Statement number within the session, from 1.
+    pub statement: u64,
+    /// The raw text; the text policy decides what is recorded.
+    pub sql: Option<&'a str>,
+    /// Bound values (empty: none); recorded only under `log_parameters`.
+    pub parameters: &'a [Option<String>],
+    /// Each list sorted, without duplicates.
+    pub categories: &'a [&'a str],
+    pub tables: &'a [&'a str],
+    pub functions: &'a [&'a str],
+    pub decision: &'a str,
+    pub rules: &'a [&'a str],
+    pub ruleset: Option<&'a str>,
+    /// Set for a held statement: its text is then recorded in full.
+    pub request_id: Option<&'a str>,
+    pub outcome: OutcomeRef<'a>,
+    pub duration_us: u64,
 }
 
 struct Shared {
@@ -305,9 +347,28 @@ impl Auditor {
     /// refuses it, counted in `records_refused`, and sessions stop taking
     /// new statements while `is_healthy()` is false.
     pub fn emit(&self, ev: Event) {
+        self.emit_msg(Msg::Event(ev, None));
+    }
+
+    /// Record a statement, as [`Auditor::emit`] would record the
+    /// equivalent `Statement` event (same bytes: the writer's text policy
+    /// and encoding, applied here). The work happens on the caller's
+    /// thread, from borrowed data: the writer receives one buffer instead
+    /// of a dozen strings to free, and does not redact or escape anything.
+    /// With the trail disabled nothing is encoded.
+    pub fn statement(&self, r: &StatementRecord<'_>) {
+        if self.tx.is_none() {
+            return;
+        }
+        let ts = Timestamp::now();
+        let body = encode_statement(&self.shared.cfg, ts, r);
+        self.emit_msg(Msg::Encoded(Encoded { ts, kind: "statement", body }));
+    }
+
+    fn emit_msg(&self, msg: Msg) {
         let Some(queue) = &self.tx else { return };
         self.shared.metrics.records_pending.fetch_add(1, Ordering::Relaxed);
-        match queue.try_send(Msg::Event(ev, None)) {
+        match queue.try_send(msg) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(msg)) if self.policy() == FailurePolicy::Block => {
                 let tx = queue.clone();
@@ -474,13 +535,12 @@ const MAX_BUFFERED: usize = 4 * 1024 * 1024;
 struct Writer {
     shared: Arc<Shared>,
     last_seq: u64,
-    last_hash: String,
+    last_hash: Hash,
     /// First seq and time of the active file's first record (rotation).
     file_first: Option<(u64, Timestamp)>,
     /// Bytes assigned to the active file, stored or not.
     file_bytes: u64,
-    pending: VecDeque<Line>,
-    pending_bytes: usize,
+    pending: Pending,
     /// (seq that must be stored, who waits). Control waiters use the last
     /// assigned seq.
     waiters: Vec<Waiter>,
@@ -503,6 +563,13 @@ impl Writer {
         let (last_seq, last_hash) = resume.as_ref().map_or((0, GENESIS.to_string()), |r| {
             (r.last_seq, r.last_hash.clone())
         });
+        let Some(last_hash_bin) = Hash::parse(&last_hash) else {
+            return Err(Error::Corrupt {
+                path: cfg.file.clone().map(|p| sink::head_path(&p)).unwrap_or_default(),
+                line: 0,
+                reason: format!("chain hash {last_hash:?} is not 64 lowercase hex digits"),
+            });
+        };
         let pg = match &cfg.postgres_url {
             Some(url) => {
                 let mut pg = PgSink::new(url.clone(), cfg.postgres_table.clone(), last_seq);
@@ -517,11 +584,10 @@ impl Writer {
             .map(|(s, ts)| (*s, Timestamp::parse(ts).unwrap_or(Timestamp::now())));
         let mut w = Writer {
             last_seq,
-            last_hash,
+            last_hash: last_hash_bin,
             file_first,
             file_bytes: resume.as_ref().map_or(0, |r| r.file_len),
-            pending: VecDeque::new(),
-            pending_bytes: 0,
+            pending: Pending::default(),
             waiters: Vec::new(),
             oldest_unflushed: None,
             file,
@@ -573,7 +639,7 @@ impl Writer {
             // flush and handle-drop messages are still seen while a sink
             // fails; under `block` stop, so callers wait.
             let refuse = self.shared.cfg.on_sink_failure == FailurePolicy::Refuse;
-            let receive = (retry_at.is_none() || (refuse && self.pending_bytes < MAX_BUFFERED)) && !closed && !shutting_down;
+            let receive = (retry_at.is_none() || (refuse && self.pending.bytes() < MAX_BUFFERED)) && !closed && !shutting_down;
             let mut urgent = false;
             let mut received = false;
             tokio::select! {
@@ -597,7 +663,7 @@ impl Writer {
                 },
                 _ = sleep_until_opt(deadline) => {}
             }
-            if received && !urgent && self.pending_bytes < MAX_BUFFERED {
+            if received && !urgent && self.pending.bytes() < MAX_BUFFERED {
                 // Linger briefly before listening again: records that
                 // arrive meanwhile queue up without waking this thread,
                 // so a busy proxy pays one wake-up per batch, not one per
@@ -618,7 +684,7 @@ impl Writer {
                 || self
                     .oldest_unflushed
                     .is_some_and(|t| t + flush_interval <= now)
-                || self.pending_bytes >= MAX_BUFFERED;
+                || self.pending.bytes() >= MAX_BUFFERED;
             if retry_at.is_some_and(|t| t > now)
                 || !due
                 || (self.pending.is_empty() && self.waiters.is_empty())
@@ -682,6 +748,10 @@ impl Writer {
                 }
                 urgent
             }
+            Msg::Encoded(e) => {
+                self.push_encoded(e);
+                false
+            }
             Msg::Flush(tx) => {
                 self.waiters.push(Waiter { seq: self.last_seq, tx, before_head: true });
                 true
@@ -741,71 +811,71 @@ impl Writer {
             EventKind::Rotated(r) => Some(r.archived_as.clone()),
             _ => None,
         };
-        let mut text = chain::encode(&ev, self.last_seq + 1, &self.last_hash)
-            .map_err(|e| Error::Encode(e.to_string()))?;
+        self.append(ev.ts, ev.type_name(), rotate_to, |buf| {
+            chain::body(buf, &ev).map_err(|e| Error::Encode(e.to_string()))
+        })
+    }
+
+    fn push_encoded(&mut self, e: Encoded) {
+        let res = self.append(e.ts, e.kind, None, |buf| {
+            buf.extend_from_slice(&e.body);
+            Ok(())
+        });
+        // Appending bytes cannot fail; `append` only fails when encoding does.
+        debug_assert!(res.is_ok());
+    }
+
+    /// Append one line: chain prefix, then `body` writes the fields. A line
+    /// that would take the active file over `rotate_bytes` is written after
+    /// a `rotated` record instead (so `body` may run twice).
+    fn append(
+        &mut self,
+        ts: Timestamp,
+        kind: &'static str,
+        rotate_to: Option<String>,
+        body: impl Fn(&mut Vec<u8>) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        let mut mark = self.pending.mark();
+        chain::write_prefix(self.pending.buf(), self.last_seq + 1, &self.last_hash);
+        if let Err(e) = body(self.pending.buf()) {
+            self.pending.abandon(mark);
+            return Err(e);
+        }
+        let len = self.pending.since(mark).len() as u64;
         if rotate_to.is_none()
             && self.file.is_some()
             && self.file_first.is_some()
-            && self.file_bytes + text.len() as u64 + 1 > self.shared.cfg.rotate_bytes
+            && self.file_bytes + len + 1 > self.shared.cfg.rotate_bytes
         {
+            self.pending.abandon(mark);
             self.push_rotation();
-            text = chain::encode(&ev, self.last_seq + 1, &self.last_hash)
-                .map_err(|e| Error::Encode(e.to_string()))?;
+            mark = self.pending.mark();
+            chain::write_prefix(self.pending.buf(), self.last_seq + 1, &self.last_hash);
+            if let Err(e) = body(self.pending.buf()) {
+                self.pending.abandon(mark);
+                return Err(e);
+            }
         }
+        let len = self.pending.since(mark).len() as u64;
         let seq = self.last_seq + 1;
-        let hash = chain::hash_line(text.as_bytes());
         if rotate_to.is_some() {
             self.file_first = None;
             self.file_bytes = 0;
         } else {
             if self.file_first.is_none() {
-                self.file_first = Some((seq, ev.ts));
+                self.file_first = Some((seq, ts));
             }
-            self.file_bytes += text.len() as u64 + 1;
+            self.file_bytes += len + 1;
         }
-        self.pending_bytes += text.len() + 1;
         self.oldest_unflushed.get_or_insert_with(Instant::now);
-        self.pending.push_back(Line {
-            seq,
-            prev: std::mem::replace(&mut self.last_hash, hash.clone()),
-            hash,
-            ts: ev.ts,
-            kind: ev.type_name(),
-            text,
-            rotate_to,
-        });
+        let prev = self.last_hash;
+        self.last_hash = self.pending.commit(mark, seq, prev, ts, kind, rotate_to);
         self.last_seq = seq;
         Ok(seq)
     }
 
-    /// Redaction runs here, on the writer thread: the session hands over
-    /// raw text and cannot forget to redact it.
     fn apply_text_policy(&self, ev: &mut Event) {
-        let cfg = &self.shared.cfg;
-        match &mut ev.kind {
-            EventKind::Statement(s) => {
-                let held = s.request_id.is_some();
-                let mode = if held {
-                    TextMode::Full
-                } else {
-                    cfg.statement_text
-                };
-                s.sql = match (mode, s.sql.take()) {
-                    (_, None) | (TextMode::None, _) => None,
-                    (TextMode::Full, Some(sql)) => Some(scrub_secrets(&sql)),
-                    (TextMode::Redacted, Some(sql)) => Some(redact(&sql)),
-                };
-                s.text_mode = mode.as_str().to_string();
-                if let Some(p) = &s.parameters {
-                    s.parameter_count = s.parameter_count.max(p.len());
-                }
-                if !cfg.log_parameters {
-                    s.parameters = None;
-                }
-            }
-            EventKind::ApprovalRequested(a) => a.sql = scrub_secrets(&a.sql),
-            _ => {}
-        }
+        apply_text_policy(&self.shared.cfg, ev);
     }
 
     /// Bring every sink up to the last assigned seq, then release waiters.
@@ -814,25 +884,25 @@ impl Writer {
         let metrics = &shared.metrics;
         let mut first_err = None;
         if let Some(f) = &mut self.file {
-            let todo: Vec<&Line> = self.pending.iter().filter(|l| l.seq > f.acked).collect();
+            let todo: Vec<&Line> = self.pending.after(f.acked);
             if !todo.is_empty() {
-                if let Err(e) = f.write(&todo, metrics) {
+                if let Err(e) = f.write(&self.pending, &todo, metrics) {
                     first_err.get_or_insert(e);
                 }
             }
         }
         if let Some(s) = &mut self.stdout {
-            let todo: Vec<&Line> = self.pending.iter().filter(|l| l.seq > s.acked).collect();
+            let todo: Vec<&Line> = self.pending.after(s.acked);
             if !todo.is_empty() {
-                if let Err(e) = s.write(&todo) {
+                if let Err(e) = s.write(&self.pending, &todo) {
                     first_err.get_or_insert(e);
                 }
             }
         }
         if let Some(p) = &mut self.pg {
-            let todo: Vec<&Line> = self.pending.iter().filter(|l| l.seq > p.acked).collect();
+            let todo: Vec<&Line> = self.pending.after(p.acked);
             if !todo.is_empty() {
-                if let Err(e) = p.write(&todo).await {
+                if let Err(e) = p.write(&self.pending, &todo).await {
                     first_err.get_or_insert(e);
                 }
             }
@@ -846,12 +916,7 @@ impl Writer {
         .flatten()
         .min()
         .unwrap_or(self.last_seq);
-        let mut done = 0u64;
-        while self.pending.front().is_some_and(|l| l.seq <= stored) {
-            let l = self.pending.pop_front().expect("checked");
-            self.pending_bytes -= l.text.len() + 1;
-            done += 1;
-        }
+        let done = self.pending.release(stored);
         metrics.records_written.fetch_add(done, Ordering::Relaxed);
         metrics.records_pending.fetch_sub(done, Ordering::Relaxed);
         // Durable records are released once the log is fsynced: the head
@@ -911,6 +976,68 @@ impl Writer {
     }
 }
 
+/// A statement record's body, as the writer would encode the equivalent
+/// `Statement` event under `cfg` (text policy included).
+fn encode_statement(cfg: &AuditConfig, ts: Timestamp, r: &StatementRecord<'_>) -> Vec<u8> {
+    let (sql, mode) = recorded_text(cfg, r.sql, r.request_id.is_some());
+    let fields = encode::Fields {
+        session: r.session,
+        agent: r.agent,
+        statement: r.statement,
+        sql: sql.as_deref(),
+        text_mode: mode.as_str(),
+        parameters: (cfg.log_parameters && !r.parameters.is_empty()).then_some(r.parameters),
+        parameter_count: r.parameters.len(),
+        categories: r.categories,
+        tables: r.tables,
+        functions: r.functions,
+        decision: r.decision,
+        rules: r.rules,
+        ruleset: r.ruleset,
+        request_id: r.request_id,
+        outcome: r.outcome,
+        duration_us: r.duration_us,
+    };
+    let mut body = Vec::with_capacity(480 + sql.as_deref().map_or(0, str::len));
+    encode::statement(&mut body, ts, &fields);
+    body
+}
+
+/// What the trail records of a statement's text, and under which mode:
+/// held statements in full (that is what was approved), others per
+/// `statement_text`; secrets scrubbed either way.
+fn recorded_text(cfg: &AuditConfig, sql: Option<&str>, held: bool) -> (Option<String>, TextMode) {
+    let mode = if held { TextMode::Full } else { cfg.statement_text };
+    let text = match (mode, sql) {
+        (_, None) | (TextMode::None, _) => None,
+        (TextMode::Full, Some(sql)) => Some(scrub_secrets(sql)),
+        (TextMode::Redacted, Some(sql)) => Some(redact(sql)),
+    };
+    (text, mode)
+}
+
+/// The text policy for records given as events. Redaction happens inside
+/// the audit module either way (here on the writer thread, or in
+/// [`Auditor::statement`] on the caller's): a caller hands over raw text
+/// and cannot forget to redact it.
+fn apply_text_policy(cfg: &AuditConfig, ev: &mut Event) {
+    match &mut ev.kind {
+        EventKind::Statement(s) => {
+            let (sql, mode) = recorded_text(cfg, s.sql.as_deref(), s.request_id.is_some());
+            s.sql = sql;
+            s.text_mode = mode.as_str().to_string();
+            if let Some(p) = &s.parameters {
+                s.parameter_count = s.parameter_count.max(p.len());
+            }
+            if !cfg.log_parameters {
+                s.parameters = None;
+            }
+        }
+        EventKind::ApprovalRequested(a) => a.sql = scrub_secrets(&a.sql),
+        _ => {}
+    }
+}
+
 async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -947,6 +1074,130 @@ mod tests {
         cfg.flush_interval = Duration::from_millis(5);
         cfg.queue_capacity = 16;
         cfg
+    }
+
+    /// `Auditor::statement` (the session's path) writes exactly the bytes
+    /// the writer writes for the equivalent `Statement` event, under every
+    /// text policy.
+    #[test]
+    fn statement_records_encode_like_statement_events() {
+        let params = [Some("4111 1111 1111 1111".to_string()), None];
+        let texts = [
+            "SELECT * FROM t WHERE card = '4111' AND n > 10",
+            "ALTER ROLE bob PASSWORD 'hunter2'",
+            "SELECT 'unterminated",
+            "select \"Ünïcode\" from \"t\"\"q\" -- note 'x'\n where a = $1",
+        ];
+        let mut cases = 0;
+        for mode in [TextMode::Full, TextMode::Redacted, TextMode::None] {
+            for log_parameters in [false, true] {
+                for held in [None, Some("r-1")] {
+                    for sql in texts {
+                        for parameters in [&params[..], &[]] {
+                            let mut cfg = AuditConfig::with_file("unused.jsonl");
+                            cfg.statement_text = mode;
+                            cfg.log_parameters = log_parameters;
+                            let outcome = Outcome::Ok { command_tag: "UPDATE 3".into(), rows: Some(3) };
+                            let rec = StatementRecord {
+                                session: "s-1",
+                                agent: "bot \"quoted\"",
+                                statement: 7,
+                                sql: Some(sql),
+                                parameters,
+                                categories: &["read", "write"],
+                                tables: &["public.t"],
+                                functions: &[],
+                                decision: "allow",
+                                rules: &["r2", "r1"],
+                                ruleset: Some("abc"),
+                                request_id: held,
+                                outcome: (&outcome).into(),
+                                duration_us: 42,
+                            };
+                            let ts = Timestamp(1_796_000_000_123_456);
+                            let fast = encode_statement(&cfg, ts, &rec);
+                            let mut ev = Event {
+                                ts,
+                                kind: EventKind::Statement(event::Statement {
+                                    session: rec.session.into(),
+                                    agent: rec.agent.into(),
+                                    statement: 7,
+                                    sql: Some(sql.into()),
+                                    text_mode: String::new(),
+                                    parameters: (!parameters.is_empty()).then(|| parameters.to_vec()),
+                                    parameter_count: parameters.len(),
+                                    categories: vec!["read".into(), "write".into()],
+                                    tables: vec!["public.t".into()],
+                                    functions: vec![],
+                                    decision: "allow".into(),
+                                    rules: vec!["r2".into(), "r1".into()],
+                                    ruleset: Some("abc".into()),
+                                    request_id: held.map(str::to_string),
+                                    outcome: outcome.clone(),
+                                    duration_us: 42,
+                                }),
+                            };
+                            apply_text_policy(&cfg, &mut ev);
+                            let mut derived = serde_json::to_vec(&ev).unwrap();
+                            derived.remove(0);
+                            assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(derived).unwrap());
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 3 * 2 * 2 * 4 * 2);
+    }
+
+    /// Encoded records and events share one chain: seq, prev and hashes
+    /// as `verify` checks them, across a size rotation.
+    #[tokio::test]
+    async fn encoded_statements_chain_with_other_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), FailurePolicy::Block);
+        cfg.queue_capacity = 1024;
+        cfg.rotate_bytes = 4096;
+        let (auditor, task) = Auditor::start(cfg).await.unwrap();
+        for i in 0..40u64 {
+            if i % 3 == 0 {
+                auditor.emit(ev(i));
+            }
+            auditor.statement(&StatementRecord {
+                session: "s-1",
+                agent: "bot",
+                statement: i,
+                sql: Some("UPDATE t SET a = 'secret' WHERE id = 5"),
+                parameters: &[],
+                categories: &["write"],
+                tables: &["t"],
+                functions: &[],
+                decision: "allow",
+                rules: &[],
+                ruleset: None,
+                request_id: None,
+                outcome: OutcomeRef::Ok { command_tag: "UPDATE 1", rows: Some(1) },
+                duration_us: i,
+            });
+        }
+        auditor.shutdown().await.unwrap();
+        task.join().await.unwrap();
+        let files = trail_files(&dir.path().join("a.jsonl")).unwrap();
+        assert!(files.len() > 2, "rotated: {files:?}");
+        let report = verify(&files);
+        assert!(report.ok, "{report:?}");
+        let records = chain::read_records(&files).unwrap();
+        let statements: Vec<_> = records
+            .iter()
+            .filter_map(|r| match &r.event.kind {
+                EventKind::Statement(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(statements.len(), 40);
+        assert!(statements.iter().enumerate().all(|(i, s)| s.statement == i as u64 && s.duration_us == i as u64));
+        assert_eq!(statements[0].sql.as_deref(), Some("UPDATE t SET a = ? WHERE id = ?"));
+        assert_eq!(statements[0].text_mode, "redacted");
     }
 
     #[tokio::test]

@@ -13,22 +13,133 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::chain::{self, GENESIS};
+use super::chain::{self, Hash, GENESIS};
 use super::{AuditMetrics, Error};
 
-/// A line ready for the sinks.
+/// A line ready for the sinks. Its bytes are in [`Pending`].
 #[derive(Debug, Clone)]
 pub(crate) struct Line {
     pub seq: u64,
-    pub hash: String,
-    pub prev: String,
+    pub hash: Hash,
+    pub prev: Hash,
     /// Formatted only by the sink that needs it (PostgreSQL's `ts` column).
     pub ts: super::event::Timestamp,
     pub kind: &'static str,
-    pub text: String,
+    /// Where the line's bytes start in the pending text (an offset that
+    /// counts every byte ever appended, so it survives draining the front).
+    start: usize,
+    len: usize,
     /// This is a `rotated` record: the file sink renames its file to this
     /// name after storing it.
     pub rotate_to: Option<String>,
+}
+
+/// Lines that have a seq but are not yet stored by every sink, their text
+/// in one buffer, each followed by its newline.
+///
+/// One buffer instead of a `String` per line: the writer allocates nothing
+/// per record once the buffer has grown to a batch, and the file sink
+/// writes a batch straight from it.
+#[derive(Default)]
+pub(crate) struct Pending {
+    lines: std::collections::VecDeque<Line>,
+    text: Vec<u8>,
+    /// Offset (in appended bytes) of `text[0]`.
+    base: usize,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Bytes held, newlines included.
+    pub fn bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Lines after `seq`, in order.
+    pub fn after(&self, seq: u64) -> Vec<&Line> {
+        self.lines.iter().filter(|l| l.seq > seq).collect()
+    }
+
+    /// A line's bytes, without its newline.
+    pub fn text(&self, l: &Line) -> &[u8] {
+        &self.text[l.start - self.base..][..l.len]
+    }
+
+    /// The bytes of `first` through `last` (consecutive lines), newlines
+    /// included.
+    pub fn run(&self, first: &Line, last: &Line) -> &[u8] {
+        &self.text[first.start - self.base..last.start - self.base + last.len + 1]
+    }
+
+    /// Where the next line will start; build it by appending to
+    /// [`Pending::buf`], then [`Pending::commit`] or [`Pending::abandon`].
+    pub fn mark(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.text
+    }
+
+    /// Forget what was appended since `mark`.
+    pub fn abandon(&mut self, mark: usize) {
+        self.text.truncate(mark);
+    }
+
+    /// The bytes appended since `mark`, without a newline yet.
+    pub fn since(&self, mark: usize) -> &[u8] {
+        &self.text[mark..]
+    }
+
+    /// Seal what was appended since `mark` as the line `seq` and return
+    /// its hash.
+    pub fn commit(
+        &mut self,
+        mark: usize,
+        seq: u64,
+        prev: Hash,
+        ts: super::event::Timestamp,
+        kind: &'static str,
+        rotate_to: Option<String>,
+    ) -> Hash {
+        let hash = Hash::of(&self.text[mark..]);
+        let len = self.text.len() - mark;
+        self.text.push(b'\n');
+        self.lines.push_back(Line { seq, hash, prev, ts, kind, start: self.base + mark, len, rotate_to });
+        hash
+    }
+
+    /// Drop lines up to and including `seq`; returns how many.
+    pub fn release(&mut self, seq: u64) -> u64 {
+        let mut n = 0;
+        while self.lines.front().is_some_and(|l| l.seq <= seq) {
+            self.lines.pop_front();
+            n += 1;
+        }
+        match self.lines.front() {
+            None => {
+                self.base += self.text.len();
+                self.text.clear();
+            }
+            Some(l) => {
+                let cut = l.start - self.base;
+                self.text.drain(..cut);
+                self.base = l.start;
+            }
+        }
+        // A burst (a long sink outage) must not pin its peak for good.
+        if self.text.is_empty() && self.text.capacity() > 16 * 1024 * 1024 {
+            self.text = Vec::new();
+        }
+        n
+    }
 }
 
 /// The `.head` sidecar: the last record known to be on disk.
@@ -183,7 +294,7 @@ impl FileSink {
 
     /// Store `lines` (all with seq > acked, in order) and fsync; the head
     /// is then stale until [`FileSink::write_head_if_stale`].
-    pub fn write(&mut self, lines: &[&Line], metrics: &AuditMetrics) -> Result<(), Error> {
+    pub fn write(&mut self, pending: &Pending, lines: &[&Line], metrics: &AuditMetrics) -> Result<(), Error> {
         #[cfg(test)]
         if metrics
             .fail_writes
@@ -206,14 +317,12 @@ impl FileSink {
                 .position(|l| l.rotate_to.is_some())
                 .map_or(lines.len(), |p| i + p + 1);
             let chunk = &lines[i..end];
-            let mut buf = Vec::with_capacity(chunk.iter().map(|l| l.text.len() + 1).sum());
-            for l in chunk {
-                buf.extend_from_slice(l.text.as_bytes());
-                buf.push(b'\n');
-            }
+            let last = chunk.last().expect("chunk is non-empty");
+            // Lines after `acked` are consecutive in the pending text.
+            let buf = pending.run(chunk[0], last);
             let res = self
                 .file
-                .write_all(&buf)
+                .write_all(buf)
                 .map_err(|e| Error::io(&self.path, "write", e))
                 .and_then(|_| {
                     self.file
@@ -228,9 +337,8 @@ impl FileSink {
             }
             metrics.inc_fsync();
             self.good_len += buf.len() as u64;
-            let last = chunk.last().expect("chunk is non-empty");
             self.acked = last.seq;
-            self.last_hash = last.hash.clone();
+            self.last_hash = last.hash.as_str().to_owned();
             if let Some(name) = &last.rotate_to {
                 self.pending_rename = Some(name.clone());
                 self.rotate(name)?;
@@ -436,13 +544,12 @@ pub(crate) struct StdoutSink {
 }
 
 impl StdoutSink {
-    pub fn write(&mut self, lines: &[&Line]) -> Result<(), Error> {
+    pub fn write(&mut self, pending: &Pending, lines: &[&Line]) -> Result<(), Error> {
         let out = std::io::stdout();
         let mut lock = out.lock();
         let res = (|| {
-            for l in lines {
-                lock.write_all(l.text.as_bytes())?;
-                lock.write_all(b"\n")?;
+            if let (Some(first), Some(last)) = (lines.first(), lines.last()) {
+                lock.write_all(pending.run(first, last))?;
             }
             lock.flush()
         })();
@@ -545,14 +652,14 @@ impl PgSink {
         }
     }
 
-    pub async fn write(&mut self, lines: &[&Line]) -> Result<(), Error> {
+    pub async fn write(&mut self, pending: &Pending, lines: &[&Line]) -> Result<(), Error> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             // Our previous insert may have committed although we saw an
             // error; the table's last row then is one of the pending lines.
             if let Some((seq, hash)) = self.connect().await? {
                 if seq > self.acked {
                     match lines.iter().find(|l| l.seq == seq) {
-                        Some(l) if l.hash == hash => self.acked = seq,
+                        Some(l) if l.hash == *hash.as_str() => self.acked = seq,
                         _ => {
                             self.client = None;
                             return Err(pg_err(format!(
@@ -574,7 +681,11 @@ impl PgSink {
         let kinds: Vec<&str> = lines.iter().map(|l| l.kind).collect();
         let prevs: Vec<&str> = lines.iter().map(|l| l.prev.as_str()).collect();
         let hashes: Vec<&str> = lines.iter().map(|l| l.hash.as_str()).collect();
-        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        let texts = lines
+            .iter()
+            .map(|l| std::str::from_utf8(pending.text(l)))
+            .collect::<Result<Vec<&str>, _>>()
+            .map_err(|e| Error::Encode(format!("audit line is not UTF-8: {e}")))?;
         let sql = format!(
             "INSERT INTO {} (seq, ts, type, prev, hash, line, event)
              SELECT s, t::timestamptz, k, p, h, l, l::jsonb

@@ -14,6 +14,7 @@ pub mod inflight;
 pub mod io;
 pub mod messages;
 pub mod policy;
+pub mod record;
 pub mod session;
 pub mod sqlstate;
 pub mod tls;

@@ -23,7 +23,8 @@ use crate::classify::{
 };
 use crate::identity::SessionInfo;
 use crate::audit::FailurePolicy;
-use crate::audit::event::{self as audit, decision};
+use crate::audit::event::decision;
+use super::record::{Draft, Who};
 use crate::rules::{Action, Decision, HoldSettings, Subject};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -95,6 +96,7 @@ enum Undo {
 pub struct Policy {
     proxy: Arc<Proxy>,
     info: SessionInfo,
+    who: Arc<Who>,
     pub cancel: Arc<super::cancel::Signal>,
     pub inject: mpsc::Sender<BytesMut>,
     pub statements: u64,
@@ -116,6 +118,7 @@ impl Policy {
     pub fn new(proxy: Arc<Proxy>, info: SessionInfo, cancel: Arc<super::cancel::Signal>, inject: mpsc::Sender<BytesMut>) -> Policy {
         Policy {
             proxy,
+            who: Arc::new(Who { session: info.id.clone(), agent: info.agent.clone() }),
             info,
             cancel,
             inject,
@@ -246,7 +249,7 @@ impl Policy {
 
     /// Judge a unit. Also returns the draft of its audit record (outcome
     /// still to fill in), or `None` for a unit that executes nothing.
-    pub fn decide(&mut self, unit: &Unit<'_>) -> (Verdict, Option<audit::Statement>) {
+    pub fn decide(&mut self, unit: &Unit<'_>) -> (Verdict, Option<Draft>) {
         let proxy = self.proxy.clone();
         let m = &proxy.metrics;
         if proxy.audit.policy() == FailurePolicy::Refuse && !proxy.audit.is_healthy() {
@@ -272,43 +275,23 @@ impl Policy {
         (self.verdict(judgement), draft)
     }
 
-    fn draft(&self, j: &Judgement) -> audit::Statement {
-        let mut categories = Vec::new();
-        let mut tables = Vec::new();
-        let mut functions = Vec::new();
-        for e in j.executed.iter().flat_map(|c| c.effects()) {
-            categories.push(e.category.as_str().to_string());
-            tables.extend(e.tables.iter().cloned());
-            functions.extend(e.functions.iter().cloned());
-        }
-        for v in [&mut categories, &mut tables, &mut functions] {
-            v.sort();
-            v.dedup();
-        }
+    fn draft(&self, j: &Judgement) -> Draft {
         let d = &j.decision;
-        audit::Statement {
-            session: self.info.id.clone(),
-            agent: self.info.agent.clone(),
+        Draft {
+            who: Arc::clone(&self.who),
             statement: self.statements,
-            sql: Some(self.last_sql.clone()),
-            text_mode: String::new(),
-            parameter_count: self.last_params.len(),
-            parameters: (!self.last_params.is_empty()).then(|| self.last_params.clone()),
-            categories,
-            tables,
-            functions,
+            sql: self.last_sql.clone(),
+            params: self.last_params.clone(),
+            executed: j.executed.clone(),
             decision: match d.action {
                 Action::Allow => decision::ALLOW,
                 Action::Log => "log",
                 Action::Deny => decision::DENY,
                 Action::Hold => "held",
-            }
-            .to_string(),
+            },
             rules: d.rules.clone(),
-            ruleset: Some(j.rules.version().to_string()),
+            ruleset: Arc::clone(&j.rules),
             request_id: None,
-            outcome: audit::Outcome::NotSent,
-            duration_us: 0,
         }
     }
 

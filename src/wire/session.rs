@@ -20,6 +20,8 @@ use super::policy::{Held, Policy, Unit, Verdict};
 use super::inflight::UnitResult;
 use crate::approval;
 use crate::audit::event::{self as audit, Event, EventKind, decision};
+use crate::audit::OutcomeRef;
+use super::record::Draft;
 use super::sqlstate;
 use super::{Proxy, client::Established};
 use bytes::{Buf, BytesMut};
@@ -364,9 +366,9 @@ impl Inbound<'_> {
 
     /// Register a forwarded unit so its result reaches the audit trail
     /// (and the approval message, for an approved hold).
-    fn track(&mut self, answered: bool, draft: Option<audit::Statement>, pending: Option<approval::Pending>) {
+    fn track(&mut self, answered: bool, draft: Option<Draft>, pending: Option<approval::Pending>) {
         let audit = self.policy.proxy().audit.clone();
-        let Some(mut draft) = draft else {
+        let Some(draft) = draft else {
             if answered {
                 self.shared.in_flight.push(None);
             }
@@ -374,24 +376,23 @@ impl Inbound<'_> {
         };
         if !answered {
             // Flush-ended batch: its results come with a later Sync.
-            draft.outcome = audit::Outcome::Ok { command_tag: "(sent; result reported with the next Sync)".into(), rows: None };
-            audit.emit(Event::now(EventKind::Statement(draft)));
+            let sent = OutcomeRef::Ok { command_tag: "(sent; result reported with the next Sync)", rows: None };
+            draft.record(&audit, sent, 0);
             if let Some(p) = pending {
                 p.finish(Ok("sent".into()));
             }
             return;
         }
         self.shared.in_flight.push(Some(Box::new(move |r: UnitResult| {
-            draft.duration_us = r.elapsed.as_micros() as u64;
-            draft.outcome = match &r.error {
-                Some((code, message)) => audit::Outcome::Error { sqlstate: code.clone(), message: message.clone() },
+            let outcome = match &r.error {
+                Some((code, message)) => OutcomeRef::Error { sqlstate: code, message },
                 None => {
-                    let tag = r.tags.last().cloned().unwrap_or_default();
+                    let tag = r.tags.last().map_or("", String::as_str);
                     let rows = tag.rsplit(' ').next().and_then(|n| n.parse().ok());
-                    audit::Outcome::Ok { command_tag: tag, rows }
+                    OutcomeRef::Ok { command_tag: tag, rows }
                 }
             };
-            audit.emit(Event::now(EventKind::Statement(draft)));
+            draft.record(&audit, outcome, r.elapsed.as_micros() as u64);
             if let Some(p) = pending {
                 p.finish(r.summary());
             }
@@ -402,7 +403,7 @@ impl Inbound<'_> {
     /// statement was not sent) is written when the refusal is answered, in
     /// order with the records of the units before it: a client may see an
     /// earlier error before that unit's ReadyForQuery and send on.
-    fn refuse(&mut self, kind: Kind, code: &'static str, message: &str, draft: Option<audit::Statement>) -> Result<(), End> {
+    fn refuse(&mut self, kind: Kind, code: &'static str, message: &str, draft: Option<Draft>) -> Result<(), End> {
         let audit = self.policy.proxy().audit.clone();
         match kind {
             // Postgres answers the refusal with ErrorResponse +
@@ -411,7 +412,7 @@ impl Inbound<'_> {
             Kind::Query | Kind::SyncedSegment => {
                 messages::query(&mut self.out, &messages::refusal_sql(code, message));
                 self.shared.in_flight.push(draft.map(|d| -> super::inflight::Done {
-                    Box::new(move |_refusal_answered: UnitResult| audit.emit(Event::now(EventKind::Statement(d))))
+                    Box::new(move |_refusal_answered: UnitResult| d.record(&audit, OutcomeRef::NotSent, 0))
                 }));
                 Ok(())
             }
@@ -419,7 +420,7 @@ impl Inbound<'_> {
             // end the session rather than let anything run.
             Kind::OpenSegment => {
                 if let Some(d) = draft {
-                    audit.emit(Event::now(EventKind::Statement(d)));
+                    d.record(&audit, OutcomeRef::NotSent, 0);
                 }
                 tracing::warn!(session = %self.policy.info().id, "refused statement in an extended batch without Sync: ending session");
                 Err(End::RefusedUnsynced { code, message: message.to_string() })
@@ -429,7 +430,7 @@ impl Inbound<'_> {
 
     /// Wait for a human decision on a held unit, watching for the client
     /// cancelling or going away (either withdraws the request for good).
-    async fn hold<R>(&mut self, held: &Held, unit_len: usize, draft: &mut audit::Statement, cr: &mut R) -> Result<HoldEnd, End>
+    async fn hold<R>(&mut self, held: &Held, unit_len: usize, draft: &mut Draft, cr: &mut R) -> Result<HoldEnd, End>
     where
         R: AsyncRead + Unpin,
     {
@@ -464,7 +465,7 @@ impl Inbound<'_> {
         let mut pending = match proxy.gate.submit(req).await {
             Ok(p) => p,
             Err(outcome) => {
-                draft.decision = "channel_down".into();
+                draft.decision = "channel_down";
                 let why = match outcome {
                     approval::Outcome::ChannelDown { error } => error,
                     other => format!("{other:?}"),
@@ -484,9 +485,9 @@ impl Inbound<'_> {
             agent: info.agent.clone(),
             statement: draft.statement,
             sql: held.sql.clone(),
-            categories: draft.categories.clone(),
+            categories: draft.categories(),
             rules: held.decision.rules.clone(),
-            ruleset: draft.ruleset.clone(),
+            ruleset: Some(draft.ruleset.version().to_string()),
             approvers: held.settings.approvers.clone(),
             quorum: held.settings.quorum,
             channel: held.settings.channel.clone().unwrap_or_else(|| "default".into()),
@@ -494,7 +495,7 @@ impl Inbound<'_> {
         }));
         if let Err(e) = proxy.audit.record_durable(requested).await {
             pending.withdraw("the audit trail is unavailable").await;
-            draft.decision = decision::WITHDRAWN.into();
+            draft.decision = decision::WITHDRAWN;
             return Ok(HoldEnd::Refused {
                 code: sqlstate::CANNOT_CONNECT_NOW,
                 message: format!("pg-airlock: cannot record the approval request ({e}); nothing was run"),
@@ -528,7 +529,7 @@ impl Inbound<'_> {
                 _ = &mut cancelled => {
                     pending.withdraw("the client cancelled the query").await;
                     self.closed(&id, &info.id, "client cancelled", started, EventKind::ApprovalWithdrawn).await;
-                    draft.decision = decision::WITHDRAWN.into();
+                    draft.decision = decision::WITHDRAWN;
                     return Ok(HoldEnd::Refused {
                         code: sqlstate::QUERY_CANCELED,
                         message: format!("canceling statement due to user request (approval request {id} withdrawn)"),
@@ -573,20 +574,20 @@ impl Inbound<'_> {
                 // The decision is on disk before the statement is sent.
                 if let Err(e) = proxy.audit.record_durable(decided(decision::APPROVED, names, None)).await {
                     pending.withdraw("the audit trail is unavailable").await;
-                    draft.decision = decision::WITHDRAWN.into();
+                    draft.decision = decision::WITHDRAWN;
                     return Ok(HoldEnd::Refused {
                         code: sqlstate::CANNOT_CONNECT_NOW,
                         message: format!("pg-airlock: approved, but the decision cannot be recorded ({e}); nothing was run"),
                     });
                 }
-                draft.decision = decision::APPROVED.into();
+                draft.decision = decision::APPROVED;
                 tracing::info!(session = %info.id, request = %id, "approved statement forwarded");
                 Ok(HoldEnd::Approved(pending))
             }
             approval::Outcome::Denied { by, reason } => {
                 let who = by.name.clone().unwrap_or_else(|| by.id.clone());
                 let _ = proxy.audit.record_durable(decided(decision::DENIED, vec![by.label()], reason.clone())).await;
-                draft.decision = decision::DENIED.into();
+                draft.decision = decision::DENIED;
                 Ok(HoldEnd::Refused {
                     code: sqlstate::INSUFFICIENT_PRIVILEGE,
                     message: format!(
@@ -597,14 +598,14 @@ impl Inbound<'_> {
             }
             approval::Outcome::TimedOut { after } => {
                 self.closed(&id, &info.id, "timed out", started, EventKind::ApprovalExpired).await;
-                draft.decision = decision::EXPIRED.into();
+                draft.decision = decision::EXPIRED;
                 Ok(HoldEnd::Refused {
                     code: sqlstate::QUERY_CANCELED,
                     message: format!("pg-airlock: approval request {id} timed out after {after:?}; nothing was run"),
                 })
             }
             approval::Outcome::ChannelDown { error } => {
-                draft.decision = "channel_down".into();
+                draft.decision = "channel_down";
                 Ok(HoldEnd::Refused {
                     code: sqlstate::CANNOT_CONNECT_NOW,
                     message: format!("pg-airlock: the approval channel is down ({error}); nothing was run"),
