@@ -361,7 +361,7 @@ impl Auditor {
             return;
         }
         let ts = Timestamp::now();
-        let body = encode_statement(&self.shared.cfg, ts, r);
+        let body = statement_body(&self.shared.cfg, ts, r);
         self.emit_msg(Msg::Encoded(Encoded { ts, kind: "statement", body }));
     }
 
@@ -977,8 +977,9 @@ impl Writer {
 }
 
 /// A statement record's body, as the writer would encode the equivalent
-/// `Statement` event under `cfg` (text policy included).
-fn encode_statement(cfg: &AuditConfig, ts: Timestamp, r: &StatementRecord<'_>) -> Vec<u8> {
+/// `Statement` event under `cfg` (text policy included): what
+/// [`Auditor::statement`] queues. Public for the benchmark (`bench/audit.rs`).
+pub fn statement_body(cfg: &AuditConfig, ts: Timestamp, r: &StatementRecord<'_>) -> Vec<u8> {
     let (sql, mode) = recorded_text(cfg, r.sql, r.request_id.is_some());
     let fields = encode::Fields {
         session: r.session,
@@ -1115,7 +1116,7 @@ mod tests {
                                 duration_us: 42,
                             };
                             let ts = Timestamp(1_796_000_000_123_456);
-                            let fast = encode_statement(&cfg, ts, &rec);
+                            let fast = statement_body(&cfg, ts, &rec);
                             let mut ev = Event {
                                 ts,
                                 kind: EventKind::Statement(event::Statement {

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 /// What the server answered to one unit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnitResult {
-    /// Command tags of the statements that completed (`"DELETE 3"`).
-    pub tags: Vec<String>,
+    /// Command tag of the last statement that completed (`"DELETE 3"`);
+    /// empty if none did.
+    pub tag: String,
     /// SQLSTATE and message of the error, if the unit failed.
     pub error: Option<(String, String)>,
     pub elapsed: Duration,
@@ -22,7 +23,8 @@ impl UnitResult {
     pub fn summary(&self) -> Result<String, String> {
         match &self.error {
             Some((code, msg)) => Err(format!("{msg} ({code})")),
-            None => Ok(self.tags.last().cloned().unwrap_or_else(|| "done".into())),
+            None if self.tag.is_empty() => Ok("done".into()),
+            None => Ok(self.tag.clone()),
         }
     }
 }
@@ -34,6 +36,27 @@ struct Entry {
     result: UnitResult,
     /// Who wants the result; units nobody watches cost no allocation.
     done: Option<Done>,
+}
+
+/// Completed units whose callbacks have not run yet. Dropping it runs
+/// them: a session that ends early (client gone, protocol error) still
+/// records every result it saw.
+#[derive(Default)]
+pub struct Finished(Vec<(Done, UnitResult)>);
+
+impl Finished {
+    /// Run the callbacks, oldest first.
+    pub fn run(&mut self) {
+        for (done, result) in self.0.drain(..) {
+            done(result);
+        }
+    }
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.run();
+    }
 }
 
 #[derive(Default)]
@@ -58,7 +81,9 @@ impl InFlight {
         if let Some(e) = q.front_mut()
             && e.done.is_some()
         {
-            e.result.tags.push(String::from_utf8_lossy(tag).into_owned());
+            // Only the last one is reported; one buffer for all of them.
+            e.result.tag.clear();
+            e.result.tag.push_str(&String::from_utf8_lossy(tag));
         }
     }
 
@@ -72,14 +97,16 @@ impl InFlight {
         }
     }
 
-    /// ReadyForQuery: the oldest unit is complete.
-    pub fn on_ready(&self) {
+    /// ReadyForQuery: the oldest unit is complete. Its callback goes to
+    /// `finished`, for the caller to run once the bytes are on their way
+    /// to the client (recording a result is no part of its latency).
+    pub fn on_ready(&self, finished: &mut Finished) {
         let e = self.q.lock().expect("inflight poisoned").pop_front();
         if let Some(mut e) = e
             && let Some(done) = e.done.take()
         {
             e.result.elapsed = e.started.elapsed();
-            done(e.result);
+            finished.0.push((done, e.result));
         }
     }
 
@@ -104,19 +131,24 @@ mod tests {
     #[test]
     fn results_are_attributed_in_order() {
         let f = InFlight::default();
+        let mut done = Finished::default();
         let got = Arc::new(Mutex::new(Vec::new()));
         for _ in 0..2 {
             let g = got.clone();
             f.push(Some(Box::new(move |r| g.lock().unwrap().push(r))));
         }
         f.push(None);
+        // A multi-statement unit reports its last statement's tag.
+        f.on_complete(b"BEGIN");
         f.on_complete(b"INSERT 0 1");
-        f.on_ready();
+        f.on_ready(&mut done);
         f.on_error("42501".into(), "no".into());
-        f.on_ready();
+        f.on_ready(&mut done);
         f.on_complete(b"SELECT 1");
-        f.on_ready();
+        f.on_ready(&mut done);
         assert!(f.is_empty());
+        assert!(got.lock().unwrap().is_empty(), "callbacks wait for the caller");
+        done.run();
         let got = got.lock().unwrap();
         assert_eq!(got[0].summary(), Ok("INSERT 0 1".into()));
         assert_eq!(got[1].summary(), Err("no (42501)".into()));

@@ -258,44 +258,51 @@ impl Policy {
             let message = "pg-airlock: the audit trail is unavailable; statements are refused until it recovers".to_string();
             return (Verdict::Refuse { code: sqlstate::CANNOT_CONNECT_NOW, message }, None);
         }
-        let judgement = match self.judge(unit) {
+        let mut judgement = match self.judge(unit) {
             Ok(j) => j,
             Err((code, message)) => {
                 self.rollback();
                 return (Verdict::Refuse { code, message }, None);
             }
         };
-        let draft = if judgement.executed.is_empty() {
-            None
-        } else {
+        let executes = !judgement.executed.is_empty();
+        let draft = if executes {
             self.statements += 1;
             m.statements_total.inc();
-            Some(self.draft(&judgement))
+            Some(self.draft(&mut judgement))
+        } else {
+            None
         };
-        (self.verdict(judgement), draft)
+        (self.verdict(judgement, executes), draft)
     }
 
-    fn draft(&self, j: &Judgement) -> Draft {
-        let d = &j.decision;
+    /// The unit's audit draft. A unit that runs as it is (allow, log)
+    /// hands over what only its record still needs; a refusal or hold
+    /// still needs the decision's rules and the values itself.
+    fn draft(&mut self, j: &mut Judgement) -> Draft {
+        let runs = matches!(j.decision.action, Action::Allow | Action::Log);
+        let d = &mut j.decision;
         Draft {
             who: Arc::clone(&self.who),
             statement: self.statements,
             sql: self.last_sql.clone(),
-            params: self.last_params.clone(),
-            executed: j.executed.clone(),
+            params: if runs { std::mem::take(&mut self.last_params) } else { self.last_params.clone() },
+            executed: if runs { std::mem::take(&mut j.executed) } else { j.executed.clone() },
             decision: match d.action {
                 Action::Allow => decision::ALLOW,
                 Action::Log => "log",
                 Action::Deny => decision::DENY,
                 Action::Hold => "held",
             },
-            rules: d.rules.clone(),
+            rules: if runs { std::mem::take(&mut d.rules) } else { d.rules.clone() },
             ruleset: Arc::clone(&j.rules),
             request_id: None,
         }
     }
 
-    fn verdict(&mut self, judgement: Judgement) -> Verdict {
+    /// `executes`: the unit runs something (its `executed` may have been
+    /// handed to the draft already).
+    fn verdict(&mut self, judgement: Judgement, executes: bool) -> Verdict {
         let proxy = self.proxy.clone();
         let m = &proxy.metrics;
         let d = &judgement.decision;
@@ -303,10 +310,10 @@ impl Policy {
             Action::Allow | Action::Log => {
                 // Counted like `statements_total`: units that execute
                 // something (a Parse/Describe/Sync batch does not).
-                match (judgement.executed.is_empty(), d.action) {
-                    (true, _) => {}
-                    (false, Action::Log) => m.statements_logged.inc(),
-                    (false, _) => m.statements_allowed.inc(),
+                match (executes, d.action) {
+                    (false, _) => {}
+                    (true, Action::Log) => m.statements_logged.inc(),
+                    (true, _) => m.statements_allowed.inc(),
                 }
                 self.commit(&judgement);
                 Verdict::Forward

@@ -387,7 +387,7 @@ impl Inbound<'_> {
             let outcome = match &r.error {
                 Some((code, message)) => OutcomeRef::Error { sqlstate: code, message },
                 None => {
-                    let tag = r.tags.last().map_or("", String::as_str);
+                    let tag = r.tag.as_str();
                     let rows = tag.rsplit(' ').next().and_then(|n| n.parse().ok());
                     OutcomeRef::Ok { command_tag: tag, rows }
                 }
@@ -680,6 +680,9 @@ where
     // Bytes of the current frame still to pass through uninspected.
     let mut skip = 0usize;
     let mut inject_open = true;
+    // Results of units completed in the bytes at hand, recorded (audit,
+    // approval message) after those bytes are written to the client.
+    let mut finished = super::inflight::Finished::default();
     loop {
         let mut pos = 0usize;
         loop {
@@ -707,7 +710,7 @@ where
                     match h.tag {
                         b'Z' => {
                             shared.txn.store(f.get(5).copied().unwrap_or(b'I'), Ordering::Release);
-                            shared.in_flight.on_ready();
+                            shared.in_flight.on_ready(&mut finished);
                         }
                         b'C' => shared.in_flight.on_complete(f[5..].strip_suffix(&[0]).unwrap_or(&f[5..])),
                         b'E' => {
@@ -726,7 +729,9 @@ where
             }
         }
         if pos > 0 {
-            if let Err(e) = cw.write_all(&buf[..pos]).await {
+            let written = cw.write_all(&buf[..pos]).await;
+            finished.run();
+            if let Err(e) = written {
                 return if is_disconnect(&e) { End::ClientGone } else { End::Io(e) };
             }
             metrics.bytes_to_clients.add(pos as u64);
