@@ -43,7 +43,9 @@ pub fn body(mut frame: BytesMut) -> BytesMut {
 /// How much room to give the next read of a relay buffer.
 ///
 /// Idle sessions are the common case (agents hold connections open), so a
-/// buffer starts small and only a read that fills it completely doubles the
+/// buffer starts small (1 KiB: a pgbench-sized query or result fits; 2 KiB
+/// cost idle sessions 2 KiB more each, both directions, in
+/// `bench/run.sh`'s 1,000-connection test) and only a read that fills it completely doubles the
 /// next one, up to `MAX`, for bulk results and COPY. Reads that use little
 /// of the room halve it again, so a session that once streamed a big result
 /// does not keep asking for big reservations.
@@ -52,7 +54,7 @@ pub struct ReadSize {
 }
 
 impl ReadSize {
-    pub const MIN: usize = 2 * 1024;
+    pub const MIN: usize = 1024;
     pub const MAX: usize = 64 * 1024;
 
     pub fn new() -> Self {
