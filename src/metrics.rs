@@ -49,6 +49,7 @@ pub struct Metrics {
     pub statements_logged: Counter,
     pub statements_denied: Counter,
     pub statements_held: Counter,
+    pub classified_off_thread: Counter,
     pub holds_approved: Counter,
     pub holds_refused: Counter,
     pub cancels_forwarded: Counter,
@@ -63,7 +64,7 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         let mut out = String::with_capacity(2048);
-        let counters: [(&str, &str, &Counter); 18] = [
+        let counters: [(&str, &str, &Counter); 19] = [
             ("airlock_sessions_total", "Client sessions established", &self.sessions_total),
             ("airlock_logins_refused_total", "Logins refused (bad password, unknown agent, database not allowed)", &self.logins_refused),
             ("airlock_connections_rejected_total", "Connections dropped before login (limits, malformed startup, timeouts)", &self.connections_rejected),
@@ -74,6 +75,7 @@ impl Metrics {
             ("airlock_statements_logged_total", "Statement units passed through under a log rule", &self.statements_logged),
             ("airlock_statements_denied_total", "Statement units refused by a deny rule", &self.statements_denied),
             ("airlock_statements_held_total", "Statement units held for approval", &self.statements_held),
+            ("airlock_classified_off_thread_total", "Large statement texts classified on the blocking pool, not on a session thread", &self.classified_off_thread),
             ("airlock_holds_approved_total", "Held statements approved and executed", &self.holds_approved),
             ("airlock_holds_refused_total", "Held statements denied, expired, withdrawn or failed closed", &self.holds_refused),
             ("airlock_cancels_forwarded_total", "Cancel requests forwarded upstream", &self.cancels_forwarded),

@@ -19,7 +19,7 @@ use super::Proxy;
 use super::frame::{Body, FrameError};
 use super::sqlstate;
 use crate::classify::{
-    Category, Classification, Effect, PreparedOp, SharedClassification, StatementClass,
+    Category, Classification, Classifier, Effect, PreparedOp, SharedClassification, StatementClass,
 };
 use crate::identity::SessionInfo;
 use crate::audit::FailurePolicy;
@@ -112,6 +112,15 @@ pub struct Policy {
     /// Parameter values of the last Bind in the segment, for reviewers.
     last_params: Vec<Option<String>>,
     last_sql: String,
+    /// The next text's classification, computed off the session thread
+    /// (see [`Policy::preclassified`]).
+    pre: Option<Pre>,
+}
+
+struct Pre {
+    sql: String,
+    classifier: Arc<Classifier>,
+    class: SharedClassification,
 }
 
 impl Policy {
@@ -130,6 +139,23 @@ impl Policy {
             executed: Vec::new(),
             last_params: Vec::new(),
             last_sql: String::new(),
+            pre: None,
+        }
+    }
+
+    /// Hand over the classification of the text the next Query or Parse
+    /// carries, computed elsewhere by `classifier` (a large text, on the
+    /// blocking pool: see `session::Inbound::preclassify`). Used only if
+    /// that frame carries exactly this text and the rules in force still
+    /// use this classifier; otherwise the text is classified as usual.
+    pub fn preclassified(&mut self, sql: String, classifier: Arc<Classifier>, class: SharedClassification) {
+        self.pre = Some(Pre { sql, classifier, class });
+    }
+
+    fn classify(&mut self, classifier: &Arc<Classifier>, sql: &str) -> SharedClassification {
+        match self.pre.take() {
+            Some(p) if Arc::ptr_eq(&p.classifier, classifier) && p.sql == sql => p.class,
+            _ => classifier.classify(sql),
         }
     }
 
@@ -154,7 +180,10 @@ impl Policy {
                 let name = b.str()?;
                 let sql = b.cstr()?;
                 let class = match std::str::from_utf8(sql) {
-                    Ok(sql) => self.proxy.engine.snapshot().classifier.classify(sql),
+                    Ok(sql) => {
+                        let classifier = Arc::clone(&self.proxy.engine.snapshot().classifier);
+                        self.classify(&classifier, sql)
+                    }
                     // The session is UTF8; invalid text cannot be judged.
                     Err(_) => unknown("statement text is not valid UTF-8"),
                 };
@@ -222,7 +251,7 @@ impl Policy {
                     Ok(sql) => {
                         self.last_sql.clear();
                         self.last_sql.push_str(sql);
-                        snap.classifier.classify(sql)
+                        self.classify(&snap.classifier, sql)
                     }
                     Err(_) => unknown("statement text is not valid UTF-8"),
                 };
@@ -488,7 +517,7 @@ fn unknown_effect(why: &str) -> Effect {
     Effect { category: Category::Unknown, tables: vec![], functions: vec![], why: why.to_string() }
 }
 
-fn unknown(why: &str) -> SharedClassification {
+pub(crate) fn unknown(why: &str) -> SharedClassification {
     Arc::new(Classification { statements: vec![StatementClass { span: (0, 0), effects: vec![unknown_effect(why)], prepared: None }] })
 }
 

@@ -220,3 +220,41 @@ async fn rules_reload_on_change_and_bad_files_keep_the_old_rules() {
     assert!(ok, "new rules were not picked up");
     p.shutdown().await;
 }
+
+/// Large statement texts are classified on the blocking pool (a session
+/// thread serves other sessions meanwhile) and judged exactly as small ones:
+/// allowed work runs, a held one never reaches the database, through the
+/// simple and the extended protocol.
+#[tokio::test]
+async fn large_statements_are_classified_off_the_session_thread_and_judged_alike() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, default) = fast("default.toml");
+    let p = proxy().rules(&default).limit("session_threads", "1").start().await;
+    let c = p.connect(&db).await;
+    let off_thread = || p.running.proxy.metrics.classified_off_thread.get();
+    // About 20 KB each, past the 8 KiB threshold.
+    let values: String = (100..1100).map(|i| format!("({i}, 'row {i}')")).collect::<Vec<_>>().join(", ");
+    c.simple_query(&format!("INSERT INTO t VALUES {values}")).await.unwrap();
+    assert_eq!(off_thread(), 1);
+    assert_eq!(rows(&db).await, 1010);
+    let ids: String = (100..4000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let n: i64 = c
+        .query_one(&format!("SELECT count(*) FROM t WHERE id IN ({ids}) AND v <> $1"), &[&"x"])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1000);
+    assert_eq!(off_thread(), 2, "the Parse of the extended query");
+    // Destructive, with the danger at the end of a long text: held, then
+    // refused at the timeout, in both protocols; nothing deleted.
+    let padding = format!("/* {} */", "x".repeat(20_000));
+    assert_held(&c.simple_query(&format!("{padding} DELETE FROM t")).await.unwrap_err());
+    assert_held(&c.execute(&format!("{padding} DELETE FROM t"), &[]).await.unwrap_err());
+    assert_eq!(off_thread(), 4);
+    assert_eq!(rows(&db).await, 1010);
+    // The session is still fine, and small texts stay on the thread.
+    c.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(off_thread(), 4);
+    p.shutdown().await;
+}
