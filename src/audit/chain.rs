@@ -30,7 +30,7 @@ pub struct Record {
 
 /// Hex sha256 of a line's bytes (without the newline).
 pub fn hash_line(line: &[u8]) -> String {
-    hex::encode(Sha256::digest(line))
+    Hash::of(line).as_str().to_owned()
 }
 
 /// A line's hash as the writer keeps it: the 64 lowercase hex digits,
@@ -41,13 +41,9 @@ pub(crate) struct Hash([u8; 64]);
 
 impl Hash {
     pub fn of(line: &[u8]) -> Hash {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let digest = Sha256::digest(line);
         let mut hex = [0u8; 64];
-        for (i, b) in digest.iter().enumerate() {
-            hex[2 * i] = DIGITS[(b >> 4) as usize];
-            hex[2 * i + 1] = DIGITS[(b & 0xf) as usize];
-        }
+        // 32 bytes always fit 64 digits.
+        let _ = hex::encode_to_slice(Sha256::digest(line), &mut hex);
         Hash(hex)
     }
 

@@ -806,7 +806,7 @@ impl Writer {
 
     /// Apply the text policy, chain, encode, queue for the sinks.
     fn push(&mut self, mut ev: Event) -> Result<u64, Error> {
-        self.apply_text_policy(&mut ev);
+        apply_text_policy(&self.shared.cfg, &mut ev);
         let rotate_to = match &ev.kind {
             EventKind::Rotated(r) => Some(r.archived_as.clone()),
             _ => None,
@@ -835,26 +835,15 @@ impl Writer {
         rotate_to: Option<String>,
         body: impl Fn(&mut Vec<u8>) -> Result<(), Error>,
     ) -> Result<u64, Error> {
-        let mut mark = self.pending.mark();
-        chain::write_prefix(self.pending.buf(), self.last_seq + 1, &self.last_hash);
-        if let Err(e) = body(self.pending.buf()) {
-            self.pending.abandon(mark);
-            return Err(e);
-        }
-        let len = self.pending.since(mark).len() as u64;
+        let mut mark = self.write_line(&body)?;
         if rotate_to.is_none()
             && self.file.is_some()
             && self.file_first.is_some()
-            && self.file_bytes + len + 1 > self.shared.cfg.rotate_bytes
+            && self.file_bytes + self.pending.since(mark).len() as u64 + 1 > self.shared.cfg.rotate_bytes
         {
             self.pending.abandon(mark);
             self.push_rotation();
-            mark = self.pending.mark();
-            chain::write_prefix(self.pending.buf(), self.last_seq + 1, &self.last_hash);
-            if let Err(e) = body(self.pending.buf()) {
-                self.pending.abandon(mark);
-                return Err(e);
-            }
+            mark = self.write_line(&body)?;
         }
         let len = self.pending.since(mark).len() as u64;
         let seq = self.last_seq + 1;
@@ -874,8 +863,16 @@ impl Writer {
         Ok(seq)
     }
 
-    fn apply_text_policy(&self, ev: &mut Event) {
-        apply_text_policy(&self.shared.cfg, ev);
+    /// Write the next line's chain prefix and fields into the pending
+    /// text; returns where it starts (nothing is left behind on error).
+    fn write_line(&mut self, body: &impl Fn(&mut Vec<u8>) -> Result<(), Error>) -> Result<usize, Error> {
+        let mark = self.pending.mark();
+        chain::write_prefix(self.pending.buf(), self.last_seq + 1, &self.last_hash);
+        if let Err(e) = body(self.pending.buf()) {
+            self.pending.abandon(mark);
+            return Err(e);
+        }
+        Ok(mark)
     }
 
     /// Bring every sink up to the last assigned seq, then release waiters.

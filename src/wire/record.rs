@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::audit::{Auditor, OutcomeRef, StatementRecord};
-use crate::classify::SharedClassification;
+use crate::classify::{Effect, SharedClassification};
 use crate::rules::RuleSet;
 
 /// The identity every record of a session carries.
@@ -42,14 +42,12 @@ impl Draft {
     /// Categories of what the unit executes, sorted, without duplicates.
     pub fn categories(&self) -> Vec<String> {
         let mut names = Vec::new();
-        self.push_categories(&mut names);
+        push_unique(&mut names, self.effects().map(|e| e.category.as_str()));
         names.into_iter().map(str::to_string).collect()
     }
 
-    fn push_categories<'a>(&'a self, names: &mut Vec<&'a str>) {
-        let from = names.len();
-        names.extend(self.executed.iter().flat_map(|c| c.effects()).map(|e| e.category.as_str()));
-        sort_unique(names, from);
+    fn effects(&self) -> impl Iterator<Item = &Effect> {
+        self.executed.iter().flat_map(|c| c.effects())
     }
 
     /// Queue the statement's record with its outcome.
@@ -60,13 +58,9 @@ impl Draft {
         // One vector for the four lists: categories, tables, functions
         // (each sorted, unique) and rule ids (in the order they decided).
         let mut names: Vec<&str> = Vec::with_capacity(8);
-        self.push_categories(&mut names);
-        let tables_at = names.len();
-        names.extend(self.executed.iter().flat_map(|c| c.effects()).flat_map(|e| e.tables.iter().map(String::as_str)));
-        sort_unique(&mut names, tables_at);
-        let functions_at = names.len();
-        names.extend(self.executed.iter().flat_map(|c| c.effects()).flat_map(|e| e.functions.iter().map(String::as_str)));
-        sort_unique(&mut names, functions_at);
+        push_unique(&mut names, self.effects().map(|e| e.category.as_str()));
+        let tables_at = push_unique(&mut names, self.effects().flat_map(|e| e.tables.iter().map(String::as_str)));
+        let functions_at = push_unique(&mut names, self.effects().flat_map(|e| e.functions.iter().map(String::as_str)));
         let rules_at = names.len();
         names.extend(self.rules.iter().map(String::as_str));
         audit.statement(&StatementRecord {
@@ -86,6 +80,14 @@ impl Draft {
             duration_us,
         });
     }
+}
+
+/// Append `items`, sorted and without duplicates; returns where they start.
+fn push_unique<'a>(names: &mut Vec<&'a str>, items: impl Iterator<Item = &'a str>) -> usize {
+    let from = names.len();
+    names.extend(items);
+    sort_unique(names, from);
+    from
 }
 
 /// Sort `v[from..]` and remove its duplicates.
