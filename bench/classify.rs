@@ -54,4 +54,53 @@ fn main() {
         });
         println!("| {name} | {} | {uncached:.2} | {cached:.3} | {eval:.3} |", sql.len());
     }
+
+    // What a pgbench TPC-B transaction asks of the classifier: the same
+    // shapes every time, literal values (and their lengths) varying, as
+    // they do for most statements agents and drivers send.
+    let tpcb = |i: usize| {
+        let aid = 1 + (i * 7919) % 1_000_000;
+        let tid = 1 + (i * 31) % 100;
+        let bid = 1 + i % 10;
+        let delta = (i * 104_729 % 10_001) as i64 - 5000;
+        [
+            "BEGIN;".to_string(),
+            format!("UPDATE pgbench_accounts SET abalance = abalance + {delta} WHERE aid = {aid};"),
+            format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};"),
+            format!("UPDATE pgbench_tellers SET tbalance = tbalance + {delta} WHERE tid = {tid};"),
+            format!("UPDATE pgbench_branches SET bbalance = bbalance + {delta} WHERE bid = {bid};"),
+            format!("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({tid}, {bid}, {aid}, {delta}, CURRENT_TIMESTAMP);"),
+            "END;".to_string(),
+        ]
+    };
+    let texts: Vec<[String; 7]> = (0..4096).map(tpcb).collect();
+    let cache = Classifier::new(Options::default(), 16 << 20);
+    for t in texts.iter().take(16) {
+        for sql in t {
+            cache.classify(sql);
+        }
+    }
+    let per_txn = median_us(15, 2000, |i| {
+        for sql in &texts[i % texts.len()] {
+            black_box(cache.classify(black_box(sql)));
+        }
+    });
+    let classes: Vec<Vec<_>> = texts.iter().take(256).map(|t| t.iter().map(|s| cache.classify(s)).collect()).collect();
+    let eval_txn = median_us(15, 2000, |i| {
+        for class in &classes[i % classes.len()] {
+            black_box(rules.evaluate(black_box(class), &subject));
+        }
+    });
+    // As a session decides them: its memo of decisions by shared effects.
+    let rules = std::sync::Arc::new(rules);
+    let mut memo = pg_airlock::wire::decided::Decided::default();
+    let decided_txn = median_us(15, 2000, |i| {
+        for class in &classes[i % classes.len()] {
+            black_box(memo.evaluate(&rules, black_box(class), &subject));
+        }
+    });
+    println!();
+    println!("| TPC-B transaction, 7 statements, literals varying | cached classify (us/txn) | rules.evaluate (us/txn) | session's decision memo (us/txn) |");
+    println!("|---|---|---|---|");
+    println!("| pgbench tpcb-like | {per_txn:.3} | {eval_txn:.3} | {decided_txn:.3} |");
 }

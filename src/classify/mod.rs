@@ -103,7 +103,7 @@ fn classify_traced(sql: &str, opts: &Options, trace: &mut Trace) -> Classificati
     let whole = |why: String| Classification {
         statements: vec![StatementClass {
             span: (0, sql.len()),
-            effects: vec![unknown(why)],
+            effects: Arc::from([unknown(why)]),
             prepared: None,
         }],
     };
@@ -145,7 +145,7 @@ fn classify_traced(sql: &str, opts: &Options, trace: &mut Trace) -> Classificati
             let outcome = classify_part(part, opts, 0, trace);
             StatementClass {
                 span,
-                effects: outcome.effects,
+                effects: outcome.effects.into(),
                 prepared: outcome.prepared,
             }
         })
@@ -425,7 +425,7 @@ impl Classifier {
 fn with_span(class: Arc<Classification>, span: (usize, usize)) -> Arc<Classification> {
     match class.statements.as_slice() {
         [st] if st.span != span => Arc::new(Classification {
-            statements: vec![StatementClass { span, ..st.clone() }],
+            statements: vec![StatementClass { span, effects: Arc::clone(&st.effects), prepared: st.prepared.clone() }],
         }),
         _ => class,
     }

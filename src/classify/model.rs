@@ -104,7 +104,9 @@ pub struct StatementClass {
     /// Byte range of this statement in the message text (best effort;
     /// the whole text when the parse failed).
     pub span: (usize, usize),
-    pub effects: Vec<Effect>,
+    /// Shared: texts of one shape share their effects (only the span
+    /// differs), so a shape-cache hit copies no names.
+    pub effects: Arc<[Effect]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepared: Option<PreparedOp>,
 }

@@ -158,7 +158,7 @@ pub fn run_cases(
             });
             // `Decision::rules` is sorted except that the default comes
             // last; compare as sorted sets.
-            let mut actual_rules = actual.rules.clone();
+            let mut actual_rules = actual.rules.to_vec();
             actual_rules.sort();
             let passed = actual.action == case.expect
                 && expected_rules.as_ref().is_none_or(|r| *r == actual_rules);

@@ -85,7 +85,7 @@ pub fn render_explain(sql: &str, c: &Classification, s: &Subject, rules: &RuleSe
 
 fn render_decision(w: &mut String, d: &Decision, rules: &RuleSet) {
     let _ = writeln!(w, "decision: {}", d.action.as_str().to_uppercase());
-    for name in &d.rules {
+    for name in d.rules.iter() {
         match rules.rule(name) {
             Some(r) => {
                 let _ = writeln!(w, "  by {name} ({}): {}", r.origin(), r.description());

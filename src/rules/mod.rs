@@ -62,6 +62,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -170,8 +171,10 @@ pub struct Subject<'a> {
 pub struct Decision {
     pub action: Action,
     /// Names of the rules that produced `action`, sorted; [`DEFAULT_RULE`]
-    /// when the default action did.
-    pub rules: Vec<String>,
+    /// when the default action did. Shared: a session's repeated
+    /// statements reuse one decision (`wire::policy`), and each audit record
+    /// names these rules.
+    pub rules: Arc<[String]>,
     /// For `deny`: the message for the client. Always set for `deny`.
     pub message: Option<String>,
     /// For `hold`: merged approval settings. Always set for `hold`.
@@ -521,7 +524,7 @@ impl RuleSet {
         match action {
             Action::Allow | Action::Log => Decision {
                 action,
-                rules: names,
+                rules: names.into(),
                 message: None,
                 hold: None,
             },
@@ -541,7 +544,7 @@ impl RuleSet {
                 };
                 Decision {
                     action,
-                    rules: names,
+                    rules: names.into(),
                     message: Some(message),
                     hold: None,
                 }
@@ -559,7 +562,7 @@ impl RuleSet {
                 match merge_holds(&settings) {
                     Ok(hold) => Decision {
                         action,
-                        rules: names,
+                        rules: names.into(),
                         message: None,
                         hold: Some(hold),
                     },
@@ -569,7 +572,7 @@ impl RuleSet {
                             "statement needs approval under rules {}, but {why}",
                             names.join(", ")
                         )),
-                        rules: names,
+                        rules: names.into(),
                         hold: None,
                     },
                 }

@@ -27,7 +27,7 @@ fn class(statements: Vec<Vec<Effect>>) -> Classification {
             .into_iter()
             .map(|effects| StatementClass {
                 span: (0, 0),
-                effects,
+                effects: effects.into(),
                 prepared: None,
             })
             .collect(),
@@ -207,14 +207,14 @@ fn most_restrictive_action_wins_and_names_its_rules() {
     .concat());
     let d = s.evaluate(&one(Category::Read, &["orders"]), &AGENT);
     assert_eq!(
-        (d.action, d.rules.clone()),
+        (d.action, d.rules.to_vec()),
         (Action::Log, vec!["b-log".to_string()])
     );
     assert_eq!((d.message, d.hold), (None, None));
 
     let d = s.evaluate(&one(Category::Destructive, &["public.orders"]), &AGENT);
     assert_eq!(d.action, Action::Hold);
-    assert_eq!(d.rules, ["c-hold", "d-hold"]);
+    assert_eq!(*d.rules, ["c-hold", "d-hold"]);
     assert_eq!(d.hold, Some(HoldSettings::default()));
 
     // A deny anywhere in the message beats the holds.
@@ -224,7 +224,7 @@ fn most_restrictive_action_wins_and_names_its_rules() {
     ]);
     let d = s.evaluate(&c, &AGENT);
     assert_eq!(
-        (d.action, d.rules.clone()),
+        (d.action, d.rules.to_vec()),
         (Action::Deny, vec!["e-deny".to_string()])
     );
     assert_eq!(
@@ -244,13 +244,13 @@ fn each_effect_needs_its_own_rule_else_default_applies() {
     ]);
     let d = s.evaluate(&c, &AGENT);
     assert_eq!(d.action, Action::Hold);
-    assert_eq!(d.rules, [DEFAULT_RULE]);
+    assert_eq!(*d.rules, [DEFAULT_RULE]);
     assert_eq!(d.hold.unwrap().timeout, Duration::from_secs(60));
 
     // Only the read: allowed by the rule.
     let d = s.evaluate(&one(Category::Read, &[]), &AGENT);
     assert_eq!(
-        (d.action, d.rules),
+        (d.action, d.rules.to_vec()),
         (Action::Allow, vec!["allow-reads".to_string()])
     );
 }
@@ -263,7 +263,7 @@ fn configured_default_action_and_its_settings_apply() {
     ));
     let d = s.evaluate(&one(Category::Write, &["t"]), &AGENT);
     assert_eq!(d.action, Action::Deny);
-    assert_eq!(d.rules, [DEFAULT_RULE]);
+    assert_eq!(*d.rules, [DEFAULT_RULE]);
     assert_eq!(d.message.as_deref(), Some("not covered by policy"));
     assert_eq!(s.default_action(), Action::Deny);
 
@@ -281,7 +281,7 @@ fn unknown_is_never_allowed_implicitly() {
     let s = set(&rule("allow-all", "allow", ""));
     let d = s.evaluate(&one(Category::Unknown, &[]), &AGENT);
     assert_eq!(
-        (d.action, d.rules.clone()),
+        (d.action, d.rules.to_vec()),
         (Action::Hold, vec![DEFAULT_RULE.to_string()])
     );
     // ...nor does a log rule, nor a default of allow.
@@ -291,7 +291,7 @@ fn unknown_is_never_allowed_implicitly() {
     ));
     let d = s.evaluate(&one(Category::Unknown, &[]), &AGENT);
     assert_eq!(
-        (d.action, d.rules),
+        (d.action, d.rules.to_vec()),
         (Action::Hold, vec![DEFAULT_RULE.to_string()])
     );
     // The same default still allows known categories.
@@ -333,7 +333,7 @@ fn table_globs_follow_documented_schema_semantics() {
         rule("allow-rest", "allow", ""),
     ]
     .concat());
-    let held = |t: &str| s.evaluate(&one(Category::Read, &[t]), &AGENT).rules;
+    let held = |t: &str| s.evaluate(&one(Category::Read, &[t]), &AGENT).rules.to_vec();
     assert_eq!(held("orders"), ["hold-public-orders"]);
     assert_eq!(held("public.orders"), ["hold-public-orders"]);
     assert_eq!(held("archive.orders"), ["allow-rest"]);
@@ -349,7 +349,7 @@ fn table_globs_follow_documented_schema_semantics() {
         &["orders_archive", "billing.x"],
         &[],
     )]]);
-    assert_eq!(s.evaluate(&c, &AGENT).rules, ["hold-billing"]);
+    assert_eq!(*s.evaluate(&c, &AGENT).rules, ["hold-billing"]);
 }
 
 #[test]
@@ -408,7 +408,7 @@ fn function_and_subject_conditions() {
         Action::Hold
     );
     // Qualified pattern: unqualified call counts as public.lo_export.
-    assert_eq!(s.evaluate(&call("lo_export"), &AGENT).rules, ["log-psql"]);
+    assert_eq!(*s.evaluate(&call("lo_export"), &AGENT).rules, ["log-psql"]);
 
     let prod = Subject {
         database: "prod",
@@ -445,7 +445,7 @@ fn hold_settings_merge_toward_the_stricter() {
     ]
     .concat());
     let d = s.evaluate(&one(Category::Ddl, &["t"]), &AGENT);
-    assert_eq!(d.rules, ["h1", "h2", "h3"]);
+    assert_eq!(*d.rules, ["h1", "h2", "h3"]);
     assert_eq!(
         d.hold,
         Some(HoldSettings {
@@ -470,7 +470,7 @@ fn holds_nobody_can_grant_become_denials() {
     .concat());
     let d = disjoint.evaluate(&one(Category::Ddl, &["t"]), &AGENT);
     assert_eq!(d.action, Action::Deny);
-    assert_eq!(d.rules, ["h1", "h2"]);
+    assert_eq!(*d.rules, ["h1", "h2"]);
     assert!(
         d.message
             .unwrap()
@@ -526,7 +526,7 @@ fn deny_messages_are_collected() {
     ]
     .concat());
     let d = s.evaluate(&one(Category::Privilege, &["pg_catalog.pg_authid"]), &AGENT);
-    assert_eq!(d.rules, ["d1", "d2", "d3"]);
+    assert_eq!(*d.rules, ["d1", "d2", "d3"]);
     assert_eq!(d.message.as_deref(), Some("no grants; no catalog"));
 }
 
@@ -915,7 +915,7 @@ fn keyword_classify(sql: &str) -> Classification {
             if !text.trim().is_empty() {
                 statements.push(StatementClass {
                     span: (start, i),
-                    effects: vec![keyword_effect(text)],
+                    effects: Arc::from([keyword_effect(text)]),
                     prepared: None,
                 });
             }

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod decided;
 pub mod client;
 pub mod frame;
 pub mod inflight;

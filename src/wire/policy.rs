@@ -115,6 +115,8 @@ pub struct Policy {
     /// The next text's classification, computed off the session thread
     /// (see [`Policy::preclassified`]).
     pre: Option<Pre>,
+    /// Decisions already reached for this session's statement shapes.
+    decided: super::decided::Decided,
 }
 
 struct Pre {
@@ -140,6 +142,7 @@ impl Policy {
             last_params: Vec::new(),
             last_sql: String::new(),
             pre: None,
+            decided: Default::default(),
         }
     }
 
@@ -165,10 +168,6 @@ impl Policy {
 
     pub fn proxy(&self) -> &Arc<Proxy> {
         &self.proxy
-    }
-
-    fn subject(&self) -> Subject<'_> {
-        Subject { agent: &self.info.agent, application_name: &self.info.application_name, database: &self.info.database }
     }
 
     /// Inspect one extended-protocol frame as it arrives; the verdict
@@ -262,17 +261,17 @@ impl Policy {
             Unit::Segment { .. } => std::mem::take(&mut self.executed),
         };
         let (raw, executed): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
-        let subject = self.subject();
+        let subject = Subject { agent: &self.info.agent, application_name: &self.info.application_name, database: &self.info.database };
         let mut decision: Option<Decision> = None;
         for class in &executed {
-            let d = snap.rules.evaluate(class, &subject);
+            let d = self.decided.evaluate(&snap.rules, class, &subject);
             decision = Some(match decision {
                 None => d,
                 Some(prev) => merge(prev, d),
             });
         }
         // A segment that executes nothing (Parse/Describe only) runs nothing.
-        let decision = decision.unwrap_or(Decision { action: Action::Allow, rules: vec![], message: None, hold: None });
+        let decision = decision.unwrap_or(Decision { action: Action::Allow, rules: Arc::from([]), message: None, hold: None });
         Ok(Judgement { decision, executed, raw, rules: snap.rules.clone() })
     }
 
@@ -323,7 +322,7 @@ impl Policy {
                 Action::Deny => decision::DENY,
                 Action::Hold => "held",
             },
-            rules: if runs { std::mem::take(&mut d.rules) } else { d.rules.clone() },
+            rules: Arc::clone(&d.rules),
             ruleset: Arc::clone(&j.rules),
             request_id: None,
         }
@@ -401,7 +400,7 @@ impl Policy {
         for s in &c.statements {
             match &s.prepared {
                 Some(PreparedOp::Prepare { name }) => {
-                    let inner = Arc::new(Classification { statements: vec![StatementClass { span: s.span, effects: s.effects.clone(), prepared: None }] });
+                    let inner = Arc::new(Classification { statements: vec![StatementClass { span: s.span, effects: Arc::clone(&s.effects), prepared: None }] });
                     self.sql_prepared.insert(name.clone(), inner);
                 }
                 Some(PreparedOp::Deallocate { name }) => {
@@ -467,7 +466,7 @@ pub fn resolve_prepared(
                 },
                 None => StatementClass {
                     span: s.span,
-                    effects: vec![unknown_effect(&format!("EXECUTE of {name:?}, which the proxy has not seen prepared"))],
+                    effects: Arc::from([unknown_effect(&format!("EXECUTE of {name:?}, which the proxy has not seen prepared"))]),
                     prepared: s.prepared.clone(),
                 },
             },
@@ -478,7 +477,8 @@ pub fn resolve_prepared(
                     tables: vec![],
                     functions: vec![],
                     why: format!("PREPARE {name} (judged when executed)"),
-                }],
+                }]
+                .into(),
                 prepared: s.prepared.clone(),
             },
             _ => s.clone(),
@@ -495,10 +495,11 @@ fn merge(a: Decision, b: Decision) -> Decision {
         Greater => a,
         Less => b,
         Equal => {
-            let mut rules = a.rules;
-            rules.extend(b.rules);
+            let mut rules = a.rules.to_vec();
+            rules.extend(b.rules.iter().cloned());
             rules.sort();
             rules.dedup();
+            let rules: Arc<[String]> = rules.into();
             let hold = match (a.hold, b.hold) {
                 (Some(x), Some(y)) => Some(HoldSettings {
                     channel: x.channel.or(y.channel),
@@ -518,7 +519,7 @@ fn unknown_effect(why: &str) -> Effect {
 }
 
 pub(crate) fn unknown(why: &str) -> SharedClassification {
-    Arc::new(Classification { statements: vec![StatementClass { span: (0, 0), effects: vec![unknown_effect(why)], prepared: None }] })
+    Arc::new(Classification { statements: vec![StatementClass { span: (0, 0), effects: Arc::from([unknown_effect(why)]), prepared: None }] })
 }
 
 /// Parameter values of a Bind, rendered for a human reviewer: text-format

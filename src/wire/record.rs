@@ -31,7 +31,7 @@ pub struct Draft {
     pub executed: Vec<SharedClassification>,
     /// See `audit::event::decision`; a hold sets what became of it.
     pub decision: &'static str,
-    pub rules: Vec<String>,
+    pub rules: Arc<[String]>,
     /// The rule set that decided (its version is recorded).
     pub ruleset: Arc<RuleSet>,
     /// Set once the statement is held for approval.
