@@ -316,6 +316,9 @@ pub struct Classifier {
     opts: Options,
     cache: moka::sync::Cache<Arc<str>, Entry>,
     doorkeeper: Doorkeeper,
+    /// Tells this classifier's entries in a thread's [`Front`] from those
+    /// of the one it replaced (a rule reload builds a new classifier).
+    id: u64,
 }
 
 #[derive(Clone)]
@@ -340,7 +343,48 @@ struct ShapeScratch {
 
 thread_local! {
     static SHAPE_SCRATCH: std::cell::RefCell<ShapeScratch> = std::cell::RefCell::new(ShapeScratch::default());
+    static FRONT: std::cell::RefCell<Front> = std::cell::RefCell::new(Front::default());
 }
+
+/// Slots of a thread's [`Front`].
+const FRONT_SLOTS: usize = 256;
+
+/// A thread's last answers from the shared cache, in front of it: a
+/// session thread serves many sessions repeating the same few shapes, and
+/// a shared-cache lookup (SipHash, a concurrent map, recording the read
+/// for the eviction policy) cost several times a lookup here (a hash of
+/// the key, one comparison). Direct-mapped by key hash; a collision only
+/// sends the lookup on to the shared cache. It only ever answers what the
+/// shared cache answered for that key under the same classifier (`owner`
+/// tells classifiers apart, so a rule reload starts it afresh); entries
+/// are immutable, and one the shared cache has since evicted is still
+/// right. Not counted in `cache_bytes` (at most 256 entries a thread,
+/// sharing their classifications with the shared cache).
+struct Front {
+    owner: u64,
+    slots: Vec<Option<(Arc<str>, Entry)>>,
+}
+
+impl Default for Front {
+    fn default() -> Self {
+        Front { owner: 0, slots: vec![None; FRONT_SLOTS] }
+    }
+}
+
+impl Front {
+    fn slot(key: &str) -> usize {
+        // FxHash-style: a few multiply-rotates over the key's words.
+        let mut h: u64 = key.len() as u64;
+        for chunk in key.as_bytes().chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+        (h >> 40) as usize % FRONT_SLOTS
+    }
+}
+
+static NEXT_CLASSIFIER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Classifier {
     /// `cache_bytes` bounds the cache by the total weight of its entries:
@@ -357,7 +401,36 @@ impl Classifier {
                 u32::try_from(key.len() + class + 256).unwrap_or(u32::MAX)
             })
             .build();
-        Classifier { opts, cache, doorkeeper: Doorkeeper::default() }
+        let id = NEXT_CLASSIFIER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Classifier { opts, cache, doorkeeper: Doorkeeper::default(), id }
+    }
+
+    /// The cache's entry for `key`, through this thread's [`Front`].
+    fn cached(&self, key: &str) -> Option<Entry> {
+        let front = FRONT.with(|f| {
+            let mut f = f.try_borrow_mut().ok()?;
+            if f.owner != self.id {
+                f.owner = self.id;
+                f.slots.iter_mut().for_each(|s| *s = None);
+                return None;
+            }
+            match &f.slots[Front::slot(key)] {
+                Some((k, e)) if **k == *key => Some(e.clone()),
+                _ => None,
+            }
+        });
+        if front.is_some() {
+            return front;
+        }
+        let entry = self.cache.get(key)?;
+        FRONT.with(|f| {
+            if let Ok(mut f) = f.try_borrow_mut()
+                && f.owner == self.id
+            {
+                f.slots[Front::slot(key)] = Some((Arc::from(key), entry.clone()));
+            }
+        });
+        Some(entry)
     }
 
     pub fn options(&self) -> &Options {
@@ -377,7 +450,7 @@ impl Classifier {
                 // The shape is the text: one key kind is enough.
                 return None;
             }
-            Some(match self.cache.get(key.as_str()) {
+            Some(match self.cached(key.as_str()) {
                 Some(Entry::Shape(class)) => Ok(with_span(class, scanned.span)),
                 Some(_) => Err(()),
                 None => Ok(self.classify_shape(sql, key, literals, scanned.span)),
@@ -405,7 +478,7 @@ impl Classifier {
     }
 
     fn classify_text(&self, sql: &str) -> Arc<Classification> {
-        if let Some(Entry::Text(hit)) = self.cache.get(sql) {
+        if let Some(Entry::Text(hit)) = self.cached(sql) {
             return hit;
         }
         let class = Arc::new(classify(sql, &self.opts));

@@ -665,3 +665,24 @@ fn cte_names_shadow_tables_only_where_visible() {
         ["app_secrets"]
     );
 }
+
+#[test]
+fn a_thread_front_never_answers_for_another_classifier() {
+    // Same texts, two classifiers that judge a function differently (as
+    // after a rule reload that names it): each answers with its own view,
+    // however warm this thread's front is for the other.
+    let plain = Classifier::new(Options::default(), 1 << 20);
+    let opts = Options { extra_functions: vec![("audit_purge".into(), Category::Destructive)], ..Options::default() };
+    let named = Classifier::new(opts, 1 << 20);
+    let q = |n: u32| format!("SELECT audit_purge({n})");
+    for round in 0..3 {
+        for n in 0..4 {
+            assert_eq!(plain.classify(&q(n)).category(), Category::Read, "round {round}, plain");
+            assert_eq!(named.classify(&q(n)).category(), Category::Destructive, "round {round}, named");
+            assert_eq!(plain.classify("BEGIN").category(), Category::Transaction);
+        }
+    }
+    // And the front agrees with the shared cache it fronts.
+    let hit = named.classify(&q(99));
+    assert_eq!(*hit, classify(&q(99), named.options()));
+}

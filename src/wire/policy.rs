@@ -242,7 +242,7 @@ impl Policy {
 
     fn judge(&mut self, unit: &Unit<'_>) -> Result<Judgement, (&'static str, String)> {
         let snap = self.proxy.engine.snapshot();
-        let pairs: Vec<(SharedClassification, SharedClassification)> = match unit {
+        let (raw, executed): (Vec<_>, Vec<_>) = match unit {
             Unit::Query { frame } => {
                 let mut b = Body::new(frame);
                 let sql = b.cstr().map_err(|e| (sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
@@ -256,11 +256,10 @@ impl Policy {
                 };
                 self.last_params.clear();
                 let judged = self.resolve(&class);
-                vec![(class, judged)]
+                (vec![class], vec![judged])
             }
-            Unit::Segment { .. } => std::mem::take(&mut self.executed),
+            Unit::Segment { .. } => std::mem::take(&mut self.executed).into_iter().unzip(),
         };
-        let (raw, executed): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
         let subject = Subject { agent: &self.info.agent, application_name: &self.info.application_name, database: &self.info.database };
         let mut decision: Option<Decision> = None;
         for class in &executed {

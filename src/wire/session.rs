@@ -74,6 +74,11 @@ pub struct Shared {
     pub in_flight: InFlight,
     /// The outbound direction has written whole frames only (safe to inject).
     pub at_boundary: AtomicBool,
+    /// Set (for good) before the first notice is queued for injection.
+    /// Until then the outbound direction does not poll the injection
+    /// channel: a poll of an empty channel on every server read was 3% of
+    /// the relay's own CPU, for a channel only a held statement uses.
+    pub injecting: AtomicBool,
 }
 
 impl Shared {
@@ -117,7 +122,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         database: info.database.clone(),
         application_name: Some(info.application_name.clone()).filter(|a| !a.is_empty()),
     })));
-    let shared = Shared { txn: AtomicU8::new(b'I'), in_flight: InFlight::default(), at_boundary: AtomicBool::new(true) };
+    let shared = Shared { txn: AtomicU8::new(b'I'), in_flight: InFlight::default(), at_boundary: AtomicBool::new(true), injecting: AtomicBool::new(false) };
     let (inject_tx, inject_rx) = mpsc::channel::<BytesMut>(16);
     let mut inbound = Inbound {
         buf: super::io::keep_if_nonempty(client_buf),
@@ -552,7 +557,12 @@ impl Inbound<'_> {
             None,
             Some("the statement runs once a reviewer approves it; cancelling the query withdraws the request"),
         );
+        self.shared.injecting.store(true, Ordering::Release);
         let _ = self.policy.inject.send(notice).await;
+        // The outbound side may be waiting without watching the channel
+        // (see `Shared::injecting`); both directions are this task, so
+        // yielding once has it polled again, and now it looks.
+        tokio::task::yield_now().await;
         tracing::info!(session = %info.id, request = %id, rules = ?held.decision.rules, "statement held for approval");
 
         let started = std::time::Instant::now();
@@ -780,7 +790,11 @@ where
         let room = read_size.prepare(&mut buf);
         tokio::select! {
             biased;
-            msg = inject.recv(), if inject_open && skip == 0 => match msg {
+            msg = std::future::poll_fn(|cx| {
+                // Checked on every poll, not once per select: the flag may
+                // be set while this direction waits for the server.
+                if shared.injecting.load(Ordering::Acquire) { inject.poll_recv(cx) } else { std::task::Poll::Pending }
+            }), if inject_open && skip == 0 => match msg {
                 Some(m) => {
                     if let Err(e) = cw.write_all(&m).await {
                         return if is_disconnect(&e) { End::ClientGone } else { End::Io(e) };
