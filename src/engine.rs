@@ -35,6 +35,16 @@ impl Engine {
         }
     }
 
+    /// Bring a session's copy of the snapshot up to date: a pointer
+    /// compare while the rules stand (nothing shared is written, where
+    /// [`Engine::snapshot`] bumps two reference counts every session thread
+    /// shares), the current snapshot after a reload.
+    pub fn refresh(&self, snap: &mut Arc<Snapshot>) {
+        if !self.store.is_current(&snap.rules) {
+            *snap = self.snapshot();
+        }
+    }
+
     /// The rules in force now. Cheap: two atomic loads and a pointer
     /// compare, unless the rules changed since the last call.
     pub fn snapshot(&self) -> Arc<Snapshot> {

@@ -423,14 +423,22 @@ impl Classifier {
             return front;
         }
         let entry = self.cache.get(key)?;
+        // The front keeps this thread's own copy: the reference counts a
+        // hit bumps are then this thread's, not a cache line every session
+        // thread bouncing between cores on every statement.
+        let own = match &entry {
+            Entry::Text(c) => Entry::Text(Arc::new(c.own_copy())),
+            Entry::Shape(c) => Entry::Shape(Arc::new(c.own_copy())),
+            Entry::Varies => Entry::Varies,
+        };
         FRONT.with(|f| {
             if let Ok(mut f) = f.try_borrow_mut()
                 && f.owner == self.id
             {
-                f.slots[Front::slot(key)] = Some((Arc::from(key), entry.clone()));
+                f.slots[Front::slot(key)] = Some((Arc::from(key), own.clone()));
             }
         });
-        Some(entry)
+        Some(own)
     }
 
     pub fn options(&self) -> &Options {

@@ -141,6 +141,18 @@ impl Classification {
     pub fn effects(&self) -> impl Iterator<Item = &Effect> {
         self.statements.iter().flat_map(|s| s.effects.iter())
     }
+
+    /// An equal classification sharing nothing with this one (`clone`
+    /// shares the effects).
+    pub fn own_copy(&self) -> Classification {
+        Classification {
+            statements: self
+                .statements
+                .iter()
+                .map(|s| StatementClass { span: s.span, effects: Arc::from(s.effects.to_vec()), prepared: s.prepared.clone() })
+                .collect(),
+        }
+    }
 }
 
 /// Shared, immutable classification as handed out by the cache.

@@ -73,6 +73,13 @@ impl RuleStore {
         self.current.load_full()
     }
 
+    /// Whether `rules` is the live rule set. Unlike [`RuleStore::current`]
+    /// this writes nothing shared (no reference count), so a session can
+    /// ask on every statement.
+    pub fn is_current(&self, rules: &Arc<RuleSet>) -> bool {
+        Arc::ptr_eq(&self.current.load(), rules)
+    }
+
     pub fn paths(&self) -> &[PathBuf] {
         &self.paths
     }

@@ -83,8 +83,8 @@ struct Judgement {
     /// The same, as classified (PREPARE still carries the effects of the
     /// statement it prepares): the source of bookkeeping.
     raw: Vec<SharedClassification>,
-    /// The rules that decided (the audit record names their version).
-    rules: Arc<crate::rules::RuleSet>,
+    /// Version of the rules that decided (the audit record names it).
+    ruleset: Arc<str>,
 }
 
 /// One pending bookkeeping change, with what it replaced (for undo).
@@ -117,6 +117,12 @@ pub struct Policy {
     pre: Option<Pre>,
     /// Decisions already reached for this session's statement shapes.
     decided: super::decided::Decided,
+    /// The rules and classifier in force, as of this session's last
+    /// statement (`Engine::refresh`), and their version as this session's
+    /// own string: a statement's draft names it without touching a
+    /// reference count that other sessions' threads share.
+    snap: Arc<crate::engine::Snapshot>,
+    ruleset: Arc<str>,
 }
 
 struct Pre {
@@ -127,6 +133,8 @@ struct Pre {
 
 impl Policy {
     pub fn new(proxy: Arc<Proxy>, info: SessionInfo, cancel: Arc<super::cancel::Signal>, inject: mpsc::Sender<BytesMut>) -> Policy {
+        let snap = proxy.engine.snapshot();
+        let ruleset = Arc::from(snap.rules.version());
         Policy {
             proxy,
             who: Arc::new(Who { session: info.id.clone(), agent: info.agent.clone() }),
@@ -143,6 +151,8 @@ impl Policy {
             last_sql: String::new(),
             pre: None,
             decided: Default::default(),
+            snap,
+            ruleset,
         }
     }
 
@@ -155,10 +165,12 @@ impl Policy {
         self.pre = Some(Pre { sql, classifier, class });
     }
 
-    fn classify(&mut self, classifier: &Arc<Classifier>, sql: &str) -> SharedClassification {
-        match self.pre.take() {
-            Some(p) if Arc::ptr_eq(&p.classifier, classifier) && p.sql == sql => p.class,
-            _ => classifier.classify(sql),
+    /// The rules in force, brought up to date.
+    fn refresh(&mut self) {
+        let before = Arc::as_ptr(&self.snap.rules);
+        self.proxy.engine.refresh(&mut self.snap);
+        if Arc::as_ptr(&self.snap.rules) != before {
+            self.ruleset = Arc::from(self.snap.rules.version());
         }
     }
 
@@ -180,8 +192,8 @@ impl Policy {
                 let sql = b.cstr()?;
                 let class = match std::str::from_utf8(sql) {
                     Ok(sql) => {
-                        let classifier = Arc::clone(&self.proxy.engine.snapshot().classifier);
-                        self.classify(&classifier, sql)
+                        self.refresh();
+                        classify(&mut self.pre, &self.snap.classifier, sql)
                     }
                     // The session is UTF8; invalid text cannot be judged.
                     Err(_) => unknown("statement text is not valid UTF-8"),
@@ -241,7 +253,7 @@ impl Policy {
     }
 
     fn judge(&mut self, unit: &Unit<'_>) -> Result<Judgement, (&'static str, String)> {
-        let snap = self.proxy.engine.snapshot();
+        self.refresh();
         let (raw, executed): (Vec<_>, Vec<_>) = match unit {
             Unit::Query { frame } => {
                 let mut b = Body::new(frame);
@@ -250,7 +262,7 @@ impl Policy {
                     Ok(sql) => {
                         self.last_sql.clear();
                         self.last_sql.push_str(sql);
-                        self.classify(&snap.classifier, sql)
+                        classify(&mut self.pre, &self.snap.classifier, sql)
                     }
                     Err(_) => unknown("statement text is not valid UTF-8"),
                 };
@@ -263,7 +275,7 @@ impl Policy {
         let subject = Subject { agent: &self.info.agent, application_name: &self.info.application_name, database: &self.info.database };
         let mut decision: Option<Decision> = None;
         for class in &executed {
-            let d = self.decided.evaluate(&snap.rules, class, &subject);
+            let d = self.decided.evaluate(&self.snap.rules, class, &subject);
             decision = Some(match decision {
                 None => d,
                 Some(prev) => merge(prev, d),
@@ -271,15 +283,13 @@ impl Policy {
         }
         // A segment that executes nothing (Parse/Describe only) runs nothing.
         let decision = decision.unwrap_or(Decision { action: Action::Allow, rules: Arc::from([]), message: None, hold: None });
-        Ok(Judgement { decision, executed, raw, rules: snap.rules.clone() })
+        Ok(Judgement { decision, executed, raw, ruleset: Arc::clone(&self.ruleset) })
     }
 
     /// Judge a unit. Also returns the draft of its audit record (outcome
     /// still to fill in), or `None` for a unit that executes nothing.
     pub fn decide(&mut self, unit: &Unit<'_>) -> (Verdict, Option<Draft>) {
-        let proxy = self.proxy.clone();
-        let m = &proxy.metrics;
-        if proxy.audit.policy() == FailurePolicy::Refuse && !proxy.audit.is_healthy() {
+        if self.proxy.audit.policy() == FailurePolicy::Refuse && !self.proxy.audit.is_healthy() {
             // The trail cannot record what would happen: run nothing.
             self.rollback();
             let message = "pg-airlock: the audit trail is unavailable; statements are refused until it recovers".to_string();
@@ -295,7 +305,7 @@ impl Policy {
         let executes = !judgement.executed.is_empty();
         let draft = if executes {
             self.statements += 1;
-            m.statements_total.inc();
+            self.proxy.metrics.statements_total.inc();
             Some(self.draft(&mut judgement))
         } else {
             None
@@ -322,7 +332,7 @@ impl Policy {
                 Action::Hold => "held",
             },
             rules: Arc::clone(&d.rules),
-            ruleset: Arc::clone(&j.rules),
+            ruleset: Arc::clone(&j.ruleset),
             request_id: None,
         }
     }
@@ -330,8 +340,7 @@ impl Policy {
     /// `executes`: the unit runs something (its `executed` may have been
     /// handed to the draft already).
     fn verdict(&mut self, judgement: Judgement, executes: bool) -> Verdict {
-        let proxy = self.proxy.clone();
-        let m = &proxy.metrics;
+        let m = &self.proxy.metrics;
         let d = &judgement.decision;
         match d.action {
             Action::Allow | Action::Log => {
@@ -550,4 +559,14 @@ fn bind_params(b: &mut Body<'_>) -> Result<Vec<Option<String>>, FrameError> {
         }));
     }
     Ok(out)
+}
+
+/// Classify `sql`, or take the classification computed off the session
+/// thread for exactly this text under this classifier (see
+/// [`Policy::preclassified`]).
+fn classify(pre: &mut Option<Pre>, classifier: &Arc<Classifier>, sql: &str) -> SharedClassification {
+    match pre.take() {
+        Some(p) if Arc::ptr_eq(&p.classifier, classifier) && p.sql == sql => p.class,
+        _ => classifier.classify(sql),
+    }
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use crate::audit::{Auditor, OutcomeRef, StatementRecord};
 use crate::classify::{Effect, SharedClassification};
-use crate::rules::RuleSet;
 
 /// The identity every record of a session carries.
 #[derive(Debug)]
@@ -32,8 +31,8 @@ pub struct Draft {
     /// See `audit::event::decision`; a hold sets what became of it.
     pub decision: &'static str,
     pub rules: Arc<[String]>,
-    /// The rule set that decided (its version is recorded).
-    pub ruleset: Arc<RuleSet>,
+    /// Version of the rule set that decided.
+    pub ruleset: Arc<str>,
     /// Set once the statement is held for approval.
     pub request_id: Option<String>,
 }
@@ -74,7 +73,7 @@ impl Draft {
             functions: &names[functions_at..rules_at],
             decision: self.decision,
             rules: &names[rules_at..],
-            ruleset: Some(self.ruleset.version()),
+            ruleset: Some(&self.ruleset),
             request_id: self.request_id.as_deref(),
             outcome,
             duration_us,

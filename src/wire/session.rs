@@ -530,7 +530,7 @@ impl Inbound<'_> {
             sql: held.sql.clone(),
             categories: draft.categories(),
             rules: held.decision.rules.to_vec(),
-            ruleset: Some(draft.ruleset.version().to_string()),
+            ruleset: Some(draft.ruleset.to_string()),
             approvers: held.settings.approvers.clone(),
             quorum: held.settings.quorum,
             channel: held.settings.channel.clone().unwrap_or_else(|| "default".into()),
