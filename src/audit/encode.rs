@@ -167,7 +167,18 @@ fn key(out: &mut Vec<u8>, name: &str) {
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {
-    value(out, s);
+    // Most values (ids, names, tags, redacted SQL) need no escaping: copy
+    // them as serde_json writes them. Its escapes are `"`, `\` and the
+    // control characters below 0x20; every other byte goes out as is.
+    // Skipping a serializer per value was a tenth of the record's cost.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        value(out, s);
+    }
 }
 
 fn strings<L: AsRef<str>>(out: &mut Vec<u8>, v: &[L]) {
@@ -244,6 +255,18 @@ mod tests {
                 outcome,
                 duration_us: i as u64 * 31,
             }),
+        }
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_writes_them() {
+        let mut cases: Vec<String> = (0u8..=0x7f).map(|b| format!("a{}b", b as char)).collect();
+        cases.extend(NASTY.iter().map(|s| s.to_string()));
+        cases.extend(["é", "\u{2028}", "\u{ffff}", "🦀\"", "\u{80}"].map(String::from));
+        for s in &cases {
+            let mut fast = Vec::new();
+            string(&mut fast, s);
+            assert_eq!(fast, serde_json::to_vec(s).unwrap(), "{s:?}");
         }
     }
 
