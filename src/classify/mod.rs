@@ -358,8 +358,9 @@ const FRONT_SLOTS: usize = 256;
 /// shared cache answered for that key under the same classifier (`owner`
 /// tells classifiers apart, so a rule reload starts it afresh); entries
 /// are immutable, and one the shared cache has since evicted is still
-/// right. Not counted in `cache_bytes` (at most 256 entries a thread,
-/// sharing their classifications with the shared cache).
+/// right. Not counted in `cache_bytes`: at most 256 entries a thread, each
+/// the thread's own copy of a cached classification (see `cached`), so a
+/// thread whose hot shapes collide in a slot pays a copy per miss.
 struct Front {
     owner: u64,
     slots: Vec<Option<(Arc<str>, Entry)>>,
