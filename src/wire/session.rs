@@ -89,6 +89,11 @@ impl Shared {
 
 pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToken) {
     let Established { info, client, client_buf, upstream } = est;
+    // The loop below polls its shutdown branch on every wake of the
+    // session. Polling a token locks its node's mutex and its `Notify`'s:
+    // on the proxy-wide token every session on every thread would take
+    // the same two locks per wake. A child token's are this session's own.
+    let shutdown = shutdown.child_token();
     let key = proxy.cancel.register(upstream.backend_pid, upstream.backend_secret);
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut ur, mut uw) = tokio::io::split(upstream.stream);
@@ -145,6 +150,8 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
         loop {
             tokio::select! {
+                // Fixed order, relay first: no random draw per wake.
+                biased;
                 r = &mut a => break r,
                 r = &mut b => break r,
                 _ = shutdown.cancelled(), if !draining => {
