@@ -71,7 +71,7 @@ pub struct Held {
     pub categories: Vec<Category>,
     pub classification: Classification,
     /// As classified, for the session's PREPARE bookkeeping.
-    raw: Classification,
+    raw: Vec<Known>,
 }
 
 /// The judgement of one unit, before bookkeeping.
@@ -81,16 +81,43 @@ struct Judgement {
     /// to what it runs, PREPARE to a no-op).
     executed: Vec<SharedClassification>,
     /// The same, as classified (PREPARE still carries the effects of the
-    /// statement it prepares): the source of bookkeeping.
-    raw: Vec<SharedClassification>,
+    /// statement it prepares), with their texts: the source of bookkeeping.
+    raw: Vec<Known>,
     /// Version of the rules that decided (the audit record names it).
     ruleset: Arc<str>,
 }
 
 /// One pending bookkeeping change, with what it replaced (for undo).
 enum Undo {
-    Statement(String, Option<SharedClassification>),
-    Portal(String, Option<SharedClassification>),
+    Statement(String, Option<Known>),
+    Portal(String, Option<Bound>),
+}
+
+/// A statement the session knows: what it does, and its text. The text
+/// goes with the statement, not with the session's last Parse: an Execute
+/// of a statement prepared earlier is recorded, estimated and shown to
+/// approvers with the text that statement was prepared from.
+#[derive(Clone)]
+struct Known {
+    class: SharedClassification,
+    /// Empty for a statement the proxy has not seen (its class says so).
+    sql: Arc<str>,
+}
+
+/// A bound portal: its statement and the values bound to it.
+#[derive(Clone)]
+struct Bound {
+    stmt: Known,
+    params: Arc<[Option<String>]>,
+}
+
+/// One Execute of the current segment.
+struct Exec {
+    /// As classified (bookkeeping), with its text and bound values.
+    raw: Known,
+    params: Arc<[Option<String>]>,
+    /// As judged (EXECUTE resolved).
+    judged: SharedClassification,
 }
 
 pub struct Policy {
@@ -101,17 +128,21 @@ pub struct Policy {
     pub inject: mpsc::Sender<BytesMut>,
     pub statements: u64,
     /// Protocol-level prepared statements and portals.
-    prepared: HashMap<String, SharedClassification>,
-    portals: HashMap<String, SharedClassification>,
-    /// SQL-level PREPAREd statements.
-    sql_prepared: HashMap<String, SharedClassification>,
+    prepared: HashMap<String, Known>,
+    portals: HashMap<String, Bound>,
+    /// SQL-level PREPAREd statements (text: the PREPARE statement's).
+    sql_prepared: HashMap<String, Known>,
     /// Bookkeeping done by the current segment, undone if it is refused.
     undo: Vec<Undo>,
-    /// Portals executed by the current segment: (as classified, as judged).
-    executed: Vec<(SharedClassification, SharedClassification)>,
-    /// Parameter values of the last Bind in the segment, for reviewers.
-    last_params: Vec<Option<String>>,
+    /// Portals executed by the current segment.
+    executed: Vec<Exec>,
+    /// The current unit's text and bound values (every Execute's, in
+    /// order), for its record and reviewers.
+    last_params: Arc<[Option<String>]>,
     last_sql: String,
+    /// Shared by units without text or values: no allocation for them.
+    no_params: Arc<[Option<String>]>,
+    no_sql: Arc<str>,
     /// The next text's classification, computed off the session thread
     /// (see [`Policy::preclassified`]).
     pre: Option<Pre>,
@@ -147,8 +178,10 @@ impl Policy {
             sql_prepared: HashMap::new(),
             undo: Vec::new(),
             executed: Vec::new(),
-            last_params: Vec::new(),
+            last_params: Arc::from([]),
             last_sql: String::new(),
+            no_params: Arc::from([]),
+            no_sql: Arc::from(""),
             pre: None,
             decided: Default::default(),
             snap,
@@ -190,40 +223,39 @@ impl Policy {
             b'P' => {
                 let name = b.str()?;
                 let sql = b.cstr()?;
-                let class = match std::str::from_utf8(sql) {
+                let known = match std::str::from_utf8(sql) {
                     Ok(sql) => {
                         self.refresh();
-                        classify(&mut self.pre, &self.snap.classifier, sql)
+                        Known { class: classify(&mut self.pre, &self.snap.classifier, sql), sql: Arc::from(sql) }
                     }
                     // The session is UTF8; invalid text cannot be judged.
-                    Err(_) => unknown("statement text is not valid UTF-8"),
+                    Err(_) => Known { class: unknown("statement text is not valid UTF-8"), sql: self.no_sql.clone() },
                 };
-                let old = self.prepared.insert(name.to_string(), class);
+                let old = self.prepared.insert(name.to_string(), known);
                 self.undo.push(Undo::Statement(name.to_string(), old));
-                if let Ok(s) = std::str::from_utf8(sql) {
-                    self.last_sql.clear();
-                    self.last_sql.push_str(s);
-                }
             }
             b'B' => {
                 let portal = b.str()?;
                 let stmt = b.str()?;
-                let class = self.prepared.get(stmt).or_else(|| self.sql_prepared.get(stmt)).cloned().unwrap_or_else(|| {
-                    unknown("Bind to a prepared statement the proxy has not seen")
+                let stmt = self.prepared.get(stmt).or_else(|| self.sql_prepared.get(stmt)).cloned().unwrap_or_else(|| Known {
+                    class: unknown("Bind to a prepared statement the proxy has not seen"),
+                    sql: self.no_sql.clone(),
                 });
-                self.last_params = bind_params(&mut b).unwrap_or_default();
-                let old = self.portals.insert(portal.to_string(), class);
+                let params = match bind_params(&mut b) {
+                    Ok(p) if !p.is_empty() => Arc::from(p),
+                    _ => self.no_params.clone(),
+                };
+                let old = self.portals.insert(portal.to_string(), Bound { stmt, params });
                 self.undo.push(Undo::Portal(portal.to_string(), old));
             }
             b'E' => {
                 let portal = b.str()?;
-                let class = self
-                    .portals
-                    .get(portal)
-                    .cloned()
-                    .unwrap_or_else(|| unknown("Execute of a portal the proxy has not seen"));
-                let judged = self.resolve(&class);
-                self.executed.push((class, judged));
+                let bound = self.portals.get(portal).cloned().unwrap_or_else(|| Bound {
+                    stmt: Known { class: unknown("Execute of a portal the proxy has not seen"), sql: self.no_sql.clone() },
+                    params: self.no_params.clone(),
+                });
+                let judged = self.resolve(&bound.stmt.class);
+                self.executed.push(Exec { raw: bound.stmt, params: bound.params, judged });
             }
             b'C' => {
                 let kind = b.bytes(1)?[0];
@@ -249,7 +281,7 @@ impl Policy {
     fn resolve(&self, class: &SharedClassification) -> SharedClassification {
         // SQL PREPARE and protocol Parse share one namespace in PostgreSQL,
         // so EXECUTE can run either kind.
-        resolve_prepared(class, |name| self.sql_prepared.get(name).or_else(|| self.prepared.get(name)).cloned())
+        resolve_prepared(class, |name| self.sql_prepared.get(name).or_else(|| self.prepared.get(name)).map(|k| k.class.clone()))
     }
 
     fn judge(&mut self, unit: &Unit<'_>) -> Result<Judgement, (&'static str, String)> {
@@ -258,19 +290,28 @@ impl Policy {
             Unit::Query { frame } => {
                 let mut b = Body::new(frame);
                 let sql = b.cstr().map_err(|e| (sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+                self.last_sql.clear();
                 let class = match std::str::from_utf8(sql) {
                     Ok(sql) => {
-                        self.last_sql.clear();
                         self.last_sql.push_str(sql);
                         classify(&mut self.pre, &self.snap.classifier, sql)
                     }
                     Err(_) => unknown("statement text is not valid UTF-8"),
                 };
-                self.last_params.clear();
+                self.last_params = self.no_params.clone();
                 let judged = self.resolve(&class);
-                (vec![class], vec![judged])
+                // The text is kept for bookkeeping only if it PREPAREs.
+                let prepares = class.statements.iter().any(|s| matches!(s.prepared, Some(PreparedOp::Prepare { .. })));
+                let sql = if prepares { Arc::from(self.last_sql.as_str()) } else { self.no_sql.clone() };
+                (vec![Known { class, sql }], vec![judged])
             }
-            Unit::Segment { .. } => std::mem::take(&mut self.executed).into_iter().unzip(),
+            Unit::Segment { .. } => {
+                let execs = std::mem::take(&mut self.executed);
+                let (sql, params) = segment_text(&execs);
+                self.last_sql = sql;
+                self.last_params = params.unwrap_or_else(|| self.no_params.clone());
+                execs.into_iter().map(|e| (e.raw, e.judged)).unzip()
+            }
         };
         let subject = Subject { agent: &self.info.agent, application_name: &self.info.application_name, database: &self.info.database };
         let mut decision: Option<Decision> = None;
@@ -323,7 +364,7 @@ impl Policy {
             who: Arc::clone(&self.who),
             statement: self.statements,
             sql: self.last_sql.clone(),
-            params: if runs { std::mem::take(&mut self.last_params) } else { self.last_params.clone() },
+            params: self.last_params.clone(),
             executed: if runs { std::mem::take(&mut j.executed) } else { j.executed.clone() },
             decision: match d.action {
                 Action::Allow => decision::ALLOW,
@@ -369,18 +410,17 @@ impl Policy {
                 let classification = Classification {
                     statements: judgement.executed.iter().flat_map(|c| c.statements.iter().cloned()).collect(),
                 };
-                let raw = Classification { statements: judgement.raw.iter().flat_map(|c| c.statements.iter().cloned()).collect() };
                 let mut categories: Vec<Category> = classification.effects().map(|e| e.category).collect();
                 categories.sort();
                 categories.dedup();
                 Verdict::Hold(Box::new(Held {
                     sql: self.last_sql.clone(),
-                    params: std::mem::take(&mut self.last_params),
+                    params: self.last_params.to_vec(),
                     settings: d.hold.clone().unwrap_or_default(),
                     decision: judgement.decision,
                     categories,
                     classification,
-                    raw,
+                    raw: judgement.raw,
                 }))
             }
         }
@@ -388,7 +428,9 @@ impl Policy {
 
     /// The unit was held and then approved: apply its bookkeeping.
     pub fn approved(&mut self, held: &Held) {
-        self.apply_sql_prepared(&held.raw);
+        for k in &held.raw {
+            self.apply_sql_prepared(k);
+        }
         self.undo.clear();
     }
 
@@ -399,17 +441,18 @@ impl Policy {
 
     fn commit(&mut self, j: &Judgement) {
         self.undo.clear();
-        for c in &j.raw {
-            self.apply_sql_prepared(c);
+        for k in &j.raw {
+            self.apply_sql_prepared(k);
         }
     }
 
-    fn apply_sql_prepared(&mut self, c: &Classification) {
-        for s in &c.statements {
+    fn apply_sql_prepared(&mut self, k: &Known) {
+        for s in &k.class.statements {
             match &s.prepared {
                 Some(PreparedOp::Prepare { name }) => {
                     let inner = Arc::new(Classification { statements: vec![StatementClass { span: s.span, effects: Arc::clone(&s.effects), prepared: None }] });
-                    self.sql_prepared.insert(name.clone(), inner);
+                    let sql = Arc::from(k.sql.get(s.span.0..s.span.1).unwrap_or(&k.sql));
+                    self.sql_prepared.insert(name.clone(), Known { class: inner, sql });
                 }
                 Some(PreparedOp::Deallocate { name }) => {
                     self.sql_prepared.remove(name);
@@ -526,6 +569,36 @@ fn unknown_effect(why: &str) -> Effect {
     Effect { category: Category::Unknown, tables: vec![], functions: vec![], why: why.to_string() }
 }
 
+/// A segment's text and bound values for its record and reviewers: each
+/// Execute's statement text, in order, one per line (a portal executed
+/// again, in row-limited steps, once), and their values, concatenated;
+/// `None` for values when no Execute bound any. One Execute (the common
+/// case): its text, and its values shared, not copied.
+fn segment_text(execs: &[Exec]) -> (String, Option<Arc<[Option<String>]>>) {
+    let same = |a: &Exec, b: &Exec| Arc::ptr_eq(&a.raw.sql, &b.raw.sql) && Arc::ptr_eq(&a.params, &b.params);
+    let mut sql = String::new();
+    let mut params: Vec<Option<String>> = Vec::new();
+    let mut prev: Option<&Exec> = None;
+    for e in execs {
+        if prev.is_some_and(|p| same(p, e)) {
+            continue;
+        }
+        if prev.is_some() {
+            sql.push_str(if sql.trim_end().ends_with(';') { "\n" } else { ";\n" });
+        }
+        sql.push_str(&e.raw.sql);
+        params.extend(e.params.iter().cloned());
+        prev = Some(e);
+    }
+    let params = match execs {
+        [] => None,
+        [one] => Some(one.params.clone()),
+        _ if execs.iter().all(|e| same(e, &execs[0])) => Some(execs[0].params.clone()),
+        _ => Some(Arc::from(params)),
+    };
+    (sql, params)
+}
+
 pub(crate) fn unknown(why: &str) -> SharedClassification {
     Arc::new(Classification { statements: vec![StatementClass { span: (0, 0), effects: Arc::from([unknown_effect(why)]), prepared: None }] })
 }
@@ -568,5 +641,33 @@ fn classify(pre: &mut Option<Pre>, classifier: &Arc<Classifier>, sql: &str) -> S
     match pre.take() {
         Some(p) if Arc::ptr_eq(&p.classifier, classifier) && p.sql == sql => p.class,
         _ => classifier.classify(sql),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(sql: &Arc<str>, params: &Arc<[Option<String>]>) -> Exec {
+        let class = unknown("test");
+        Exec { raw: Known { class: class.clone(), sql: sql.clone() }, params: params.clone(), judged: class }
+    }
+
+    /// A pipelined segment's record shows every Execute's own text and
+    /// values in order; a portal executed again in row-limited steps (same
+    /// binding) appears once; one Execute shares its values.
+    #[test]
+    fn segment_text_lists_each_execution_in_order() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("SELECT $1"), Arc::from("DELETE FROM t WHERE id = $1;"));
+        let p1: Arc<[Option<String>]> = Arc::from([Some("1".to_string())]);
+        let p2: Arc<[Option<String>]> = Arc::from([Some("2".to_string())]);
+        let none: Arc<[Option<String>]> = Arc::from([]);
+        assert_eq!(segment_text(&[]), (String::new(), None));
+        let (sql, params) = segment_text(&[exec(&a, &p1)]);
+        assert_eq!(sql, "SELECT $1");
+        assert!(Arc::ptr_eq(&params.unwrap(), &p1), "one Execute shares its values");
+        let (sql, params) = segment_text(&[exec(&b, &p2), exec(&b, &p2), exec(&a, &p1), exec(&a, &none), exec(&b, &p1)]);
+        assert_eq!(sql, "DELETE FROM t WHERE id = $1;\nSELECT $1;\nSELECT $1;\nDELETE FROM t WHERE id = $1;");
+        assert_eq!(&*params.unwrap(), [Some("2".into()), Some("1".into()), Some("1".into())]);
     }
 }

@@ -25,7 +25,8 @@ pub struct Draft {
     /// Statement number within the session, from 1.
     pub statement: u64,
     pub sql: String,
-    pub params: Vec<Option<String>>,
+    /// Shared with the portal that bound them.
+    pub params: Arc<[Option<String>]>,
     /// The classifications the unit executes, as judged.
     pub executed: Vec<SharedClassification>,
     /// See `audit::event::decision`; a hold sets what became of it.

@@ -754,7 +754,9 @@ async fn impact_estimate_never_lets_the_planner_run_user_functions() {
 }
 
 /// An approval is for one execution: a prepared statement executed again
-/// waits again, with its new values, whichever protocol prepared it.
+/// waits again, with its new values, whichever protocol prepared it. The
+/// request shows the text of the statement executed, even when another
+/// was parsed after it.
 #[tokio::test]
 async fn approval_covers_one_execution_of_a_prepared_statement() {
     let db = pg().create_db();
@@ -766,6 +768,9 @@ async fn approval_covers_one_execution_of_a_prepared_statement() {
     // Extended protocol: one Parse, two Bind/Execute.
     const SQL: &str = "UPDATE counter SET n = n + $1";
     let stmt = c.prepare(SQL).await.expect("Parse/Describe runs nothing and passes");
+    // Parsed after it and harmless: the reviewer must still see the text
+    // of the statement that runs, not the session's last Parse.
+    let _decoy = c.prepare("SELECT 1").await.unwrap();
     let run = |by: i32| {
         let (c, stmt) = (c.clone(), stmt.clone());
         tokio::spawn(async move { c.execute(&stmt, &[&by]).await })

@@ -483,3 +483,37 @@ async fn audit_disabled_serves_sessions_and_writes_no_trail() {
         }
     }
 }
+
+/// A statement prepared once and executed later is recorded with its own
+/// text, not the text the session parsed last (the record is evidence of
+/// what ran). Two prepared statements, executed interleaved, each with
+/// a bound value.
+#[tokio::test(flavor = "multi_thread")]
+async fn executions_of_prepared_statements_carry_their_own_text() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let p = proxy().start().await;
+    let (c, conn) = p.config(AGENT, AGENT_PASSWORD, &db).connect(tokio_postgres::NoTls).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let a_sql = "SELECT v FROM t WHERE id = $1";
+    let b_sql = "SELECT count(*) FROM t WHERE id < $1";
+    let a = c.prepare(a_sql).await.unwrap();
+    let b = c.prepare(b_sql).await.unwrap();
+    assert_eq!(c.query_one(&a, &[&3i32]).await.unwrap().get::<_, String>(0), "v3");
+    assert_eq!(c.query_one(&b, &[&5i32]).await.unwrap().get::<_, i64>(0), 4);
+    assert_eq!(c.query_one(&a, &[&4i32]).await.unwrap().get::<_, String>(0), "v4");
+    drop(c);
+    conn.await.unwrap().unwrap();
+    let ended = eventually(std::time::Duration::from_secs(5), || async { p.running.proxy.metrics.sessions_active.get() == 0 }).await;
+    assert!(ended, "session did not end");
+    let dir = p.shutdown_keep_dir().await;
+    let recs = records(&trail(&dir.path().join("airlock-audit.jsonl")));
+    let ran: Vec<(&str, usize)> = recs
+        .iter()
+        .filter_map(|r| match &r.event.kind {
+            EventKind::Statement(s) => Some((s.sql.as_deref().unwrap_or(""), s.parameter_count)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ran, [(a_sql, 1), (b_sql, 1), (a_sql, 1)]);
+}
