@@ -34,6 +34,7 @@ pub mod config;
 
 pub use config::{ApprovalConfig, RawApprovalConfig, SlackConfig, SlackMode, validate};
 
+pub use crate::audit::event::PreparedText;
 use crate::rules::HoldSettings;
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -81,6 +82,9 @@ pub struct ApprovalRequest {
     pub database: String,
     pub application_name: String,
     pub sql: String,
+    /// What the prepared statements `sql` EXECUTEs by name were prepared
+    /// as: `EXECUTE x` alone says nothing about what runs.
+    pub prepared: Vec<PreparedText>,
     /// Bound parameter values (extended protocol), text form; `None` is NULL.
     pub params: Vec<Option<String>>,
     /// The agent's stated reason (e.g. from a SQL comment or application_name).
@@ -348,6 +352,7 @@ pub struct PendingView {
     pub database: String,
     pub application_name: String,
     pub sql: String,
+    pub prepared: Vec<PreparedText>,
     pub params: Vec<Option<String>>,
     pub reason: Option<String>,
     pub categories: Vec<String>,
@@ -607,6 +612,7 @@ impl Entry {
             database: r.database.clone(),
             application_name: r.application_name.clone(),
             sql: r.sql.clone(),
+            prepared: r.prepared.clone(),
             params: r.params.clone(),
             reason: r.reason.clone(),
             categories: r.categories.clone(),

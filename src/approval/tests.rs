@@ -108,6 +108,7 @@ impl TestObserver {
 pub(crate) fn request(approvers: &[&str], quorum: u32) -> ApprovalRequest {
     ApprovalRequest {
         session_id: "sess-1".into(),
+        prepared: vec![],
         agent: "billing-bot".into(),
         owner: Some("owner".into()),
         client_addr: "10.0.0.7:51000".parse().unwrap(),

@@ -424,6 +424,10 @@ pub struct ApprovalRequested {
     /// Always the full text: the approvers saw it, so the record must too
     /// (secrets such as PASSWORD literals are still scrubbed).
     pub sql: String,
+    /// The prepared statements the text EXECUTEs, as the approvers saw
+    /// them (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prepared: Vec<PreparedText>,
     pub categories: Vec<String>,
     #[serde(default)]
     pub rules: Vec<String>,
@@ -435,6 +439,15 @@ pub struct ApprovalRequested {
     /// e.g. "slack:#db-approvals".
     pub channel: String,
     pub timeout_ms: u64,
+}
+
+/// A statement prepared earlier in the session (SQL `PREPARE` or protocol
+/// Parse) that a held text executes by name: its text, for approvers who
+/// would otherwise see only `EXECUTE name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedText {
+    pub name: String,
+    pub sql: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1031,7 +1031,12 @@ fn apply_text_policy(cfg: &AuditConfig, ev: &mut Event) {
                 s.parameters = None;
             }
         }
-        EventKind::ApprovalRequested(a) => a.sql = scrub_secrets(&a.sql),
+        EventKind::ApprovalRequested(a) => {
+            a.sql = scrub_secrets(&a.sql);
+            for p in &mut a.prepared {
+                p.sql = scrub_secrets(&p.sql);
+            }
+        }
         _ => {}
     }
 }

@@ -237,6 +237,15 @@ pub fn message(view: &PendingView, admin_url: Option<&str>) -> (String, Vec<Slac
         )));
     }
 
+    for p in &view.prepared {
+        let (sql, cut) = code_block(&p.sql, SECTION_BUDGET - 200);
+        blocks.push(section(format!(
+            "*`{}` was prepared as*{}\n{sql}",
+            esc_limit(&p.name, 64).0,
+            if cut { " (first part)" } else { "" }
+        )));
+    }
+
     if !view.params.is_empty() {
         let mut lines = String::new();
         let mut cut_any = false;

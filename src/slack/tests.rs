@@ -149,6 +149,16 @@ async fn posted_message_shows_what_reviewers_need() {
         format!("{}:{}", p.id(), p.binding())
     );
 
+    // A held `EXECUTE name` shows what the name was prepared as.
+    let mut req = request(&["U1"], 1);
+    req.sql = "EXECUTE purge(42)".into();
+    req.prepared = vec![crate::approval::PreparedText { name: "purge".into(), sql: "PREPARE purge(int) AS DELETE FROM orders WHERE id = $1".into() }];
+    let (_, post) = env.submit(req).await;
+    let text = post.text();
+    for needle in ["EXECUTE purge(42)", "`purge` was prepared as", "PREPARE purge(int) AS DELETE FROM orders WHERE id = $1"] {
+        assert!(text.contains(needle), "message lacks {needle:?}: {text}");
+    }
+
     // A rule's own channel wins over the default.
     let mut req = request(&["U1"], 1);
     req.settings.channel = Some("C0DBA".into());

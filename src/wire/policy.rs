@@ -65,6 +65,8 @@ pub enum Verdict {
 /// Everything about a held unit that an approval request needs.
 pub struct Held {
     pub sql: String,
+    /// What the statements `sql` EXECUTEs by name were prepared as.
+    pub prepared: Vec<crate::audit::event::PreparedText>,
     pub params: Vec<Option<String>>,
     pub decision: Decision,
     pub settings: HoldSettings,
@@ -413,8 +415,10 @@ impl Policy {
                 let mut categories: Vec<Category> = classification.effects().map(|e| e.category).collect();
                 categories.sort();
                 categories.dedup();
+                let prepared = self.prepared_texts(&judgement.raw);
                 Verdict::Hold(Box::new(Held {
                     sql: self.last_sql.clone(),
+                    prepared,
                     params: self.last_params.to_vec(),
                     settings: d.hold.clone().unwrap_or_default(),
                     decision: judgement.decision,
@@ -424,6 +428,20 @@ impl Policy {
                 }))
             }
         }
+    }
+
+    /// The texts of the prepared statements `raw` EXECUTEs by name (SQL
+    /// level; a protocol Execute's text is the unit's own), each once.
+    fn prepared_texts(&self, raw: &[Known]) -> Vec<crate::audit::event::PreparedText> {
+        let mut out: Vec<crate::audit::event::PreparedText> = Vec::new();
+        for s in raw.iter().flat_map(|k| k.class.statements.iter()) {
+            let Some(PreparedOp::Execute { name }) = &s.prepared else { continue };
+            let Some(known) = self.sql_prepared.get(name).or_else(|| self.prepared.get(name)) else { continue };
+            if !out.iter().any(|p| p.name == *name) {
+                out.push(crate::audit::event::PreparedText { name: name.clone(), sql: known.sql.to_string() });
+            }
+        }
+        out
     }
 
     /// The unit was held and then approved: apply its bookkeeping.

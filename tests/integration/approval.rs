@@ -795,7 +795,10 @@ async fn approval_covers_one_execution_of_a_prepared_statement() {
     assert_eq!(counter(&db).await, 1);
     for round in 0..2 {
         let q = spawn_query(&c, "EXECUTE bump");
-        let id = id_of(&api.held("EXECUTE bump").await);
+        let view = api.held("EXECUTE bump").await;
+        // `EXECUTE bump` alone hides what runs: the request shows it.
+        assert_eq!(view["prepared"], json!([{ "name": "bump", "sql": "PREPARE bump AS UPDATE counter SET n = n + 10" }]));
+        let id = id_of(&view);
         if round == 0 {
             assert_eq!(api.approve(&id, BOB.1).await.0, 200);
             finish(q).await.unwrap();

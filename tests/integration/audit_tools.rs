@@ -67,6 +67,7 @@ fn request(
             agent: agent.into(),
             statement: n,
             sql: sql.into(),
+            prepared: vec![],
             categories: cats.iter().map(|c| c.to_string()).collect(),
             rules: vec!["ddl-needs-approval".into()],
             ruleset: Some("rs-v2".into()),
