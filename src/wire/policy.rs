@@ -138,6 +138,9 @@ pub struct Policy {
     undo: Vec<Undo>,
     /// Portals executed by the current segment.
     executed: Vec<Exec>,
+    /// What those Executes' PREPARE / DEALLOCATE statements did to the
+    /// names, for the segment's later Executes.
+    segment_names: UnitNames<Arc<[Effect]>>,
     /// The current unit's text and bound values (every Execute's, in
     /// order), for its record and reviewers.
     last_params: Arc<[Option<String>]>,
@@ -180,6 +183,7 @@ impl Policy {
             sql_prepared: HashMap::new(),
             undo: Vec::new(),
             executed: Vec::new(),
+            segment_names: UnitNames::default(),
             last_params: Arc::from([]),
             last_sql: String::new(),
             no_params: Arc::from([]),
@@ -235,6 +239,8 @@ impl Policy {
                 };
                 let old = self.prepared.insert(name.to_string(), known);
                 self.undo.push(Undo::Statement(name.to_string(), old));
+                // This Parse now defines the name, whatever the segment did to it.
+                self.segment_names.names.remove(name);
             }
             b'B' => {
                 let portal = b.str()?;
@@ -257,6 +263,9 @@ impl Policy {
                     params: self.no_params.clone(),
                 });
                 let judged = self.resolve(&bound.stmt.class);
+                for s in &bound.stmt.class.statements {
+                    self.segment_names.note(s, &s.effects);
+                }
                 self.executed.push(Exec { raw: bound.stmt, params: bound.params, judged });
             }
             b'C' => {
@@ -264,6 +273,7 @@ impl Policy {
                 let name = b.str()?.to_string();
                 match kind {
                     b'S' => {
+                        self.segment_names.names.insert(name.clone(), None);
                         let old = self.prepared.remove(&name);
                         self.undo.push(Undo::Statement(name, old));
                     }
@@ -283,7 +293,13 @@ impl Policy {
     fn resolve(&self, class: &SharedClassification) -> SharedClassification {
         // SQL PREPARE and protocol Parse share one namespace in PostgreSQL,
         // so EXECUTE can run either kind.
-        resolve_prepared(class, |name| self.sql_prepared.get(name).or_else(|| self.prepared.get(name)).map(|k| k.class.clone()))
+        // Names this segment's earlier Executes prepared or deallocated
+        // come first: the session's are updated only once it is decided.
+        resolve_prepared(class, |name| {
+            self.segment_names.resolve(name, |n| {
+                self.sql_prepared.get(n).or_else(|| self.prepared.get(n)).map(|k| k.class.effects().cloned().collect())
+            })
+        })
     }
 
     fn judge(&mut self, unit: &Unit<'_>) -> Result<Judgement, (&'static str, String)> {
@@ -308,6 +324,7 @@ impl Policy {
                 (vec![Known { class, sql }], vec![judged])
             }
             Unit::Segment { .. } => {
+                self.segment_names = UnitNames::default();
                 let execs = std::mem::take(&mut self.executed);
                 let (sql, params) = segment_text(&execs);
                 self.last_sql = sql;
@@ -431,14 +448,24 @@ impl Policy {
     }
 
     /// The texts of the prepared statements `raw` EXECUTEs by name (SQL
-    /// level; a protocol Execute's text is the unit's own), each once.
+    /// level; a protocol Execute's text is the unit's own), each once, as
+    /// they are when each EXECUTE runs: a name the unit itself prepares
+    /// shows the unit's text (as `resolve_prepared` judges it).
     fn prepared_texts(&self, raw: &[Known]) -> Vec<crate::audit::event::PreparedText> {
         let mut out: Vec<crate::audit::event::PreparedText> = Vec::new();
-        for s in raw.iter().flat_map(|k| k.class.statements.iter()) {
-            let Some(PreparedOp::Execute { name }) = &s.prepared else { continue };
-            let Some(known) = self.sql_prepared.get(name).or_else(|| self.prepared.get(name)) else { continue };
-            if !out.iter().any(|p| p.name == *name) {
-                out.push(crate::audit::event::PreparedText { name: name.clone(), sql: known.sql.to_string() });
+        let mut names: UnitNames<Arc<str>> = UnitNames::default();
+        for k in raw {
+            for s in &k.class.statements {
+                if let Some(PreparedOp::Execute { name }) = &s.prepared {
+                    let sql = names.resolve(name, |n| self.sql_prepared.get(n).or_else(|| self.prepared.get(n)).map(|k| k.sql.clone()));
+                    if let Some(sql) = sql
+                        && !out.iter().any(|p| p.name == *name && *p.sql == *sql)
+                    {
+                        out.push(crate::audit::event::PreparedText { name: name.clone(), sql: sql.to_string() });
+                    }
+                }
+                let text: Arc<str> = Arc::from(k.sql.get(s.span.0..s.span.1).unwrap_or(&k.sql));
+                names.note(s, &text);
             }
         }
         out
@@ -490,6 +517,7 @@ impl Policy {
 
     fn rollback(&mut self) {
         self.executed.clear();
+        self.segment_names = UnitNames::default();
         while let Some(u) = self.undo.pop() {
             match u {
                 Undo::Statement(name, Some(old)) => {
@@ -517,43 +545,92 @@ impl Policy {
 /// (with none), so both judge alike.
 pub fn resolve_prepared(
     class: &SharedClassification,
-    lookup: impl Fn(&str) -> Option<SharedClassification>,
+    lookup: impl Fn(&str) -> Option<Arc<[Effect]>>,
 ) -> SharedClassification {
     let needs = class.statements.iter().any(|s| matches!(s.prepared, Some(PreparedOp::Execute { .. } | PreparedOp::Prepare { .. })));
     if !needs {
         return class.clone();
     }
+    // PostgreSQL runs a message's statements in order, so an EXECUTE runs
+    // what the message itself last PREPAREd under that name, or nothing
+    // after the message DEALLOCATEd it: never what the name meant before
+    // (`DEALLOCATE x; PREPARE x AS DELETE ...; EXECUTE x` must be judged
+    // as the DELETE).
+    let mut names = UnitNames::default();
     let statements = class
         .statements
         .iter()
-        .map(|s| match &s.prepared {
-            Some(PreparedOp::Execute { name }) => match lookup(name) {
-                Some(inner) => StatementClass {
+        .map(|s| {
+            let out = match &s.prepared {
+                Some(PreparedOp::Execute { name }) => match names.resolve(name, &lookup) {
+                    Some(inner) => StatementClass {
+                        span: s.span,
+                        effects: s.effects.iter().cloned().chain(inner.iter().cloned()).collect(),
+                        prepared: s.prepared.clone(),
+                    },
+                    None => StatementClass {
+                        span: s.span,
+                        effects: Arc::from([unknown_effect(&format!("EXECUTE of {name:?}, which the proxy has not seen prepared"))]),
+                        prepared: s.prepared.clone(),
+                    },
+                },
+                Some(PreparedOp::Prepare { name }) => StatementClass {
                     span: s.span,
-                    effects: s.effects.iter().cloned().chain(inner.effects().cloned()).collect(),
+                    effects: vec![Effect {
+                        category: Category::Session,
+                        tables: vec![],
+                        functions: vec![],
+                        why: format!("PREPARE {name} (judged when executed)"),
+                    }]
+                    .into(),
                     prepared: s.prepared.clone(),
                 },
-                None => StatementClass {
-                    span: s.span,
-                    effects: Arc::from([unknown_effect(&format!("EXECUTE of {name:?}, which the proxy has not seen prepared"))]),
-                    prepared: s.prepared.clone(),
-                },
-            },
-            Some(PreparedOp::Prepare { name }) => StatementClass {
-                span: s.span,
-                effects: vec![Effect {
-                    category: Category::Session,
-                    tables: vec![],
-                    functions: vec![],
-                    why: format!("PREPARE {name} (judged when executed)"),
-                }]
-                .into(),
-                prepared: s.prepared.clone(),
-            },
-            _ => s.clone(),
+                _ => s.clone(),
+            };
+            names.note(s, &s.effects);
+            out
         })
         .collect();
     Arc::new(Classification { statements })
+}
+
+/// What a unit's own PREPARE / DEALLOCATE statements did to the names so
+/// far, in order: looked up before the session's names, which the unit's
+/// bookkeeping updates only once it is decided.
+#[derive(Default)]
+struct UnitNames<T> {
+    /// `None`: deallocated by the unit.
+    names: HashMap<String, Option<T>>,
+    /// DEALLOCATE ALL / DISCARD ALL ran: no earlier name exists any more.
+    all_gone: bool,
+}
+
+impl<T: Clone> UnitNames<T> {
+    fn note(&mut self, s: &StatementClass, prepared_as: &T) {
+        match &s.prepared {
+            Some(PreparedOp::Prepare { name }) => {
+                self.names.insert(name.clone(), Some(prepared_as.clone()));
+            }
+            Some(PreparedOp::Deallocate { name }) => {
+                self.names.insert(name.clone(), None);
+            }
+            Some(PreparedOp::DeallocateAll) => {
+                self.names.clear();
+                self.all_gone = true;
+            }
+            Some(PreparedOp::Execute { .. }) | None => {}
+        }
+    }
+
+    /// What `name` means now: the unit's own, else (unless the unit
+    /// dropped every name) the session's.
+    fn resolve(&self, name: &str, session: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        match self.names.get(name) {
+            Some(v) => v.clone(),
+            None if self.all_gone => None,
+            None => session(name),
+        }
+    }
 }
 
 /// Combine the decisions for several executed statements of one unit:

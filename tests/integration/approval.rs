@@ -1242,3 +1242,68 @@ async fn audit_trail_records_request_decision_and_statement() {
     assert!(pos("approval_decided") < pos("statement"));
     p.shutdown().await;
 }
+
+/// A name re-prepared inside the unit that executes it: `EXECUTE x` runs
+/// what the unit itself prepared, not what `x` meant before, so it is
+/// judged (and shown) as the new statement, whether the unit is one
+/// simple-protocol string or one pipelined extended-protocol segment.
+#[tokio::test]
+async fn a_name_reprepared_in_the_same_unit_is_judged_as_the_new_statement() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    c.batch_execute("PREPARE x AS SELECT 1").await.expect("a harmless statement under the name");
+    const SWAP: &str = "DEALLOCATE x; PREPARE x AS DELETE FROM t; EXECUTE x";
+    let q = spawn_query(&c, SWAP);
+    let view = api.held(SWAP).await;
+    assert_eq!(t_rows(&db).await, 10, "nothing ran while held");
+    assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
+    assert_eq!(view["prepared"], json!([{ "name": "x", "sql": "PREPARE x AS DELETE FROM t" }]), "{view:#}");
+    assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
+    assert_sqlstate(finish(q).await, "42501");
+    assert_eq!(t_rows(&db).await, 10);
+    p.shutdown().await;
+}
+
+/// The same swap in one pipelined extended-protocol segment (three
+/// Parse/Bind/Execute before one Sync): the last Execute runs the DELETE
+/// the segment prepared, so the segment is held.
+#[tokio::test]
+async fn a_name_reprepared_in_one_segment_is_judged_as_the_new_statement() {
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    c.batch_execute("PREPARE x AS SELECT 1").await.unwrap();
+    drop(c);
+    let mut s = raw_session(&p, &db).await;
+    s.write_all(&query_frame("PREPARE x AS SELECT 1")).await.unwrap();
+    let mut seg = Vec::new();
+    for sql in ["DEALLOCATE x", "PREPARE x AS DELETE FROM t", "EXECUTE x"] {
+        seg.extend(frame(b'P', &[b"\0", sql.as_bytes(), b"\0\0\0"].concat()));
+        seg.extend(frame(b'B', b"\0\0\0\0\0\0\0\0"));
+        seg.extend(frame(b'E', b"\0\0\0\0\0"));
+    }
+    seg.extend(frame(b'S', b""));
+    s.write_all(&seg).await.unwrap();
+    let held = eventually(WAIT, || async { !api.pending().await.is_empty() }).await;
+    assert!(held, "the segment was not held");
+    assert_eq!(t_rows(&db).await, 10, "nothing ran while held");
+    let view = api.pending().await.remove(0);
+    assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
+    assert_eq!(view["prepared"], json!([{ "name": "x", "sql": "PREPARE x AS DELETE FROM t" }]), "{view:#}");
+    assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
+    api.settled(&id_of(&view), "denied").await;
+    assert_eq!(t_rows(&db).await, 10);
+    let _ = s.write_all(&TERMINATE).await;
+    p.shutdown().await;
+}
