@@ -237,6 +237,12 @@ impl Policy {
                     // The session is UTF8; invalid text cannot be judged.
                     Err(_) => Known { class: unknown("statement text is not valid UTF-8"), sql: self.no_sql.clone() },
                 };
+                // The unnamed statement is replaced by every Parse; a named
+                // one that exists is not (see `redefined`).
+                let known = match self.prepared.get(name).or_else(|| self.sql_prepared.get(name)) {
+                    Some(old) if !name.is_empty() => redefined(old, known),
+                    _ => known,
+                };
                 let old = self.prepared.insert(name.to_string(), known);
                 self.undo.push(Undo::Statement(name.to_string(), old));
                 // This Parse now defines the name, whatever the segment did to it.
@@ -497,7 +503,12 @@ impl Policy {
                 Some(PreparedOp::Prepare { name }) => {
                     let inner = Arc::new(Classification { statements: vec![StatementClass { span: s.span, effects: Arc::clone(&s.effects), prepared: None }] });
                     let sql = Arc::from(k.sql.get(s.span.0..s.span.1).unwrap_or(&k.sql));
-                    self.sql_prepared.insert(name.clone(), Known { class: inner, sql });
+                    let known = Known { class: inner, sql };
+                    let known = match self.sql_prepared.get(name).or_else(|| self.prepared.get(name)) {
+                        Some(old) => redefined(old, known),
+                        None => known,
+                    };
+                    self.sql_prepared.insert(name.clone(), known);
                 }
                 Some(PreparedOp::Deallocate { name }) => {
                     self.sql_prepared.remove(name);
@@ -662,6 +673,18 @@ fn merge(a: Decision, b: Decision) -> Decision {
 
 fn unknown_effect(why: &str) -> Effect {
     Effect { category: Category::Unknown, tables: vec![], functions: vec![], why: why.to_string() }
+}
+
+/// A name prepared again while it exists. PostgreSQL refuses the new
+/// definition (42P05) and keeps the old one, but the proxy decides before
+/// the server answers, and its view of which names exist can be stale
+/// after statements the server refused: so the name is taken to be either
+/// statement. Executing it is judged on both effects (the stricter wins)
+/// and reviewers see both texts. Believing the new one would let
+/// `PREPARE x AS SELECT 1` launder an existing `PREPARE x AS DELETE ...`.
+fn redefined(old: &Known, new: Known) -> Known {
+    let statements = old.class.statements.iter().chain(new.class.statements.iter()).cloned().collect();
+    Known { class: Arc::new(Classification { statements }), sql: Arc::from(format!("{}\n{}", old.sql, new.sql)) }
 }
 
 /// A segment's text and bound values for its record and reviewers: each

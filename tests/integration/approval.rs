@@ -494,6 +494,14 @@ async fn terminate_while_held_withdraws_even_if_the_socket_stays_open() {
 
 const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 
+/// One frontend message: tag, length, body.
+fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
 fn query_frame(sql: &str) -> Vec<u8> {
     let mut m = vec![b'Q'];
     m.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
@@ -1272,12 +1280,6 @@ async fn a_name_reprepared_in_the_same_unit_is_judged_as_the_new_statement() {
 /// the segment prepared, so the segment is held.
 #[tokio::test]
 async fn a_name_reprepared_in_one_segment_is_judged_as_the_new_statement() {
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut m = vec![tag];
-        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        m.extend_from_slice(body);
-        m
-    }
     let db = pg().create_db();
     setup(&db).await;
     let (_rules, p) = api_proxy("20s", None).await;
@@ -1301,6 +1303,52 @@ async fn a_name_reprepared_in_one_segment_is_judged_as_the_new_statement() {
     let view = api.pending().await.remove(0);
     assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
     assert_eq!(view["prepared"], json!([{ "name": "x", "sql": "PREPARE x AS DELETE FROM t" }]), "{view:#}");
+    assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
+    api.settled(&id_of(&view), "denied").await;
+    assert_eq!(t_rows(&db).await, 10);
+    let _ = s.write_all(&TERMINATE).await;
+    p.shutdown().await;
+}
+
+/// PostgreSQL refuses to PREPARE (or Parse) a name that exists, keeping
+/// the old statement; the proxy, which decides before the server answers,
+/// must not believe the new one. After `PREPARE x AS DELETE ...` a second
+/// `PREPARE x AS SELECT 1` fails in the server, and `EXECUTE x` still
+/// deletes: it is held, shown with both texts. Likewise for a named
+/// protocol statement parsed twice.
+#[tokio::test]
+async fn a_second_prepare_of_a_name_cannot_launder_it() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    c.batch_execute("PREPARE x AS DELETE FROM t").await.expect("PREPARE runs nothing");
+    let e = c.batch_execute("PREPARE x AS SELECT 1").await.expect_err("the server refuses a second PREPARE of x");
+    assert_eq!(code(&e), "42P05", "{e}");
+    let q = spawn_query(&c, "EXECUTE x");
+    let view = api.held("EXECUTE x").await;
+    assert_eq!(t_rows(&db).await, 10, "nothing ran while held");
+    assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
+    let shown = view["prepared"][0]["sql"].as_str().unwrap_or_default().to_string();
+    assert!(shown.contains("DELETE FROM t") && shown.contains("SELECT 1"), "{view:#}");
+    assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
+    assert_sqlstate(finish(q).await, "42501");
+    assert_eq!(t_rows(&db).await, 10);
+
+    // Protocol level: tokio-postgres names its statements itself, so the
+    // same name is parsed twice by hand.
+    let mut s = raw_session(&p, &db).await;
+    let parse = |sql: &str| [frame(b'P', &[b"s1\0", sql.as_bytes(), b"\0\0\0"].concat()), frame(b'S', b"")].concat();
+    s.write_all(&parse("DELETE FROM t")).await.unwrap();
+    s.write_all(&parse("SELECT 1")).await.unwrap();
+    let run = [frame(b'B', b"\0s1\0\0\0\0\0\0\0"), frame(b'E', b"\0\0\0\0\0"), frame(b'S', b"")].concat();
+    s.write_all(&run).await.unwrap();
+    let held = eventually(WAIT, || async { !api.pending().await.is_empty() }).await;
+    assert!(held, "the Execute of s1 was not held");
+    assert_eq!(t_rows(&db).await, 10, "nothing ran while held");
+    let view = api.pending().await.remove(0);
+    assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
     assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
     api.settled(&id_of(&view), "denied").await;
     assert_eq!(t_rows(&db).await, 10);
