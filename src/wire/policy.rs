@@ -682,7 +682,15 @@ fn unknown_effect(why: &str) -> Effect {
 /// statement. Executing it is judged on both effects (the stricter wins)
 /// and reviewers see both texts. Believing the new one would let
 /// `PREPARE x AS SELECT 1` launder an existing `PREPARE x AS DELETE ...`.
+///
+/// Each refused redefinition would add to the name; past a few the name
+/// is judged unknown (held everywhere) instead, so a loop of them cannot
+/// grow a session's memory.
 fn redefined(old: &Known, new: Known) -> Known {
+    const MAX_DEFINITIONS: usize = 8;
+    if old.class.statements.len() + new.class.statements.len() > MAX_DEFINITIONS {
+        return Known { class: unknown("a name prepared again and again while it existed"), sql: old.sql.clone() };
+    }
     let statements = old.class.statements.iter().chain(new.class.statements.iter()).cloned().collect();
     Known { class: Arc::new(Classification { statements }), sql: Arc::from(format!("{}\n{}", old.sql, new.sql)) }
 }
