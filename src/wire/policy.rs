@@ -239,19 +239,19 @@ impl Policy {
                 };
                 // The unnamed statement is replaced by every Parse; a named
                 // one that exists is not (see `redefined`).
-                let known = match self.prepared.get(name).or_else(|| self.sql_prepared.get(name)) {
+                let known = match self.named(name) {
                     Some(old) if !name.is_empty() => redefined(old, known),
                     _ => known,
                 };
                 let old = self.prepared.insert(name.to_string(), known);
                 self.undo.push(Undo::Statement(name.to_string(), old));
                 // This Parse now defines the name, whatever the segment did to it.
-                self.segment_names.names.remove(name);
+                self.segment_names.forget(name);
             }
             b'B' => {
                 let portal = b.str()?;
                 let stmt = b.str()?;
-                let stmt = self.prepared.get(stmt).or_else(|| self.sql_prepared.get(stmt)).cloned().unwrap_or_else(|| Known {
+                let stmt = self.named(stmt).cloned().unwrap_or_else(|| Known {
                     class: unknown("Bind to a prepared statement the proxy has not seen"),
                     sql: self.no_sql.clone(),
                 });
@@ -279,7 +279,7 @@ impl Policy {
                 let name = b.str()?.to_string();
                 match kind {
                     b'S' => {
-                        self.segment_names.names.insert(name.clone(), None);
+                        self.segment_names.dropped(&name);
                         let old = self.prepared.remove(&name);
                         self.undo.push(Undo::Statement(name, old));
                     }
@@ -295,15 +295,22 @@ impl Policy {
         Ok(())
     }
 
+    /// The statement the session knows under `name`. SQL PREPARE and
+    /// protocol Parse share one namespace in PostgreSQL; the proxy keeps
+    /// them apart for bookkeeping, and a name in both maps is one defined
+    /// again while it existed, whose later entry includes the earlier one
+    /// (`redefined`): either answer covers what the server runs.
+    fn named(&self, name: &str) -> Option<&Known> {
+        self.sql_prepared.get(name).or_else(|| self.prepared.get(name))
+    }
+
     /// Substitute remembered classes for SQL-level EXECUTE statements.
     fn resolve(&self, class: &SharedClassification) -> SharedClassification {
-        // SQL PREPARE and protocol Parse share one namespace in PostgreSQL,
-        // so EXECUTE can run either kind.
         // Names this segment's earlier Executes prepared or deallocated
         // come first: the session's are updated only once it is decided.
         resolve_prepared(class, |name| {
             self.segment_names.resolve(name, |n| {
-                self.sql_prepared.get(n).or_else(|| self.prepared.get(n)).map(|k| k.class.effects().cloned().collect())
+                self.named(n).map(|k| k.class.effects().cloned().collect())
             })
         })
     }
@@ -332,9 +339,7 @@ impl Policy {
             Unit::Segment { .. } => {
                 self.segment_names = UnitNames::default();
                 let execs = std::mem::take(&mut self.executed);
-                let (sql, params) = segment_text(&execs);
-                self.last_sql = sql;
-                self.last_params = params.unwrap_or_else(|| self.no_params.clone());
+                self.last_params = segment_text(&execs, &mut self.last_sql).unwrap_or_else(|| self.no_params.clone());
                 execs.into_iter().map(|e| (e.raw, e.judged)).unzip()
             }
         };
@@ -463,7 +468,7 @@ impl Policy {
         for k in raw {
             for s in &k.class.statements {
                 if let Some(PreparedOp::Execute { name }) = &s.prepared {
-                    let sql = names.resolve(name, |n| self.sql_prepared.get(n).or_else(|| self.prepared.get(n)).map(|k| k.sql.clone()));
+                    let sql = names.resolve(name, |n| self.named(n).map(|k| k.sql.clone()));
                     if let Some(sql) = sql
                         && !out.iter().any(|p| p.name == *name && *p.sql == *sql)
                     {
@@ -504,7 +509,7 @@ impl Policy {
                     let inner = Arc::new(Classification { statements: vec![StatementClass { span: s.span, effects: Arc::clone(&s.effects), prepared: None }] });
                     let sql = Arc::from(k.sql.get(s.span.0..s.span.1).unwrap_or(&k.sql));
                     let known = Known { class: inner, sql };
-                    let known = match self.sql_prepared.get(name).or_else(|| self.prepared.get(name)) {
+                    let known = match self.named(name) {
                         Some(old) => redefined(old, known),
                         None => known,
                     };
@@ -633,6 +638,17 @@ impl<T: Clone> UnitNames<T> {
         }
     }
 
+    /// The name is defined outside the unit's statements (a protocol
+    /// Parse): the session's entry answers for it again.
+    fn forget(&mut self, name: &str) {
+        self.names.remove(name);
+    }
+
+    /// The name no longer exists (a protocol Close).
+    fn dropped(&mut self, name: &str) {
+        self.names.insert(name.to_string(), None);
+    }
+
     /// What `name` means now: the unit's own, else (unless the unit
     /// dropped every name) the session's.
     fn resolve(&self, name: &str, session: impl FnOnce(&str) -> Option<T>) -> Option<T> {
@@ -697,32 +713,25 @@ fn redefined(old: &Known, new: Known) -> Known {
 
 /// A segment's text and bound values for its record and reviewers: each
 /// Execute's statement text, in order, one per line (a portal executed
-/// again, in row-limited steps, once), and their values, concatenated;
-/// `None` for values when no Execute bound any. One Execute (the common
-/// case): its text, and its values shared, not copied.
-fn segment_text(execs: &[Exec]) -> (String, Option<Arc<[Option<String>]>>) {
+/// again, in row-limited steps, once), written into `sql`, and their
+/// values, concatenated; `None` for no Execute. When every Execute is the
+/// same binding (the common case, one Execute) its values are shared, not
+/// copied.
+fn segment_text(execs: &[Exec], sql: &mut String) -> Option<Arc<[Option<String>]>> {
     let same = |a: &Exec, b: &Exec| Arc::ptr_eq(&a.raw.sql, &b.raw.sql) && Arc::ptr_eq(&a.params, &b.params);
-    let mut sql = String::new();
-    let mut params: Vec<Option<String>> = Vec::new();
-    let mut prev: Option<&Exec> = None;
-    for e in execs {
-        if prev.is_some_and(|p| same(p, e)) {
-            continue;
-        }
-        if prev.is_some() {
+    let distinct = || execs.iter().enumerate().filter(|&(i, e)| i == 0 || !same(&execs[i - 1], e)).map(|(_, e)| e);
+    sql.clear();
+    for (i, e) in distinct().enumerate() {
+        if i > 0 {
             sql.push_str(if sql.trim_end().ends_with(';') { "\n" } else { ";\n" });
         }
         sql.push_str(&e.raw.sql);
-        params.extend(e.params.iter().cloned());
-        prev = Some(e);
     }
-    let params = match execs {
+    match execs {
         [] => None,
-        [one] => Some(one.params.clone()),
-        _ if execs.iter().all(|e| same(e, &execs[0])) => Some(execs[0].params.clone()),
-        _ => Some(Arc::from(params)),
-    };
-    (sql, params)
+        [first, rest @ ..] if rest.iter().all(|e| same(e, first)) => Some(first.params.clone()),
+        _ => Some(distinct().flat_map(|e| e.params.iter().cloned()).collect()),
+    }
 }
 
 pub(crate) fn unknown(why: &str) -> SharedClassification {
@@ -788,11 +797,16 @@ mod tests {
         let p1: Arc<[Option<String>]> = Arc::from([Some("1".to_string())]);
         let p2: Arc<[Option<String>]> = Arc::from([Some("2".to_string())]);
         let none: Arc<[Option<String>]> = Arc::from([]);
-        assert_eq!(segment_text(&[]), (String::new(), None));
-        let (sql, params) = segment_text(&[exec(&a, &p1)]);
+        let mut sql = "left over".to_string();
+        assert_eq!(segment_text(&[], &mut sql), None);
+        assert_eq!(sql, "");
+        let params = segment_text(&[exec(&a, &p1)], &mut sql);
         assert_eq!(sql, "SELECT $1");
         assert!(Arc::ptr_eq(&params.unwrap(), &p1), "one Execute shares its values");
-        let (sql, params) = segment_text(&[exec(&b, &p2), exec(&b, &p2), exec(&a, &p1), exec(&a, &none), exec(&b, &p1)]);
+        let params = segment_text(&[exec(&a, &p1), exec(&a, &p1)], &mut sql);
+        assert_eq!(sql, "SELECT $1");
+        assert!(Arc::ptr_eq(&params.unwrap(), &p1), "a continued portal shares its values");
+        let params = segment_text(&[exec(&b, &p2), exec(&b, &p2), exec(&a, &p1), exec(&a, &none), exec(&b, &p1)], &mut sql);
         assert_eq!(sql, "DELETE FROM t WHERE id = $1;\nSELECT $1;\nSELECT $1;\nDELETE FROM t WHERE id = $1;");
         assert_eq!(&*params.unwrap(), [Some("2".into()), Some("1".into()), Some("1".into())]);
     }

@@ -232,6 +232,18 @@ impl Api {
         found.into_inner().unwrap().unwrap()
     }
 
+    /// Waits for the one pending request (a raw-protocol client cannot be
+    /// matched by text), which must be destructive, with nothing of it run
+    /// yet: `t` still has its 10 rows. Returns its view.
+    async fn pending_destructive(&self, db: &str) -> Value {
+        let held = eventually(WAIT, || async { !self.pending().await.is_empty() }).await;
+        assert!(held, "nothing was held");
+        assert_eq!(t_rows(db).await, 10, "nothing ran while held");
+        let view = self.pending().await.remove(0);
+        assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
+        view
+    }
+
     /// Waits until request `id` has left the pending list with `status`.
     async fn settled(&self, id: &str, status: &str) -> Value {
         let last = Mutex::new(Value::Null);
@@ -500,6 +512,17 @@ fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
     m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
     m.extend_from_slice(body);
     m
+}
+
+/// Parse of `sql` as statement `name` (no parameter types).
+fn parse_frame(name: &str, sql: &str) -> Vec<u8> {
+    frame(b'P', &[name.as_bytes(), b"\0", sql.as_bytes(), b"\0\0\0"].concat())
+}
+
+/// Bind of statement `stmt` to the unnamed portal, no values, then
+/// Execute of that portal (all rows).
+fn bind_execute_frames(stmt: &str) -> Vec<u8> {
+    [frame(b'B', &[b"\0", stmt.as_bytes(), b"\0\0\0\0\0\0\0"].concat()), frame(b'E', b"\0\0\0\0\0")].concat()
 }
 
 fn query_frame(sql: &str) -> Vec<u8> {
@@ -1284,24 +1307,16 @@ async fn a_name_reprepared_in_one_segment_is_judged_as_the_new_statement() {
     setup(&db).await;
     let (_rules, p) = api_proxy("20s", None).await;
     let api = Api::of(&p);
-    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
-    c.batch_execute("PREPARE x AS SELECT 1").await.unwrap();
-    drop(c);
     let mut s = raw_session(&p, &db).await;
     s.write_all(&query_frame("PREPARE x AS SELECT 1")).await.unwrap();
     let mut seg = Vec::new();
     for sql in ["DEALLOCATE x", "PREPARE x AS DELETE FROM t", "EXECUTE x"] {
-        seg.extend(frame(b'P', &[b"\0", sql.as_bytes(), b"\0\0\0"].concat()));
-        seg.extend(frame(b'B', b"\0\0\0\0\0\0\0\0"));
-        seg.extend(frame(b'E', b"\0\0\0\0\0"));
+        seg.extend(parse_frame("", sql));
+        seg.extend(bind_execute_frames(""));
     }
     seg.extend(frame(b'S', b""));
     s.write_all(&seg).await.unwrap();
-    let held = eventually(WAIT, || async { !api.pending().await.is_empty() }).await;
-    assert!(held, "the segment was not held");
-    assert_eq!(t_rows(&db).await, 10, "nothing ran while held");
-    let view = api.pending().await.remove(0);
-    assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
+    let view = api.pending_destructive(&db).await;
     assert_eq!(view["prepared"], json!([{ "name": "x", "sql": "PREPARE x AS DELETE FROM t" }]), "{view:#}");
     assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
     api.settled(&id_of(&view), "denied").await;
@@ -1339,16 +1354,11 @@ async fn a_second_prepare_of_a_name_cannot_launder_it() {
     // Protocol level: tokio-postgres names its statements itself, so the
     // same name is parsed twice by hand.
     let mut s = raw_session(&p, &db).await;
-    let parse = |sql: &str| [frame(b'P', &[b"s1\0", sql.as_bytes(), b"\0\0\0"].concat()), frame(b'S', b"")].concat();
-    s.write_all(&parse("DELETE FROM t")).await.unwrap();
-    s.write_all(&parse("SELECT 1")).await.unwrap();
-    let run = [frame(b'B', b"\0s1\0\0\0\0\0\0\0"), frame(b'E', b"\0\0\0\0\0"), frame(b'S', b"")].concat();
-    s.write_all(&run).await.unwrap();
-    let held = eventually(WAIT, || async { !api.pending().await.is_empty() }).await;
-    assert!(held, "the Execute of s1 was not held");
-    assert_eq!(t_rows(&db).await, 10, "nothing ran while held");
-    let view = api.pending().await.remove(0);
-    assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
+    for sql in ["DELETE FROM t", "SELECT 1"] {
+        s.write_all(&[parse_frame("s1", sql), frame(b'S', b"")].concat()).await.unwrap();
+    }
+    s.write_all(&[bind_execute_frames("s1"), frame(b'S', b"")].concat()).await.unwrap();
+    let view = api.pending_destructive(&db).await;
     assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
     api.settled(&id_of(&view), "denied").await;
     assert_eq!(t_rows(&db).await, 10);
