@@ -8,7 +8,8 @@
 //! runs on the same machine).
 
 use pg_airlock::audit::{
-    AuditConfig, Event, EventKind, Outcome, OutcomeRef, StatementRecord, Timestamp, chain, event, redact, statement_body,
+    AuditConfig, Event, EventKind, Outcome, OutcomeRef, StatementRecord, Timestamp, chain, event,
+    redact, statement_body,
 };
 use std::hint::black_box;
 
@@ -30,7 +31,10 @@ fn statement(i: usize) -> Event {
             session: "s-1a232c29e91-0-ee76b42f".into(),
             agent: "bench-agent".into(),
             statement: i as u64,
-            sql: Some(format!("SELECT abalance FROM pgbench_accounts WHERE aid = {};", 1 + i % 1_000_000)),
+            sql: Some(format!(
+                "SELECT abalance FROM pgbench_accounts WHERE aid = {};",
+                1 + i % 1_000_000
+            )),
             text_mode: String::new(),
             parameters: None,
             parameter_count: 0,
@@ -39,9 +43,14 @@ fn statement(i: usize) -> Event {
             functions: vec![],
             decision: "allow".into(),
             rules: vec!["allow-routine".into()],
-            ruleset: Some("68d12d09b54a347108e571c5ed6771791d385071b5af458c1480fd940b2fce3c".into()),
+            ruleset: Some(
+                "68d12d09b54a347108e571c5ed6771791d385071b5af458c1480fd940b2fce3c".into(),
+            ),
             request_id: None,
-            outcome: Outcome::Ok { command_tag: "SELECT 1".into(), rows: Some(1) },
+            outcome: Outcome::Ok {
+                command_tag: "SELECT 1".into(),
+                rows: Some(1),
+            },
             duration_us: 87,
         }),
     }
@@ -81,7 +90,9 @@ fn main() {
     // built beforehand) and as in the proxy: built on one thread, encoded,
     // hashed and dropped on another, so its strings arrive from another
     // core and are freed remotely.
-    let local = median_ns(15, 4096, |i| writer_job(events[i % events.len()].clone(), i as u64, &prev));
+    let local = median_ns(15, 4096, |i| {
+        writer_job(events[i % events.len()].clone(), i as u64, &prev)
+    });
     let n = 400_000;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(65_536);
     let producer = std::thread::spawn(move || {
@@ -111,15 +122,29 @@ fn main() {
             rules: &["allow-routine"],
             ruleset: Some("68d12d09b54a347108e571c5ed6771791d385071b5af458c1480fd940b2fce3c"),
             request_id: None,
-            outcome: OutcomeRef::Ok { command_tag: "SELECT 1", rows: Some(1) },
+            outcome: OutcomeRef::Ok {
+                command_tag: "SELECT 1",
+                rows: Some(1),
+            },
             duration_us: 87,
         };
-        black_box(statement_body(&cfg, Timestamp(1_796_000_000_000_000 + i as i64), black_box(&rec)));
+        black_box(statement_body(
+            &cfg,
+            Timestamp(1_796_000_000_000_000 + i as i64),
+            black_box(&rec),
+        ));
     });
-    println!("event path, writer job, same thread {local:.0} ns; events from another thread {remote:.0} ns (bounded by the slower side)");
-    println!("| step (one allowed SELECT, {} bytes of JSON) | ns per record |", line.len());
+    println!(
+        "event path, writer job, same thread {local:.0} ns; events from another thread {remote:.0} ns (bounded by the slower side)"
+    );
+    println!(
+        "| step (one allowed SELECT, {} bytes of JSON) | ns per record |",
+        line.len()
+    );
     println!("|---|---:|");
-    println!("| relay path, session side: text policy + JSON from borrowed fields | {session_path:.0} |");
+    println!(
+        "| relay path, session side: text policy + JSON from borrowed fields | {session_path:.0} |"
+    );
     println!("| event path: build the event (owned strings) | {build:.0} |");
     println!("| event path: redact the SQL (includes cloning it) | {red:.0} |");
     println!("| event path: encode the line (JSON + seq + prev) | {enc:.0} |");

@@ -32,13 +32,25 @@ fn main() {
         }
         s
     };
-    let rules = RuleSet::load(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")]).expect("rules");
-    let subject = Subject { agent: "billing-bot", application_name: "bench", database: "app" };
+    let rules =
+        RuleSet::load(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")])
+            .expect("rules");
+    let subject = Subject {
+        agent: "billing-bot",
+        application_name: "bench",
+        database: "app",
+    };
     let opts = Options::default();
 
-    println!("| statement | bytes | uncached parse+classify (us) | cached lookup (us) | rules.evaluate (us) |");
+    println!(
+        "| statement | bytes | uncached parse+classify (us) | cached lookup (us) | rules.evaluate (us) |"
+    );
     println!("|---|---|---|---|---|");
-    for (name, sql, batches, per) in [("short", &short, 15, 2000), ("medium", &medium, 15, 500), ("long (2000-row INSERT)", &long, 7, 5)] {
+    for (name, sql, batches, per) in [
+        ("short", &short, 15, 2000),
+        ("medium", &medium, 15, 500),
+        ("long (2000-row INSERT)", &long, 7, 5),
+    ] {
         let uncached = median_us(batches, per, |_| {
             black_box(classify(black_box(sql), &opts));
         });
@@ -52,7 +64,10 @@ fn main() {
         let eval = median_us(batches, per * 10, |_| {
             black_box(rules.evaluate(black_box(&class), &subject));
         });
-        println!("| {name} | {} | {uncached:.2} | {cached:.3} | {eval:.3} |", sql.len());
+        println!(
+            "| {name} | {} | {uncached:.2} | {cached:.3} | {eval:.3} |",
+            sql.len()
+        );
     }
 
     // What a pgbench TPC-B transaction asks of the classifier: the same
@@ -69,7 +84,9 @@ fn main() {
             format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};"),
             format!("UPDATE pgbench_tellers SET tbalance = tbalance + {delta} WHERE tid = {tid};"),
             format!("UPDATE pgbench_branches SET bbalance = bbalance + {delta} WHERE bid = {bid};"),
-            format!("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({tid}, {bid}, {aid}, {delta}, CURRENT_TIMESTAMP);"),
+            format!(
+                "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({tid}, {bid}, {aid}, {delta}, CURRENT_TIMESTAMP);"
+            ),
             "END;".to_string(),
         ]
     };
@@ -85,7 +102,11 @@ fn main() {
             black_box(cache.classify(black_box(sql)));
         }
     });
-    let classes: Vec<Vec<_>> = texts.iter().take(256).map(|t| t.iter().map(|s| cache.classify(s)).collect()).collect();
+    let classes: Vec<Vec<_>> = texts
+        .iter()
+        .take(256)
+        .map(|t| t.iter().map(|s| cache.classify(s)).collect())
+        .collect();
     let eval_txn = median_us(15, 2000, |i| {
         for class in &classes[i % classes.len()] {
             black_box(rules.evaluate(black_box(class), &subject));
@@ -100,7 +121,9 @@ fn main() {
         }
     });
     println!();
-    println!("| TPC-B transaction, 7 statements, literals varying | cached classify (us/txn) | rules.evaluate (us/txn) | session's decision memo (us/txn) |");
+    println!(
+        "| TPC-B transaction, 7 statements, literals varying | cached classify (us/txn) | rules.evaluate (us/txn) | session's decision memo (us/txn) |"
+    );
     println!("|---|---|---|---|");
     println!("| pgbench tpcb-like | {per_txn:.3} | {eval_txn:.3} | {decided_txn:.3} |");
 }

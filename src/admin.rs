@@ -18,7 +18,10 @@ pub struct AdminState {
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -28,5 +31,8 @@ async fn healthz() -> impl IntoResponse {
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     let extra = (s.gauges)();
     let extra: Vec<(&str, &str, f64)> = extra.iter().map(|(a, b, c)| (*a, *b, *c)).collect();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(&extra))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(&extra),
+    )
 }

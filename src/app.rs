@@ -5,12 +5,12 @@
 //! to `limits.shutdown_timeout`, then get 57P01; the admin server stops last.
 
 use crate::admin;
-use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::approval::Gate;
 use crate::approval::api::ApiTokens;
 use crate::audit::Auditor;
 use crate::audit::event::{Event, EventKind};
+use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::wire::{self, Proxy, client, session};
 use crate::workers::Workers;
 use std::future::Future;
@@ -24,7 +24,10 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Wire(#[from] wire::Error),
     #[error("rules refused:\n{0}")]
@@ -69,12 +72,19 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::default());
     let store = Arc::new(
-        crate::rules::RuleStore::load(config.rules.paths.clone()).map_err(|e| Error::Rules(crate::rules::format_errors(&e)))?,
+        crate::rules::RuleStore::load(config.rules.paths.clone())
+            .map_err(|e| Error::Rules(crate::rules::format_errors(&e)))?,
     );
-    let engine = crate::engine::Engine::new(store.clone(), config.limits.max_statement_bytes, config.limits.classify_cache_bytes);
+    let engine = crate::engine::Engine::new(
+        store.clone(),
+        config.limits.max_statement_bytes,
+        config.limits.classify_cache_bytes,
+    );
     let (auditor, audit_task) = Auditor::start(config.audit.clone()).await?;
     if !auditor.is_enabled() {
-        tracing::warn!("audit trail disabled (audit.enabled = false): statements, logins and approvals are not recorded");
+        tracing::warn!(
+            "audit trail disabled (audit.enabled = false): statements, logins and approvals are not recorded"
+        );
     }
     auditor.emit(policy_loaded(&store, "startup", Some(&config.source)));
 
@@ -83,30 +93,58 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         None => Arc::new(crate::approval::LogNotifier),
     };
     let gate = Gate::new(notifier, Arc::new(AuditObserver(auditor.clone())));
-    let proxy = Arc::new(Proxy::new(config.clone(), metrics.clone(), engine, auditor.clone(), gate.clone())?);
+    let proxy = Arc::new(Proxy::new(
+        config.clone(),
+        metrics.clone(),
+        engine,
+        auditor.clone(),
+        gate.clone(),
+    )?);
     let listen = config.listen.address;
-    let listener = TcpListener::bind(listen).await.map_err(|source| Error::Bind { addr: listen, source })?;
-    let addr = listener.local_addr().map_err(|source| Error::Bind { addr: listen, source })?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: listen,
+        source,
+    })?;
     let shutdown = CancellationToken::new();
     let workers = Workers::start(config.limits.session_threads).map_err(Error::Workers)?;
 
     let admin = match config.admin_address {
         Some(a) => {
-            let l = TcpListener::bind(a).await.map_err(|source| Error::Bind { addr: a, source })?;
-            let admin_addr = l.local_addr().map_err(|source| Error::Bind { addr: a, source })?;
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|source| Error::Bind { addr: a, source })?;
+            let admin_addr = l
+                .local_addr()
+                .map_err(|source| Error::Bind { addr: a, source })?;
             let registry = proxy.cancel.clone();
             let audit_enabled = if auditor.is_enabled() { 1.0 } else { 0.0 };
             let state = admin::AdminState {
                 metrics: metrics.clone(),
                 gauges: Arc::new(move || {
                     vec![
-                        ("airlock_cancel_keys", "Cancel keys registered", registry.len() as f64),
-                        ("airlock_audit_enabled", "1 if the audit trail is on, 0 if audit.enabled = false", audit_enabled),
+                        (
+                            "airlock_cancel_keys",
+                            "Cancel keys registered",
+                            registry.len() as f64,
+                        ),
+                        (
+                            "airlock_audit_enabled",
+                            "1 if the audit trail is on, 0 if audit.enabled = false",
+                            audit_enabled,
+                        ),
                     ]
                 }),
             };
-            let mut router = admin::router(state)
-                .merge(crate::approval::api::router(gate.clone(), ApiTokens::new(&config.approval.api_tokens)));
+            let mut router = admin::router(state).merge(crate::approval::api::router(
+                gate.clone(),
+                ApiTokens::new(&config.approval.api_tokens),
+            ));
             if let Some(slack) = &config.approval.slack
                 && slack.mode == crate::approval::SlackMode::Http
                 && let Some(secret) = &slack.signing_secret
@@ -115,7 +153,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             }
             let token = shutdown.clone();
             let task = tokio::spawn(async move {
-                let serve = axum::serve(l, router).with_graceful_shutdown(async move { token.cancelled().await });
+                let serve = axum::serve(l, router)
+                    .with_graceful_shutdown(async move { token.cancelled().await });
                 if let Err(e) = serve.await {
                     tracing::error!(error = %e, "admin server failed");
                 }
@@ -136,13 +175,32 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             }
         });
     }
-    spawn_rules_reloader(store.clone(), metrics.clone(), auditor.clone(), config.rules.reload_interval, shutdown.clone());
+    spawn_rules_reloader(
+        store.clone(),
+        metrics.clone(),
+        auditor.clone(),
+        config.rules.reload_interval,
+        shutdown.clone(),
+    );
     tracing::info!(
         %addr, admin = ?admin_addr, upstream = %proxy.connector.addr(), agents = config.agents.len(),
         rules_version = %store.current().version(), session_threads = workers.threads(), "pg-airlock listening"
     );
-    let done = tokio::spawn(serve(listener, workers, proxy.clone(), shutdown.clone(), admin.map(|a| a.1), audit_task));
-    Ok(Running { addr, admin_addr, proxy, shutdown, done })
+    let done = tokio::spawn(serve(
+        listener,
+        workers,
+        proxy.clone(),
+        shutdown.clone(),
+        admin.map(|a| a.1),
+        audit_task,
+    ));
+    Ok(Running {
+        addr,
+        admin_addr,
+        proxy,
+        shutdown,
+        done,
+    })
 }
 
 /// Accept loop. Returns when `shutdown` is cancelled and every session
@@ -212,7 +270,10 @@ async fn serve(
     }
     drop(listener);
     tracker.close();
-    tracing::info!(sessions = tracker.len(), "no longer accepting; waiting for sessions");
+    tracing::info!(
+        sessions = tracker.len(),
+        "no longer accepting; waiting for sessions"
+    );
     // Pending approvals become audited denials; their sessions answer
     // their clients and wind down with the rest.
     proxy.gate.shutdown().await;
@@ -221,7 +282,11 @@ async fn serve(
     if let Some(a) = admin {
         let _ = a.await;
     }
-    let grace = proxy.config.limits.shutdown_timeout.max(std::time::Duration::from_secs(5));
+    let grace = proxy
+        .config
+        .limits
+        .shutdown_timeout
+        .max(std::time::Duration::from_secs(5));
     match tokio::time::timeout(grace, proxy.audit.shutdown()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "audit trail did not close cleanly"),
@@ -251,7 +316,14 @@ async fn handle(proxy: Arc<Proxy>, tcp: TcpStream, peer: SocketAddr, shutdown: C
 async fn reject_busy(mut tcp: TcpStream) {
     use tokio::io::AsyncWriteExt;
     let mut out = bytes::BytesMut::new();
-    wire::messages::error(&mut out, wire::messages::Severity::Fatal, wire::sqlstate::TOO_MANY_CONNECTIONS, "too many sessions on pg-airlock", None, None);
+    wire::messages::error(
+        &mut out,
+        wire::messages::Severity::Fatal,
+        wire::sqlstate::TOO_MANY_CONNECTIONS,
+        "too many sessions on pg-airlock",
+        None,
+        None,
+    );
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tcp.write_all(&out)).await;
 }
 
@@ -302,12 +374,18 @@ fn spawn_rules_reloader(
                     if error != last_error {
                         metrics.rules_reload_failures.inc();
                         tracing::warn!(%error, trigger, "new rules refused; previous rules stay in force");
-                        audit.emit(Event::now(EventKind::PolicyReloadFailed(crate::audit::event::PolicyReloadFailed {
-                            sources: store.paths().iter().map(|p| p.display().to_string()).collect(),
-                            error: error.clone(),
-                            ruleset_in_force: store.current().version().to_string(),
-                            trigger: trigger.to_string(),
-                        })));
+                        audit.emit(Event::now(EventKind::PolicyReloadFailed(
+                            crate::audit::event::PolicyReloadFailed {
+                                sources: store
+                                    .paths()
+                                    .iter()
+                                    .map(|p| p.display().to_string())
+                                    .collect(),
+                                error: error.clone(),
+                                ruleset_in_force: store.current().version().to_string(),
+                                trigger: trigger.to_string(),
+                            },
+                        )));
                         last_error = error;
                     }
                 }
@@ -317,12 +395,20 @@ fn spawn_rules_reloader(
     });
 }
 
-fn policy_loaded(store: &crate::rules::RuleStore, trigger: &str, config: Option<&std::path::Path>) -> Event {
+fn policy_loaded(
+    store: &crate::rules::RuleStore,
+    trigger: &str,
+    config: Option<&std::path::Path>,
+) -> Event {
     let rules = store.current();
     Event::now(EventKind::PolicyLoaded(crate::audit::event::PolicyLoaded {
         ruleset: rules.version().to_string(),
         config: config.map(|p| p.display().to_string()),
-        sources: rules.files().iter().map(|p| p.display().to_string()).collect(),
+        sources: rules
+            .files()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
         rule_count: rules.rules().len(),
         trigger: trigger.to_string(),
     }))
@@ -337,17 +423,23 @@ impl crate::approval::ApprovalObserver for AuditObserver {
     fn on_event(&self, ev: &crate::approval::ApprovalEvent) {
         use crate::approval::ApprovalEventKind as K;
         let (actor, action, outcome) = match &ev.kind {
-            K::Voted { by, votes, quorum } => (by, "approval vote", format!("counted ({votes} of {quorum})")),
+            K::Voted { by, votes, quorum } => (
+                by,
+                "approval vote",
+                format!("counted ({votes} of {quorum})"),
+            ),
             K::Refused { who, why } => (who, "approval click refused", why.clone()),
             _ => return,
         };
-        self.0.emit(Event::now(EventKind::AdminAction(crate::audit::event::AdminAction {
-            actor: actor.label(),
-            remote_addr: String::new(),
-            action: action.to_string(),
-            target: Some(ev.request_id.clone()),
-            outcome,
-        })));
+        self.0.emit(Event::now(EventKind::AdminAction(
+            crate::audit::event::AdminAction {
+                actor: actor.label(),
+                remote_addr: String::new(),
+                action: action.to_string(),
+                target: Some(ev.request_id.clone()),
+                outcome,
+            },
+        )));
     }
 }
 

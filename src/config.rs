@@ -30,7 +30,14 @@ pub struct Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}: {}", self.file.display(), line, self.key, self.message),
+            Some(line) => write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file.display(),
+                line,
+                self.key,
+                self.message
+            ),
             None => write!(f, "{}: {}: {}", self.file.display(), self.key, self.message),
         }
     }
@@ -40,7 +47,10 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}", render_problems(.0))]
     Invalid(Vec<Problem>),
 }
@@ -268,7 +278,11 @@ impl Config {
     /// resolve relative paths.
     pub fn from_str(text: &str, path: &Path) -> Result<Config, Error> {
         let doc = text.parse::<toml_edit::ImDocument<String>>();
-        let locator = Locator { doc: doc.as_ref().ok(), text, file: path };
+        let locator = Locator {
+            doc: doc.as_ref().ok(),
+            text,
+            file: path,
+        };
         let mut problems = Vec::new();
 
         let mut unknown = Vec::new();
@@ -292,7 +306,10 @@ impl Config {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         match validate(raw, base, &locator, &mut problems) {
-            Some(cfg) if problems.is_empty() => Ok(Config { source: path.to_owned(), ..cfg }),
+            Some(cfg) if problems.is_empty() => Ok(Config {
+                source: path.to_owned(),
+                ..cfg
+            }),
             _ => Err(Error::Invalid(problems)),
         }
     }
@@ -307,7 +324,12 @@ pub struct Locator<'a> {
 
 impl Locator<'_> {
     pub fn problem(&self, key: &str, message: String) -> Problem {
-        Problem { file: self.file.to_owned(), line: self.line(key), key: key.to_string(), message }
+        Problem {
+            file: self.file.to_owned(),
+            line: self.line(key),
+            key: key.to_string(),
+            message,
+        }
     }
 
     /// Resolve `a.b[2].c`-style paths (serde_ignored prints `a.b.2.c`) to
@@ -323,21 +345,24 @@ impl Locator<'_> {
                     span = t.span().or(span.clone());
                     Node::Table(t)
                 }),
-                (Node::Item(Item::Value(Value::Array(a))) | Node::Value(Value::Array(a)), Ok(i)) => {
-                    a.get(i).map(Node::Value)
-                }
+                (
+                    Node::Item(Item::Value(Value::Array(a))) | Node::Value(Value::Array(a)),
+                    Ok(i),
+                ) => a.get(i).map(Node::Value),
                 (Node::Item(Item::Table(t)) | Node::Table(t), Err(_)) => {
                     t.get_key_value(part).map(|(k, v)| {
                         span = k.span().or(span.clone());
                         Node::Item(v)
                     })
                 }
-                (Node::Item(Item::Value(Value::InlineTable(t))) | Node::Value(Value::InlineTable(t)), Err(_)) => {
-                    t.get_key_value(part).map(|(k, v)| {
-                        span = k.span().or(span.clone());
-                        Node::Item(v)
-                    })
-                }
+                (
+                    Node::Item(Item::Value(Value::InlineTable(t)))
+                    | Node::Value(Value::InlineTable(t)),
+                    Err(_),
+                ) => t.get_key_value(part).map(|(k, v)| {
+                    span = k.span().or(span.clone());
+                    Node::Item(v)
+                }),
                 _ => None,
             };
             match next {
@@ -357,7 +382,11 @@ enum Node<'a> {
 }
 
 fn line_of_offset(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Parse `"90s"`, `"2m"`, `"1500ms"`, `"1h"` (see [`crate::duration::parse`]).
@@ -374,7 +403,9 @@ fn lookup_secret(name: &str, secrets_dir: Option<&Path>) -> Option<String> {
     if name.contains(['/', '\\']) || name.starts_with('.') {
         return None;
     }
-    std::fs::read_to_string(dir.join(name)).ok().map(|v| v.trim_end_matches(['\n', '\r']).to_string())
+    std::fs::read_to_string(dir.join(name))
+        .ok()
+        .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// Read a secret from `env` or `file`, naming the key on failure.
@@ -435,7 +466,12 @@ fn duration_or(
     }
 }
 
-fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Problem>) -> Option<Config> {
+fn validate(
+    raw: RawConfig,
+    base: &Path,
+    at: &Locator,
+    problems: &mut Vec<Problem>,
+) -> Option<Config> {
     let secrets_dir = raw.secrets_dir.as_ref().map(|d| base.join(d));
     let secrets_dir = secrets_dir.as_deref();
     let address = raw.listen.address.as_deref().unwrap_or("127.0.0.1:6432");
@@ -446,7 +482,9 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         (Some(c), Some(k)) => {
             for (key, p) in [("listen.tls_cert", c), ("listen.tls_key", k)] {
                 if !base.join(p).is_file() {
-                    problems.push(at.problem(key, format!("{} does not exist", base.join(p).display())));
+                    problems.push(
+                        at.problem(key, format!("{} does not exist", base.join(p).display())),
+                    );
                 }
             }
             Some(ListenTls {
@@ -462,7 +500,10 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         }
     };
     if raw.listen.require_tls && tls.is_none() {
-        problems.push(at.problem("listen.require_tls", "require_tls needs tls_cert and tls_key".into()));
+        problems.push(at.problem(
+            "listen.require_tls",
+            "require_tls needs tls_cert and tls_key".into(),
+        ));
     }
 
     let up = &raw.upstream;
@@ -483,10 +524,24 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         host: up.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
         port: up.port.unwrap_or(5432),
         user: up.user.clone().unwrap_or_else(|| "airlock".into()),
-        password: read_secret(&up.password_env, &up.password_file, "upstream", base, secrets_dir, at, problems),
+        password: read_secret(
+            &up.password_env,
+            &up.password_file,
+            "upstream",
+            base,
+            secrets_dir,
+            at,
+            problems,
+        ),
         tls: tls_mode,
         tls_ca: up.tls_ca.as_ref().map(|p| base.join(p)),
-        connect_timeout: duration_or(&up.connect_timeout, Duration::from_secs(5), "upstream.connect_timeout", at, problems),
+        connect_timeout: duration_or(
+            &up.connect_timeout,
+            Duration::from_secs(5),
+            "upstream.connect_timeout",
+            at,
+            problems,
+        ),
     };
 
     let mut agents = HashMap::new();
@@ -503,9 +558,15 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         if !seen.insert(name.clone()) {
             problems.push(at.problem(&format!("{key}.name"), format!("duplicate agent {name:?}")));
         }
-        let credential = match (&a.scram, a.password_env.is_some() || a.password_file.is_some()) {
+        let credential = match (
+            &a.scram,
+            a.password_env.is_some() || a.password_file.is_some(),
+        ) {
             (Some(_), true) => {
-                problems.push(at.problem(&key, "give scram or password_env/password_file, not both".into()));
+                problems.push(at.problem(
+                    &key,
+                    "give scram or password_env/password_file, not both".into(),
+                ));
                 None
             }
             (Some(v), false) => match crate::wire::auth::ScramVerifier::parse(v) {
@@ -515,17 +576,33 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
                     None
                 }
             },
-            (None, true) => read_secret(&a.password_env, &a.password_file, &key, base, secrets_dir, at, problems)
-                .map(AgentCredential::Password),
+            (None, true) => read_secret(
+                &a.password_env,
+                &a.password_file,
+                &key,
+                base,
+                secrets_dir,
+                at,
+                problems,
+            )
+            .map(AgentCredential::Password),
             (None, false) => {
-                problems.push(at.problem(&key, format!("agent {name:?} needs scram, password_env or password_file")));
+                problems.push(at.problem(
+                    &key,
+                    format!("agent {name:?} needs scram, password_env or password_file"),
+                ));
                 None
             }
         };
         if let Some(credential) = credential {
             agents.insert(
                 name.clone(),
-                Agent { name, credential, owner: a.owner.clone(), databases: a.databases.clone() },
+                Agent {
+                    name,
+                    credential,
+                    owner: a.owner.clone(),
+                    databases: a.databases.clone(),
+                },
             );
         }
     }
@@ -539,8 +616,20 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
     let l = &raw.limits;
     let limits = Limits {
         max_message_bytes: l.max_message_bytes.unwrap_or(64 << 20) as usize,
-        startup_timeout: duration_or(&l.startup_timeout, Duration::from_secs(10), "limits.startup_timeout", at, problems),
-        shutdown_timeout: duration_or(&l.shutdown_timeout, Duration::from_secs(30), "limits.shutdown_timeout", at, problems),
+        startup_timeout: duration_or(
+            &l.startup_timeout,
+            Duration::from_secs(10),
+            "limits.startup_timeout",
+            at,
+            problems,
+        ),
+        shutdown_timeout: duration_or(
+            &l.shutdown_timeout,
+            Duration::from_secs(30),
+            "limits.shutdown_timeout",
+            at,
+            problems,
+        ),
         max_sessions: l.max_sessions.unwrap_or(1000),
         session_threads: match l.session_threads {
             Some(n) => n as usize,
@@ -556,7 +645,10 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         problems.push(at.problem("limits.max_sessions", "must be at least 1".into()));
     }
     if !(1..=1024).contains(&limits.session_threads) {
-        problems.push(at.problem("limits.session_threads", "must be between 1 and 1024".into()));
+        problems.push(at.problem(
+            "limits.session_threads",
+            "must be between 1 and 1024".into(),
+        ));
     }
 
     let rules = Rules {
@@ -568,7 +660,13 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
             .into_iter()
             .map(|p| base.join(p))
             .collect(),
-        reload_interval: duration_or(&raw.rules.reload_interval, Duration::from_secs(2), "rules.reload_interval", at, problems),
+        reload_interval: duration_or(
+            &raw.rules.reload_interval,
+            Duration::from_secs(2),
+            "rules.reload_interval",
+            at,
+            problems,
+        ),
     };
 
     // The audit trail is always on: with no sink configured, it goes to a
@@ -576,7 +674,10 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
     let mut raw_audit = raw.audit;
     match &raw_audit.file {
         Some(f) => raw_audit.file = Some(base.join(f)),
-        None if !raw_audit.stdout && raw_audit.postgres_url.is_none() && raw_audit.postgres_url_env.is_none() => {
+        None if !raw_audit.stdout
+            && raw_audit.postgres_url.is_none()
+            && raw_audit.postgres_url_env.is_none() =>
+        {
             raw_audit.file = Some(base.join("airlock-audit.jsonl"));
         }
         None => {}
@@ -592,8 +693,13 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         }
     };
 
-    let raw_approval = crate::approval::RawApprovalConfig { slack: raw.slack, api_token: raw.api_token };
-    let approval = match crate::approval::config::validate_with(raw_approval, &|name| lookup_secret(name, secrets_dir)) {
+    let raw_approval = crate::approval::RawApprovalConfig {
+        slack: raw.slack,
+        api_token: raw.api_token,
+    };
+    let approval = match crate::approval::config::validate_with(raw_approval, &|name| {
+        lookup_secret(name, secrets_dir)
+    }) {
         Ok(a) => Some(a),
         Err(msgs) => {
             for m in msgs {
@@ -608,7 +714,11 @@ fn validate(raw: RawConfig, base: &Path, at: &Locator, problems: &mut Vec<Proble
         source: PathBuf::new(),
         audit: audit?,
         approval: approval?,
-        listen: Listen { address: listen_addr.ok()?, tls, require_tls: raw.listen.require_tls },
+        listen: Listen {
+            address: listen_addr.ok()?,
+            tls,
+            require_tls: raw.listen.require_tls,
+        },
         upstream,
         agents,
         admin_address,
@@ -645,20 +755,38 @@ mod tests {
                 && key.trim().ends_with("_env")
             {
                 let name = value.trim().trim_matches('"').to_string();
-                assert!(compose.contains(&format!("{name}:")), "docker-compose.yml does not set {name}");
-                std::fs::write(secrets.path().join(&name), "a-secret-of-sufficient-length").unwrap();
+                assert!(
+                    compose.contains(&format!("{name}:")),
+                    "docker-compose.yml does not set {name}"
+                );
+                std::fs::write(secrets.path().join(&name), "a-secret-of-sufficient-length")
+                    .unwrap();
                 names.push(name);
             }
         }
-        assert!(names.len() >= 3, "upstream, agent and reviewer secrets expected: {names:?}");
-        assert!(compose.contains("/var/lib/pg-airlock"), "the audit directory is not a volume");
+        assert!(
+            names.len() >= 3,
+            "upstream, agent and reviewer secrets expected: {names:?}"
+        );
+        assert!(
+            compose.contains("/var/lib/pg-airlock"),
+            "the audit directory is not a volume"
+        );
         let mapped = format!("secrets_dir = {:?}\n{}", secrets.path(), text)
             .replace("/etc/pg-airlock/", &format!("{}/", root.display()))
-            .replace("/var/lib/pg-airlock/", &format!("{}/", secrets.path().display()));
-        let cfg = Config::from_str(&mapped, &root.join("docs/compose/airlock.toml")).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cfg.audit.file.as_deref(), Some(secrets.path().join("airlock-audit.jsonl").as_path()));
+            .replace(
+                "/var/lib/pg-airlock/",
+                &format!("{}/", secrets.path().display()),
+            );
+        let cfg = Config::from_str(&mapped, &root.join("docs/compose/airlock.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cfg.audit.file.as_deref(),
+            Some(secrets.path().join("airlock-audit.jsonl").as_path())
+        );
         assert_eq!(cfg.approval.api_tokens.len(), 1);
-        crate::rules::RuleSet::load(&cfg.rules.paths).unwrap_or_else(|e| panic!("{}", crate::rules::format_errors(&e)));
+        crate::rules::RuleSet::load(&cfg.rules.paths)
+            .unwrap_or_else(|e| panic!("{}", crate::rules::format_errors(&e)));
     }
 
     fn minimal() -> Config {
@@ -681,20 +809,52 @@ mod tests {
     fn every_problem_is_reported_with_its_line() {
         let text = "[listen]\naddress = \"nope\"\ntypo_key = 1\n\n[upstream]\ntls = \"sometimes\"\n\n[[agent]]\nname = \"a\"\n\n[[agent]]\nname = \"b\"\nscram = \"garbage\"\ncolour = \"red\"\n";
         let p = problems(text);
-        assert!(p.iter().any(|m| m == "/tmp/airlock.toml:2: listen.address: \"nope\": invalid socket address syntax"), "{p:#?}");
-        assert!(p.iter().any(|m| m.starts_with("/tmp/airlock.toml:3: listen.typo_key: unknown key")), "{p:#?}");
-        assert!(p.iter().any(|m| m.starts_with("/tmp/airlock.toml:6: upstream.tls:")), "{p:#?}");
-        assert!(p.iter().any(|m| m.contains("agent[0]") && m.contains("needs scram")), "{p:#?}");
-        assert!(p.iter().any(|m| m.starts_with("/tmp/airlock.toml:13: agent[1].scram:")), "{p:#?}");
-        assert!(p.iter().any(|m| m.starts_with("/tmp/airlock.toml:14: agent.1.colour: unknown key")), "{p:#?}");
+        assert!(
+            p.iter().any(|m| m
+                == "/tmp/airlock.toml:2: listen.address: \"nope\": invalid socket address syntax"),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("/tmp/airlock.toml:3: listen.typo_key: unknown key")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("/tmp/airlock.toml:6: upstream.tls:")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("agent[0]") && m.contains("needs scram")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("/tmp/airlock.toml:13: agent[1].scram:")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("/tmp/airlock.toml:14: agent.1.colour: unknown key")),
+            "{p:#?}"
+        );
     }
 
     #[test]
     fn session_threads_default_to_the_cpu_count_and_zero_is_refused() {
         let cfg = minimal();
-        assert_eq!(cfg.limits.session_threads, std::thread::available_parallelism().unwrap().get());
+        assert_eq!(
+            cfg.limits.session_threads,
+            std::thread::available_parallelism().unwrap().get()
+        );
         let p = problems("[limits]\nsession_threads = 0\n");
-        assert!(p.iter().any(|m| m == "/tmp/airlock.toml:2: limits.session_threads: must be between 1 and 1024"), "{p:#?}");
+        assert!(
+            p.iter()
+                .any(|m| m
+                    == "/tmp/airlock.toml:2: limits.session_threads: must be between 1 and 1024"),
+            "{p:#?}"
+        );
     }
 
     #[test]
@@ -706,8 +866,13 @@ mod tests {
 
     #[test]
     fn missing_env_secret_is_named() {
-        let p = problems("[[agent]]\nname = \"a\"\npassword_env = \"AIRLOCK_TEST_SURELY_UNSET_VAR\"\n");
-        assert!(p.iter().any(|m| m.contains("AIRLOCK_TEST_SURELY_UNSET_VAR is not set")), "{p:?}");
+        let p =
+            problems("[[agent]]\nname = \"a\"\npassword_env = \"AIRLOCK_TEST_SURELY_UNSET_VAR\"\n");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("AIRLOCK_TEST_SURELY_UNSET_VAR is not set")),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -68,10 +68,21 @@ impl Demo {
 
 /// Run the demo until `signal` resolves. `rules`: a rules file, or `None`
 /// for the embedded default.
-pub async fn run(rules: Option<&Path>, listen: &str, admin: &str, signal: impl std::future::Future<Output = ()>) -> Result<(), Error> {
+pub async fn run(
+    rules: Option<&Path>,
+    listen: &str,
+    admin: &str,
+    signal: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
     let demo = start(rules, listen, admin).await?;
-    let admin = demo.running.admin_addr.map(|a| a.to_string()).unwrap_or_default();
-    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "pg-airlock".into());
+    let admin = demo
+        .running
+        .admin_addr
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "pg-airlock".into());
     println!(
         "\npg-airlock demo is running (Ctrl-C stops it and removes everything).\n\n  \
          connect:   psql \"{url}\"\n  \
@@ -103,7 +114,10 @@ pub async fn start(rules: Option<&Path>, listen: &str, admin: &str) -> Result<De
         &["fsync=off"],
     )?;
     let upstream_pw: String = format!("{:032x}", rand::random::<u128>());
-    cluster.psql("postgres", &format!("CREATE ROLE airlock LOGIN PASSWORD '{upstream_pw}'"))?;
+    cluster.psql(
+        "postgres",
+        &format!("CREATE ROLE airlock LOGIN PASSWORD '{upstream_pw}'"),
+    )?;
     cluster.psql("postgres", "CREATE DATABASE demo OWNER airlock")?;
     // Load the schema as the upstream role so it owns the tables.
     cluster.psql("demo", &format!("SET ROLE airlock; {SCHEMA}"))?;
@@ -115,7 +129,10 @@ pub async fn start(rules: Option<&Path>, listen: &str, admin: &str) -> Result<De
     // The reviewer's admin-API token, in the secrets dir (not the environment).
     let token: String = format!("demo-{:032x}", rand::random::<u128>());
     std::fs::create_dir_all(dir.join("secrets"))?;
-    std::fs::write(dir.join("secrets").join("AIRLOCK_DEMO_REVIEWER_TOKEN"), &token)?;
+    std::fs::write(
+        dir.join("secrets").join("AIRLOCK_DEMO_REVIEWER_TOKEN"),
+        &token,
+    )?;
     let rules = match rules {
         Some(r) => std::fs::canonicalize(r)?,
         None => {
@@ -152,6 +169,14 @@ owner = "U0DEMOOWNER"
     std::fs::write(&path, &text)?;
     let cfg = Config::load(&path)?;
     let running = app::start(cfg).await?;
-    let url = format!("postgresql://{AGENT}:{AGENT_PASSWORD}@127.0.0.1:{}/demo", running.addr.port());
-    Ok(Demo { running, cluster, token, url })
+    let url = format!(
+        "postgresql://{AGENT}:{AGENT_PASSWORD}@127.0.0.1:{}/demo",
+        running.addr.port()
+    );
+    Ok(Demo {
+        running,
+        cluster,
+        token,
+        url,
+    })
 }

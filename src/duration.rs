@@ -18,11 +18,17 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     let mut last_rank = u8::MAX;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("expected a number at `{rest}`; write e.g. \"90s\" or \"2m\""));
+            return Err(format!(
+                "expected a number at `{rest}`; write e.g. \"90s\" or \"2m\""
+            ));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| "number too large".to_string())?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| "number too large".to_string())?;
         rest = &rest[digits..];
         let (unit_ms, rank, len) = if rest.starts_with("ms") {
             (1, 0, 2)
@@ -71,7 +77,19 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_duration() {
-        for s in ["", "90", "s", "ms", "2 minutes", "1s1m", "1m1m", "-5s", "1.5m", "5x", "99999999999999999999s"] {
+        for s in [
+            "",
+            "90",
+            "s",
+            "ms",
+            "2 minutes",
+            "1s1m",
+            "1m1m",
+            "-5s",
+            "1.5m",
+            "5x",
+            "99999999999999999999s",
+        ] {
             assert!(parse(s).is_err(), "{s} should be refused");
         }
     }

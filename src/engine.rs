@@ -72,5 +72,11 @@ impl Engine {
 }
 
 fn build_classifier(rules: &RuleSet, max_len: usize, cache_bytes: u64) -> Classifier {
-    Classifier::new(Options { max_len, extra_functions: rules.extra_functions() }, cache_bytes)
+    Classifier::new(
+        Options {
+            max_len,
+            extra_functions: rules.extra_functions(),
+        },
+        cache_bytes,
+    )
 }

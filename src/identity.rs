@@ -29,7 +29,10 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// `s-<unix-ms hex>-<counter>-<random>`: sortable by start, unique within
 /// and across processes.
 pub fn new_session_id() -> String {
-    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("s-{ms:x}-{n}-{:08x}", rand::random::<u32>())
 }
@@ -75,7 +78,13 @@ pub mod rfc3339 {
     fn formats_known_instants() {
         use std::time::Duration;
         assert_eq!(format(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(format(UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456)), "2023-11-14T22:13:20.123456Z");
-        assert_eq!(format(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            format(UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456)),
+            "2023-11-14T22:13:20.123456Z"
+        );
+        assert_eq!(
+            format(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000000Z"
+        );
     }
 }

@@ -33,12 +33,25 @@ use tokio::io::AsyncWriteExt;
 ///
 /// `params` is the number of bound parameters (`$n`) of an extended-protocol
 /// statement: the row estimate then comes from its generic plan.
-pub async fn estimate(connector: &Connector, database: &str, sql: &str, params: usize, class: &Classification) -> Vec<String> {
-    let dml = class.effects().any(|e| matches!(e.category, Category::Destructive | Category::Write))
+pub async fn estimate(
+    connector: &Connector,
+    database: &str,
+    sql: &str,
+    params: usize,
+    class: &Classification,
+) -> Vec<String> {
+    let dml = class
+        .effects()
+        .any(|e| matches!(e.category, Category::Destructive | Category::Write))
         && class.statements.len() == 1;
     let mut tables: Vec<&str> = class
         .effects()
-        .filter(|e| matches!(e.category, Category::Destructive | Category::Ddl | Category::Export))
+        .filter(|e| {
+            matches!(
+                e.category,
+                Category::Destructive | Category::Ddl | Category::Export
+            )
+        })
         .flat_map(|e| e.tables.iter().map(String::as_str))
         .collect();
     tables.sort();
@@ -47,7 +60,12 @@ pub async fn estimate(connector: &Connector, database: &str, sql: &str, params: 
     if !dml && tables.is_empty() {
         return vec![];
     }
-    match tokio::time::timeout(Duration::from_secs(5), run(connector, database, sql, params, dml, &tables)).await {
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        run(connector, database, sql, params, dml, &tables),
+    )
+    .await
+    {
         Ok(Ok(lines)) => lines,
         Ok(Err(e)) => vec![format!("(no estimate: {e})")],
         Err(_) => vec!["(no estimate: the database did not answer in time)".into()],
@@ -65,7 +83,14 @@ const PLANNER_CALLABLE: &str = "SELECT format('%I.%I', n.nspname, p.proname) \
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') \
      ORDER BY 1 LIMIT 3";
 
-async fn run(connector: &Connector, database: &str, sql: &str, params: usize, dml: bool, tables: &[&str]) -> Result<Vec<String>, String> {
+async fn run(
+    connector: &Connector,
+    database: &str,
+    sql: &str,
+    params: usize,
+    dml: bool,
+    tables: &[&str],
+) -> Result<Vec<String>, String> {
     let mut s = Sidecar::open(connector, database).await?;
     s.simple(BEGIN).await?;
     let mut lines = Vec::new();
@@ -77,9 +102,21 @@ async fn run(connector: &Connector, database: &str, sql: &str, params: usize, dm
             // generically (as for unknown values) and EXPLAIN that plan.
             // PREPARE goes through Parse, so it holds one statement only.
             let nulls = vec!["NULL"; params].join(", ");
-            match s.simple("SET LOCAL plan_cache_mode = force_generic_plan").await {
-                Ok(()) => match s.query(&format!("PREPARE airlock_estimate AS {sql}"), &[]).await {
-                    Ok(_) => s.query(&format!("EXPLAIN (FORMAT JSON) EXECUTE airlock_estimate({nulls})"), &[]).await,
+            match s
+                .simple("SET LOCAL plan_cache_mode = force_generic_plan")
+                .await
+            {
+                Ok(()) => match s
+                    .query(&format!("PREPARE airlock_estimate AS {sql}"), &[])
+                    .await
+                {
+                    Ok(_) => {
+                        s.query(
+                            &format!("EXPLAIN (FORMAT JSON) EXECUTE airlock_estimate({nulls})"),
+                            &[],
+                        )
+                        .await
+                    }
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -109,7 +146,11 @@ async fn run(connector: &Connector, database: &str, sql: &str, params: usize, dm
             Ok(rows) => match rows.first() {
                 Some(r) => {
                     let n = r.first().cloned().flatten().unwrap_or_default();
-                    let n = if n == "-1" { "unknown (never analyzed)".to_string() } else { format!("about {n}") };
+                    let n = if n == "-1" {
+                        "unknown (never analyzed)".to_string()
+                    } else {
+                        format!("about {n}")
+                    };
                     let size = r.get(1).cloned().flatten().unwrap_or_default();
                     lines.push(format!("table {t}: {n} row(s), {size}"));
                 }
@@ -125,7 +166,12 @@ async fn run(connector: &Connector, database: &str, sql: &str, params: usize, dm
 /// Whether planning on this database can call no user function; if it
 /// can, says so in `lines` (see the module comment).
 async fn planner_is_safe(s: &mut Sidecar, lines: &mut Vec<String>) -> Result<bool, String> {
-    let names: Vec<String> = s.query(PLANNER_CALLABLE, &[]).await?.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    let names: Vec<String> = s
+        .query(PLANNER_CALLABLE, &[])
+        .await?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
     if !names.is_empty() {
         lines.push(format!(
             "(no planner estimate: planning could run the database's own function(s) {} before approval)",
@@ -139,7 +185,11 @@ async fn planner_is_safe(s: &mut Sidecar, lines: &mut Vec<String>) -> Result<boo
 fn planned_rows(json: &str) -> Option<u64> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     let plan = v.get(0)?.get("Plan")?;
-    let node = if plan.get("Node Type")?.as_str()? == "ModifyTable" { plan.get("Plans")?.get(0)? } else { plan };
+    let node = if plan.get("Node Type")?.as_str()? == "ModifyTable" {
+        plan.get("Plans")?.get(0)?
+    } else {
+        plan
+    };
     node.get("Plan Rows")?.as_f64().map(|n| n as u64)
 }
 
@@ -152,21 +202,35 @@ struct Sidecar {
 impl Sidecar {
     async fn open(connector: &Connector, database: &str) -> Result<Sidecar, String> {
         let login = connector
-            .login(&[("database", database), ("application_name", "airlock:impact-estimate"), ("client_encoding", "UTF8")])
+            .login(&[
+                ("database", database),
+                ("application_name", "airlock:impact-estimate"),
+                ("client_encoding", "UTF8"),
+            ])
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Sidecar { stream: login.stream, buf: login.leftover })
+        Ok(Sidecar {
+            stream: login.stream,
+            buf: login.leftover,
+        })
     }
 
     async fn simple(&mut self, sql: &str) -> Result<(), String> {
         let mut out = BytesMut::new();
         crate::wire::messages::query(&mut out, sql);
-        self.stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| e.to_string())?;
         self.collect().await.map(|_| ())
     }
 
     /// One statement through Parse/Bind/Execute/Sync, text results.
-    async fn query(&mut self, sql: &str, params: &[&str]) -> Result<Vec<Vec<Option<String>>>, String> {
+    async fn query(
+        &mut self,
+        sql: &str,
+        params: &[&str],
+    ) -> Result<Vec<Vec<Option<String>>>, String> {
         let mut out = BytesMut::new();
         frame(&mut out, b'P', |b| {
             b.put_u8(0);
@@ -190,7 +254,10 @@ impl Sidecar {
             b.put_i32(0);
         });
         frame(&mut out, b'S', |_| {});
-        self.stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| e.to_string())?;
         self.collect().await
     }
 
@@ -199,7 +266,9 @@ impl Sidecar {
         let mut rows = Vec::new();
         let mut err = None;
         loop {
-            let f = read_frame(&mut self.stream, &mut self.buf, 64 << 20).await.map_err(|e| e.to_string())?;
+            let f = read_frame(&mut self.stream, &mut self.buf, 64 << 20)
+                .await
+                .map_err(|e| e.to_string())?;
             match f[0] {
                 b'D' => {
                     let mut b = Body::new(&f);
@@ -210,7 +279,12 @@ impl Sidecar {
                         row.push(if len < 0 {
                             None
                         } else {
-                            Some(String::from_utf8_lossy(b.bytes(len as usize).map_err(|e| e.to_string())?).into_owned())
+                            Some(
+                                String::from_utf8_lossy(
+                                    b.bytes(len as usize).map_err(|e| e.to_string())?,
+                                )
+                                .into_owned(),
+                            )
                         });
                     }
                     rows.push(row);
@@ -243,7 +317,10 @@ mod tests {
     fn planned_rows_reads_the_modify_node_child() {
         let j = r#"[{"Plan": {"Node Type": "ModifyTable", "Plan Rows": 0, "Plans": [{"Node Type": "Seq Scan", "Plan Rows": 2550}]}}]"#;
         assert_eq!(planned_rows(j), Some(2550));
-        assert_eq!(planned_rows(r#"[{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 7}}]"#), Some(7));
+        assert_eq!(
+            planned_rows(r#"[{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 7}}]"#),
+            Some(7)
+        );
         assert_eq!(planned_rows("not json"), None);
     }
 }

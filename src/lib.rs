@@ -17,8 +17,8 @@
 //! the transaction state stays in step.
 
 pub mod admin;
-pub mod approval;
 pub mod app;
+pub mod approval;
 pub mod audit;
 pub mod classify;
 pub mod config;

@@ -18,10 +18,19 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "pg-airlock", version, about = "Postgres proxy that holds dangerous statements for human approval")]
+#[command(
+    name = "pg-airlock",
+    version,
+    about = "Postgres proxy that holds dangerous statements for human approval"
+)]
 struct Cli {
     /// Log format: text or json.
-    #[arg(long, global = true, default_value = "text", env = "AIRLOCK_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "text",
+        env = "AIRLOCK_LOG_FORMAT"
+    )]
     log_format: String,
     #[command(subcommand)]
     cmd: Cmd,
@@ -138,7 +147,11 @@ enum AuditCmd {
 #[derive(clap::Args)]
 struct AdminArgs {
     /// Admin address of the running proxy.
-    #[arg(long, env = "AIRLOCK_ADMIN_URL", default_value = "http://127.0.0.1:9187")]
+    #[arg(
+        long,
+        env = "AIRLOCK_ADMIN_URL",
+        default_value = "http://127.0.0.1:9187"
+    )]
     admin: String,
     /// Bearer token of an `[[api_token]]` (its identity is the approver).
     #[arg(long, env = "AIRLOCK_ADMIN_TOKEN", hide_env_values = true)]
@@ -188,7 +201,8 @@ fn main() -> ExitCode {
 fn trail(files: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut all = Vec::new();
     for f in files {
-        let found = pg_airlock::audit::trail_files(f).with_context(|| format!("reading {}", f.display()))?;
+        let found = pg_airlock::audit::trail_files(f)
+            .with_context(|| format!("reading {}", f.display()))?;
         if found.is_empty() {
             all.push(f.clone());
         }
@@ -201,9 +215,15 @@ fn trail(files: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(all)
 }
 
-fn time_arg(s: &Option<String>, name: &str) -> anyhow::Result<Option<pg_airlock::audit::Timestamp>> {
+fn time_arg(
+    s: &Option<String>,
+    name: &str,
+) -> anyhow::Result<Option<pg_airlock::audit::Timestamp>> {
     s.as_deref()
-        .map(|t| pg_airlock::audit::Timestamp::parse(t).map_err(|e| anyhow::anyhow!("--{name} {t:?}: {e}")))
+        .map(|t| {
+            pg_airlock::audit::Timestamp::parse(t)
+                .map_err(|e| anyhow::anyhow!("--{name} {t:?}: {e}"))
+        })
         .transpose()
 }
 
@@ -215,7 +235,16 @@ fn audit_cmd(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             println!("{report}");
             Ok(ExitCode::from(report.exit_code() as u8))
         }
-        AuditCmd::Search { agent, session, category, decision, since, until, text, files } => {
+        AuditCmd::Search {
+            agent,
+            session,
+            category,
+            decision,
+            since,
+            until,
+            text,
+            files,
+        } => {
             let filter = audit::Filter {
                 agent,
                 session,
@@ -234,24 +263,43 @@ fn audit_cmd(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             print!("{}", audit::session_timeline(&trail(&files)?, &id)?);
             Ok(ExitCode::SUCCESS)
         }
-        AuditCmd::Report { since, until, format, files } => {
+        AuditCmd::Report {
+            since,
+            until,
+            format,
+            files,
+        } => {
             let format = match format.as_str() {
                 "html" => audit::ReportFormat::Html,
                 "csv" => audit::ReportFormat::Csv,
                 "json" => audit::ReportFormat::Json,
                 other => anyhow::bail!("--format {other:?}: expected html, csv or json"),
             };
-            print!("{}", audit::report(&trail(&files)?, time_arg(&since, "since")?, time_arg(&until, "until")?, format)?);
+            print!(
+                "{}",
+                audit::report(
+                    &trail(&files)?,
+                    time_arg(&since, "since")?,
+                    time_arg(&until, "until")?,
+                    format
+                )?
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 /// Config, rules and a classifier built for them (for the rule tools).
-fn load_policy(config: &std::path::Path) -> anyhow::Result<(pg_airlock::config::Config, RuleSet, Classifier)> {
+fn load_policy(
+    config: &std::path::Path,
+) -> anyhow::Result<(pg_airlock::config::Config, RuleSet, Classifier)> {
     let cfg = pg_airlock::config::Config::load(config)?;
-    let rules = RuleSet::load(&cfg.rules.paths).map_err(|e| anyhow::anyhow!("{}", pg_airlock::rules::format_errors(&e)))?;
-    let opts = pg_airlock::classify::Options { max_len: cfg.limits.max_statement_bytes, extra_functions: rules.extra_functions() };
+    let rules = RuleSet::load(&cfg.rules.paths)
+        .map_err(|e| anyhow::anyhow!("{}", pg_airlock::rules::format_errors(&e)))?;
+    let opts = pg_airlock::classify::Options {
+        max_len: cfg.limits.max_statement_bytes,
+        extra_functions: rules.extra_functions(),
+    };
     let classifier = Classifier::new(opts, 1 << 20);
     Ok((cfg, rules, classifier))
 }
@@ -259,7 +307,9 @@ fn load_policy(config: &std::path::Path) -> anyhow::Result<(pg_airlock::config::
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -271,8 +321,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Run { config } => {
             let cfg = pg_airlock::config::Config::load(&config)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
-            rt.block_on(pg_airlock::app::run(cfg, pg_airlock::app::shutdown_signal()))?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting tokio")?;
+            rt.block_on(pg_airlock::app::run(
+                cfg,
+                pg_airlock::app::shutdown_signal(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CheckConfig { config } => {
@@ -301,46 +357,88 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Explain { config, agent, application_name, database, sql } => {
+        Cmd::Explain {
+            config,
+            agent,
+            application_name,
+            database,
+            sql,
+        } => {
             let (cfg, rules, classifier) = load_policy(&config)?;
             let agent = match agent {
                 Some(a) => a,
                 None => cfg.agents.keys().min().cloned().unwrap_or_default(),
             };
             let database = database.unwrap_or_else(|| "postgres".into());
-            let subject = Subject { agent: &agent, application_name: &application_name, database: &database };
+            let subject = Subject {
+                agent: &agent,
+                application_name: &application_name,
+                database: &database,
+            };
             // Judged as a fresh session would: PREPARE runs nothing, EXECUTE
             // of a name prepared elsewhere is unknown.
-            let class = pg_airlock::wire::policy::resolve_prepared(&classifier.classify(&sql), |_| None);
-            print!("{}", pg_airlock::rules::render_explain(&sql, &class, &subject, &rules));
+            let class =
+                pg_airlock::wire::policy::resolve_prepared(&classifier.classify(&sql), |_| None);
+            print!(
+                "{}",
+                pg_airlock::rules::render_explain(&sql, &class, &subject, &rules)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::TestRules { config, cases } => {
             let (_cfg, rules, classifier) = load_policy(&config)?;
             let mut ok = true;
             for path in &cases {
-                let judge = |sql: &str| (*pg_airlock::wire::policy::resolve_prepared(&classifier.classify(sql), |_| None)).clone();
+                let judge = |sql: &str| {
+                    (*pg_airlock::wire::policy::resolve_prepared(&classifier.classify(sql), |_| {
+                        None
+                    }))
+                    .clone()
+                };
                 let report = pg_airlock::rules::run_cases(path, &rules, &judge)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 print!("{report}");
                 ok &= report.all_passed();
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Cmd::Demo { rules, listen, admin } => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
-            rt.block_on(pg_airlock::demo::run(rules.as_deref(), &listen, &admin, pg_airlock::app::shutdown_signal()))?;
+        Cmd::Demo {
+            rules,
+            listen,
+            admin,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting tokio")?;
+            rt.block_on(pg_airlock::demo::run(
+                rules.as_deref(),
+                &listen,
+                &admin,
+                pg_airlock::app::shutdown_signal(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit(cmd) => audit_cmd(cmd),
         Cmd::Approvals(cmd) => {
             use pg_airlock::approval::cli;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting tokio")?;
             let out = rt.block_on(async {
                 match cmd {
                     ApprovalsCmd::List { admin } => cli::cli_list(&admin.admin, &admin.token).await,
-                    ApprovalsCmd::Show { id, admin } => cli::cli_show(&admin.admin, &admin.token, &id).await,
-                    ApprovalsCmd::Approve { id, admin } => cli::cli_approve(&admin.admin, &admin.token, &id).await,
+                    ApprovalsCmd::Show { id, admin } => {
+                        cli::cli_show(&admin.admin, &admin.token, &id).await
+                    }
+                    ApprovalsCmd::Approve { id, admin } => {
+                        cli::cli_approve(&admin.admin, &admin.token, &id).await
+                    }
                     ApprovalsCmd::Deny { id, reason, admin } => {
                         cli::cli_deny(&admin.admin, &admin.token, &id, reason.as_deref()).await
                     }
@@ -359,7 +457,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::HashPassword => {
             let mut pw = String::new();
-            std::io::stdin().read_line(&mut pw).context("reading password from stdin")?;
+            std::io::stdin()
+                .read_line(&mut pw)
+                .context("reading password from stdin")?;
             let pw = pw.trim_end_matches(['\n', '\r']);
             anyhow::ensure!(!pw.is_empty(), "empty password");
             println!("{}", pg_airlock::wire::auth::hash_password(pw));

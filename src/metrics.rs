@@ -39,7 +39,10 @@ impl Counter {
         self.0[i].0.fetch_add(n, Ordering::Relaxed);
     }
     pub fn get(&self) -> u64 {
-        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).fold(0, u64::wrapping_add)
+        self.0
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 }
 
@@ -87,28 +90,108 @@ impl Metrics {
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         let mut out = String::with_capacity(2048);
         let counters: [(&str, &str, &Counter); 19] = [
-            ("airlock_sessions_total", "Client sessions established", &self.sessions_total),
-            ("airlock_logins_refused_total", "Logins refused (bad password, unknown agent, database not allowed)", &self.logins_refused),
-            ("airlock_connections_rejected_total", "Connections dropped before login (limits, malformed startup, timeouts)", &self.connections_rejected),
-            ("airlock_upstream_errors_total", "Failures to reach the upstream database", &self.upstream_errors),
-            ("airlock_protocol_errors_total", "Sessions ended for malformed protocol messages", &self.protocol_errors),
-            ("airlock_statements_total", "Statement units that execute something (a Query, or an extended batch up to Sync with an Execute)", &self.statements_total),
-            ("airlock_statements_allowed_total", "Statement units passed through (counted like statements_total)", &self.statements_allowed),
-            ("airlock_statements_logged_total", "Statement units passed through under a log rule", &self.statements_logged),
-            ("airlock_statements_denied_total", "Statement units refused by a deny rule", &self.statements_denied),
-            ("airlock_statements_held_total", "Statement units held for approval", &self.statements_held),
-            ("airlock_classified_off_thread_total", "Large statement texts classified on the blocking pool, not on a session thread", &self.classified_off_thread),
-            ("airlock_holds_approved_total", "Held statements approved and executed", &self.holds_approved),
-            ("airlock_holds_refused_total", "Held statements denied, expired, withdrawn or failed closed", &self.holds_refused),
-            ("airlock_cancels_forwarded_total", "Cancel requests forwarded upstream", &self.cancels_forwarded),
-            ("airlock_cancels_rejected_total", "Cancel requests with an unknown key", &self.cancels_rejected),
-            ("airlock_client_bytes_total", "Bytes received from clients", &self.bytes_from_clients),
-            ("airlock_server_bytes_total", "Bytes relayed to clients", &self.bytes_to_clients),
-            ("airlock_rules_reloads_total", "Successful rule reloads", &self.rules_reloads),
-            ("airlock_rules_reload_failures_total", "Rule reloads refused (old rules kept)", &self.rules_reload_failures),
+            (
+                "airlock_sessions_total",
+                "Client sessions established",
+                &self.sessions_total,
+            ),
+            (
+                "airlock_logins_refused_total",
+                "Logins refused (bad password, unknown agent, database not allowed)",
+                &self.logins_refused,
+            ),
+            (
+                "airlock_connections_rejected_total",
+                "Connections dropped before login (limits, malformed startup, timeouts)",
+                &self.connections_rejected,
+            ),
+            (
+                "airlock_upstream_errors_total",
+                "Failures to reach the upstream database",
+                &self.upstream_errors,
+            ),
+            (
+                "airlock_protocol_errors_total",
+                "Sessions ended for malformed protocol messages",
+                &self.protocol_errors,
+            ),
+            (
+                "airlock_statements_total",
+                "Statement units that execute something (a Query, or an extended batch up to Sync with an Execute)",
+                &self.statements_total,
+            ),
+            (
+                "airlock_statements_allowed_total",
+                "Statement units passed through (counted like statements_total)",
+                &self.statements_allowed,
+            ),
+            (
+                "airlock_statements_logged_total",
+                "Statement units passed through under a log rule",
+                &self.statements_logged,
+            ),
+            (
+                "airlock_statements_denied_total",
+                "Statement units refused by a deny rule",
+                &self.statements_denied,
+            ),
+            (
+                "airlock_statements_held_total",
+                "Statement units held for approval",
+                &self.statements_held,
+            ),
+            (
+                "airlock_classified_off_thread_total",
+                "Large statement texts classified on the blocking pool, not on a session thread",
+                &self.classified_off_thread,
+            ),
+            (
+                "airlock_holds_approved_total",
+                "Held statements approved and executed",
+                &self.holds_approved,
+            ),
+            (
+                "airlock_holds_refused_total",
+                "Held statements denied, expired, withdrawn or failed closed",
+                &self.holds_refused,
+            ),
+            (
+                "airlock_cancels_forwarded_total",
+                "Cancel requests forwarded upstream",
+                &self.cancels_forwarded,
+            ),
+            (
+                "airlock_cancels_rejected_total",
+                "Cancel requests with an unknown key",
+                &self.cancels_rejected,
+            ),
+            (
+                "airlock_client_bytes_total",
+                "Bytes received from clients",
+                &self.bytes_from_clients,
+            ),
+            (
+                "airlock_server_bytes_total",
+                "Bytes relayed to clients",
+                &self.bytes_to_clients,
+            ),
+            (
+                "airlock_rules_reloads_total",
+                "Successful rule reloads",
+                &self.rules_reloads,
+            ),
+            (
+                "airlock_rules_reload_failures_total",
+                "Rule reloads refused (old rules kept)",
+                &self.rules_reload_failures,
+            ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
         }
         let _ = writeln!(
             out,

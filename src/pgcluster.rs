@@ -68,11 +68,18 @@ fn pg_cmd(bin: &Path, tool: &str) -> Command {
 }
 
 fn run(mut c: Command, step: &str) -> Result<String, Error> {
-    let out = c.stdin(Stdio::null()).output().map_err(|e| Error::Step { step: step.into(), detail: e.to_string() })?;
+    let out = c.stdin(Stdio::null()).output().map_err(|e| Error::Step {
+        step: step.into(),
+        detail: e.to_string(),
+    })?;
     if !out.status.success() {
         return Err(Error::Step {
             step: step.into(),
-            detail: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            detail: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -97,7 +104,9 @@ pub fn free_port() -> Result<u16, Error> {
             }
         }
     }
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Cluster {
@@ -105,7 +114,11 @@ impl Cluster {
     /// extra `-c` server settings.
     pub fn start(name: &str, hba: &str, settings: &[&str]) -> Result<Cluster, Error> {
         let bin = find_bin()?;
-        let dir = std::env::temp_dir().join(format!("{name}-{}-{}", std::process::id(), rand::random::<u32>()));
+        let dir = std::env::temp_dir().join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         let data = dir.join("data");
         let socket_dir = dir.join("sock");
         std::fs::create_dir_all(&socket_dir)?;
@@ -115,19 +128,44 @@ impl Cluster {
             run(c, "chown")?;
         }
         let mut c = pg_cmd(&bin, "initdb");
-        c.arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "--locale=C"]);
+        c.arg("-D").arg(&data).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ]);
         run(c, "initdb")?;
         std::fs::write(data.join("pg_hba.conf"), hba)?;
         let port = free_port()?;
-        let mut opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", socket_dir.display());
+        let mut opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            socket_dir.display()
+        );
         for s in settings {
             opts.push_str(" -c ");
             opts.push_str(s);
         }
         let mut c = pg_cmd(&bin, "pg_ctl");
-        c.arg("-D").arg(&data).arg("-o").arg(&opts).arg("-l").arg(dir.join("server.log")).args(["-w", "-t", "60", "start"]);
+        c.arg("-D")
+            .arg(&data)
+            .arg("-o")
+            .arg(&opts)
+            .arg("-l")
+            .arg(dir.join("server.log"))
+            .args(["-w", "-t", "60", "start"]);
         run(c, "pg_ctl start")?;
-        Ok(Cluster { bin, dir, data, socket_dir, port, stopped: false })
+        Ok(Cluster {
+            bin,
+            dir,
+            data,
+            socket_dir,
+            port,
+            stopped: false,
+        })
     }
 
     /// Stop the cluster and remove its files when process `pid` exits,
@@ -135,12 +173,22 @@ impl Cluster {
     pub fn watchdog(&self, pid: u32) -> Result<(), Error> {
         let stop = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {} {} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
-            if is_root() { "runuser -u postgres --" } else { "" },
+            if is_root() {
+                "runuser -u postgres --"
+            } else {
+                ""
+            },
             self.bin.join("pg_ctl").display(),
             self.data.display(),
             self.dir.display()
         );
-        Command::new("sh").arg("-c").arg(stop).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        Command::new("sh")
+            .arg("-c")
+            .arg(stop)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
         Ok(())
     }
 
@@ -149,8 +197,22 @@ impl Cluster {
         let mut c = Command::new(self.bin.join("psql"));
         c.args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.socket_dir)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql]);
-        Ok(run(c, &format!("psql {}", sql.chars().take(60).collect::<String>()))?.trim_end().to_string())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ]);
+        Ok(run(
+            c,
+            &format!("psql {}", sql.chars().take(60).collect::<String>()),
+        )?
+        .trim_end()
+        .to_string())
     }
 
     pub fn stop(&mut self) {
@@ -159,7 +221,9 @@ impl Cluster {
         }
         self.stopped = true;
         let mut c = pg_cmd(&self.bin, "pg_ctl");
-        c.arg("-D").arg(&self.data).args(["-m", "fast", "-w", "stop"]);
+        c.arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"]);
         let _ = run(c, "pg_ctl stop");
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -47,8 +47,13 @@ impl Workers {
         let mut workers = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for i in 0..n.max(1) {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            workers.push(Worker { handle: rt.handle().clone(), sessions: Arc::new(AtomicUsize::new(0)) });
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            workers.push(Worker {
+                handle: rt.handle().clone(),
+                sessions: Arc::new(AtomicUsize::new(0)),
+            });
             let token = stop.clone();
             // The runtime runs its tasks only while a thread is inside
             // `block_on`; it is dropped on its own thread once stopped.
@@ -63,7 +68,11 @@ impl Workers {
                 }
             }
         }
-        Ok(Workers { workers, threads, stop })
+        Ok(Workers {
+            workers,
+            threads,
+            stop,
+        })
     }
 
     /// How many session threads run.
@@ -117,7 +126,10 @@ mod tests {
         assert_eq!(h3.id(), h1.id(), "a freed seat is reused");
         drop(s2);
         // A task spawned on a worker runs on that worker's thread.
-        let name = h3.spawn(async { std::thread::current().name().map(str::to_string) }).await.unwrap();
+        let name = h3
+            .spawn(async { std::thread::current().name().map(str::to_string) })
+            .await
+            .unwrap();
         assert!(name.unwrap().starts_with("airlock-session-"));
         w.stop().await;
     }

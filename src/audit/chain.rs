@@ -50,7 +50,9 @@ impl Hash {
     /// `None` unless `s` is 64 lowercase hex digits (what `of` produces).
     pub fn parse(s: &str) -> Option<Hash> {
         let b: [u8; 64] = s.as_bytes().try_into().ok()?;
-        b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')).then_some(Hash(b))
+        b.iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+            .then_some(Hash(b))
     }
 
     pub fn as_bytes(&self) -> &[u8; 64] {

@@ -42,15 +42,24 @@ pub(crate) struct Fields<'a, L> {
 /// [`Outcome`], borrowed.
 #[derive(Debug, Clone, Copy)]
 pub enum OutcomeRef<'a> {
-    Ok { command_tag: &'a str, rows: Option<u64> },
-    Error { sqlstate: &'a str, message: &'a str },
+    Ok {
+        command_tag: &'a str,
+        rows: Option<u64>,
+    },
+    Error {
+        sqlstate: &'a str,
+        message: &'a str,
+    },
     NotSent,
 }
 
 impl<'a> From<&'a Outcome> for OutcomeRef<'a> {
     fn from(o: &'a Outcome) -> Self {
         match o {
-            Outcome::Ok { command_tag, rows } => OutcomeRef::Ok { command_tag, rows: *rows },
+            Outcome::Ok { command_tag, rows } => OutcomeRef::Ok {
+                command_tag,
+                rows: *rows,
+            },
             Outcome::Error { sqlstate, message } => OutcomeRef::Error { sqlstate, message },
             Outcome::NotSent => OutcomeRef::NotSent,
         }
@@ -230,13 +239,25 @@ mod tests {
         let pick = |k: usize| NASTY[(i + k) % NASTY.len()].to_string();
         let some = |k: usize| ((i >> k) & 1 == 1).then(|| pick(k));
         let outcome = match i % 4 {
-            0 => Outcome::Ok { command_tag: pick(1), rows: Some(i as u64 * 7919) },
-            1 => Outcome::Ok { command_tag: pick(2), rows: None },
-            2 => Outcome::Error { sqlstate: "42501".into(), message: pick(3) },
+            0 => Outcome::Ok {
+                command_tag: pick(1),
+                rows: Some(i as u64 * 7919),
+            },
+            1 => Outcome::Ok {
+                command_tag: pick(2),
+                rows: None,
+            },
+            2 => Outcome::Error {
+                sqlstate: "42501".into(),
+                message: pick(3),
+            },
             _ => Outcome::NotSent,
         };
         Event {
-            ts: Timestamp(1_796_000_000_000_000 + (i as i64) * 1_234_567 - 5_000_000_000_000_000 * (i as i64 % 2)),
+            ts: Timestamp(
+                1_796_000_000_000_000 + (i as i64) * 1_234_567
+                    - 5_000_000_000_000_000 * (i as i64 % 2),
+            ),
             kind: EventKind::Statement(Statement {
                 session: pick(0),
                 agent: pick(4),
@@ -284,7 +305,9 @@ mod tests {
 
     #[test]
     fn other_kinds_are_left_to_serde() {
-        let ev = Event::now(EventKind::AuditStopped(crate::audit::event::AuditStopped { reason: "x".into() }));
+        let ev = Event::now(EventKind::AuditStopped(crate::audit::event::AuditStopped {
+            reason: "x".into(),
+        }));
         let mut v = Vec::new();
         assert!(!statement_fields(&mut v, &ev));
         assert!(v.is_empty());

@@ -529,10 +529,23 @@ mod tests {
             let micros = t.0.rem_euclid(1_000_000);
             let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
             let sod = secs.rem_euclid(86_400);
-            format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", sod / 3600, (sod / 60) % 60, sod % 60)
+            format!(
+                "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+                sod / 3600,
+                (sod / 60) % 60,
+                sod % 60
+            )
         };
         let mut x: i64 = 0x2545_f491_4f6c_dd1d;
-        let mut samples = vec![0, -1, 1, 86_399_999_999, 951_782_400_000_000, 253_402_300_799_999_999, -62_167_219_200_000_000];
+        let mut samples = vec![
+            0,
+            -1,
+            1,
+            86_399_999_999,
+            951_782_400_000_000,
+            253_402_300_799_999_999,
+            -62_167_219_200_000_000,
+        ];
         for _ in 0..10_000 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -542,7 +555,10 @@ mod tests {
         for m in samples {
             let t = Timestamp(m);
             assert_eq!(t.to_string(), reference(t), "{m}");
-            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{}\"", reference(t)));
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", reference(t))
+            );
         }
         // Outside 0..=9999 the padded path still answers.
         let far = Timestamp(253_402_300_800_000_000);

@@ -75,7 +75,7 @@ pub use verify::{Problem, VerifyReport, trail_files, verify};
 pub use encode::OutcomeRef;
 
 use chain::Hash;
-use sink::{FileSink, Line, PgSink, Pending, StdoutSink};
+use sink::{FileSink, Line, Pending, PgSink, StdoutSink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -362,12 +362,19 @@ impl Auditor {
         }
         let ts = Timestamp::now();
         let body = statement_body(&self.shared.cfg, ts, r);
-        self.emit_msg(Msg::Encoded(Encoded { ts, kind: "statement", body }));
+        self.emit_msg(Msg::Encoded(Encoded {
+            ts,
+            kind: "statement",
+            body,
+        }));
     }
 
     fn emit_msg(&self, msg: Msg) {
         let Some(queue) = &self.tx else { return };
-        self.shared.metrics.records_pending.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .records_pending
+            .fetch_add(1, Ordering::Relaxed);
         match queue.try_send(msg) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(msg)) if self.policy() == FailurePolicy::Block => {
@@ -375,14 +382,23 @@ impl Auditor {
                 let shared = self.shared.clone();
                 self.shared.spawner.spawn(async move {
                     if tx.send(msg).await.is_err() {
-                        shared.metrics.records_pending.fetch_sub(1, Ordering::Relaxed);
+                        shared
+                            .metrics
+                            .records_pending
+                            .fetch_sub(1, Ordering::Relaxed);
                         tracing::error!("audit writer gone; record lost");
                     }
                 });
             }
             Err(e) => {
-                self.shared.metrics.records_pending.fetch_sub(1, Ordering::Relaxed);
-                self.shared.metrics.records_refused.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .records_pending
+                    .fetch_sub(1, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .records_refused
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "audit record refused");
             }
         }
@@ -565,7 +581,11 @@ impl Writer {
         });
         let Some(last_hash_bin) = Hash::parse(&last_hash) else {
             return Err(Error::Corrupt {
-                path: cfg.file.clone().map(|p| sink::head_path(&p)).unwrap_or_default(),
+                path: cfg
+                    .file
+                    .clone()
+                    .map(|p| sink::head_path(&p))
+                    .unwrap_or_default(),
                 line: 0,
                 reason: format!("chain hash {last_hash:?} is not 64 lowercase hex digits"),
             });
@@ -639,7 +659,9 @@ impl Writer {
             // flush and handle-drop messages are still seen while a sink
             // fails; under `block` stop, so callers wait.
             let refuse = self.shared.cfg.on_sink_failure == FailurePolicy::Refuse;
-            let receive = (retry_at.is_none() || (refuse && self.pending.bytes() < MAX_BUFFERED)) && !closed && !shutting_down;
+            let receive = (retry_at.is_none() || (refuse && self.pending.bytes() < MAX_BUFFERED))
+                && !closed
+                && !shutting_down;
             let mut urgent = false;
             let mut received = false;
             tokio::select! {
@@ -727,7 +749,11 @@ impl Writer {
                 match self.push(ev) {
                     Ok(seq) => {
                         if let Some(tx) = waiter {
-                            self.waiters.push(Waiter { seq, tx, before_head: false });
+                            self.waiters.push(Waiter {
+                                seq,
+                                tx,
+                                before_head: false,
+                            });
                         }
                     }
                     Err(e) => {
@@ -753,7 +779,11 @@ impl Writer {
                 false
             }
             Msg::Flush(tx) => {
-                self.waiters.push(Waiter { seq: self.last_seq, tx, before_head: true });
+                self.waiters.push(Waiter {
+                    seq: self.last_seq,
+                    tx,
+                    before_head: true,
+                });
                 true
             }
             Msg::Shutdown(w) => {
@@ -763,7 +793,11 @@ impl Writer {
                         reason: "shutdown".into(),
                     }));
                 }
-                self.waiters.push(Waiter { seq: self.last_seq, tx: w, before_head: true });
+                self.waiters.push(Waiter {
+                    seq: self.last_seq,
+                    tx: w,
+                    before_head: true,
+                });
                 true
             }
         }
@@ -839,7 +873,8 @@ impl Writer {
         if rotate_to.is_none()
             && self.file.is_some()
             && self.file_first.is_some()
-            && self.file_bytes + self.pending.since(mark).len() as u64 + 1 > self.shared.cfg.rotate_bytes
+            && self.file_bytes + self.pending.since(mark).len() as u64 + 1
+                > self.shared.cfg.rotate_bytes
         {
             self.pending.abandon(mark);
             self.push_rotation();
@@ -865,7 +900,10 @@ impl Writer {
 
     /// Write the next line's chain prefix and fields into the pending
     /// text; returns where it starts (nothing is left behind on error).
-    fn write_line(&mut self, body: &impl Fn(&mut Vec<u8>) -> Result<(), Error>) -> Result<usize, Error> {
+    fn write_line(
+        &mut self,
+        body: &impl Fn(&mut Vec<u8>) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
         let mark = self.pending.mark();
         chain::write_prefix(self.pending.buf(), self.last_seq + 1, &self.last_hash);
         if let Err(e) = body(self.pending.buf()) {
@@ -1005,7 +1043,11 @@ pub fn statement_body(cfg: &AuditConfig, ts: Timestamp, r: &StatementRecord<'_>)
 /// held statements in full (that is what was approved), others per
 /// `statement_text`; secrets scrubbed either way.
 fn recorded_text(cfg: &AuditConfig, sql: Option<&str>, held: bool) -> (Option<String>, TextMode) {
-    let mode = if held { TextMode::Full } else { cfg.statement_text };
+    let mode = if held {
+        TextMode::Full
+    } else {
+        cfg.statement_text
+    };
     let text = match (mode, sql) {
         (_, None) | (TextMode::None, _) => None,
         (TextMode::Full, Some(sql)) => Some(scrub_secrets(sql)),
@@ -1100,7 +1142,10 @@ mod tests {
                             let mut cfg = AuditConfig::with_file("unused.jsonl");
                             cfg.statement_text = mode;
                             cfg.log_parameters = log_parameters;
-                            let outcome = Outcome::Ok { command_tag: "UPDATE 3".into(), rows: Some(3) };
+                            let outcome = Outcome::Ok {
+                                command_tag: "UPDATE 3".into(),
+                                rows: Some(3),
+                            };
                             let rec = StatementRecord {
                                 session: "s-1",
                                 agent: "bot \"quoted\"",
@@ -1127,7 +1172,8 @@ mod tests {
                                     statement: 7,
                                     sql: Some(sql.into()),
                                     text_mode: String::new(),
-                                    parameters: (!parameters.is_empty()).then(|| parameters.to_vec()),
+                                    parameters: (!parameters.is_empty())
+                                        .then(|| parameters.to_vec()),
                                     parameter_count: parameters.len(),
                                     categories: vec!["read".into(), "write".into()],
                                     tables: vec!["public.t".into()],
@@ -1143,7 +1189,10 @@ mod tests {
                             apply_text_policy(&cfg, &mut ev);
                             let mut derived = serde_json::to_vec(&ev).unwrap();
                             derived.remove(0);
-                            assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(derived).unwrap());
+                            assert_eq!(
+                                String::from_utf8(fast).unwrap(),
+                                String::from_utf8(derived).unwrap()
+                            );
                             cases += 1;
                         }
                     }
@@ -1179,7 +1228,10 @@ mod tests {
                 rules: &[],
                 ruleset: None,
                 request_id: None,
-                outcome: OutcomeRef::Ok { command_tag: "UPDATE 1", rows: Some(1) },
+                outcome: OutcomeRef::Ok {
+                    command_tag: "UPDATE 1",
+                    rows: Some(1),
+                },
                 duration_us: i,
             });
         }
@@ -1198,8 +1250,16 @@ mod tests {
             })
             .collect();
         assert_eq!(statements.len(), 40);
-        assert!(statements.iter().enumerate().all(|(i, s)| s.statement == i as u64 && s.duration_us == i as u64));
-        assert_eq!(statements[0].sql.as_deref(), Some("UPDATE t SET a = ? WHERE id = ?"));
+        assert!(
+            statements
+                .iter()
+                .enumerate()
+                .all(|(i, s)| s.statement == i as u64 && s.duration_us == i as u64)
+        );
+        assert_eq!(
+            statements[0].sql.as_deref(),
+            Some("UPDATE t SET a = ? WHERE id = ?")
+        );
         assert_eq!(statements[0].text_mode, "redacted");
     }
 

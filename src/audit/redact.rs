@@ -214,11 +214,16 @@ mod tests {
 
     #[test]
     fn fast_path_matches_the_tokenizer_on_the_corpus() {
-        let corpus: toml::Value = toml::from_str(include_str!("../../fixtures/classify/corpus.toml")).unwrap();
+        let corpus: toml::Value =
+            toml::from_str(include_str!("../../fixtures/classify/corpus.toml")).unwrap();
         let mut fast = 0;
         for case in corpus["case"].as_array().unwrap() {
             let sql = case["sql"].as_str().unwrap();
-            let extra = [format!("{sql};"), format!("  {sql} ; \n"), sql.replace('1', "12345")];
+            let extra = [
+                format!("{sql};"),
+                format!("  {sql} ; \n"),
+                sql.replace('1', "12345"),
+            ];
             for text in std::iter::once(sql).chain(extra.iter().map(String::as_str)) {
                 if let Some(quick) = redact_plain(text) {
                     assert_eq!(quick, redact_tokens(text), "{text:?}");

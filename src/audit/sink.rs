@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::chain::{self, Hash, GENESIS};
+use super::chain::{self, GENESIS, Hash};
 use super::{AuditMetrics, Error};
 
 /// A line ready for the sinks. Its bytes are in [`Pending`].
@@ -112,7 +112,16 @@ impl Pending {
         let hash = Hash::of(&self.text[mark..]);
         let len = self.text.len() - mark;
         self.text.push(b'\n');
-        self.lines.push_back(Line { seq, hash, prev, ts, kind, start: self.base + mark, len, rotate_to });
+        self.lines.push_back(Line {
+            seq,
+            hash,
+            prev,
+            ts,
+            kind,
+            start: self.base + mark,
+            len,
+            rotate_to,
+        });
         hash
     }
 
@@ -294,7 +303,12 @@ impl FileSink {
 
     /// Store `lines` (all with seq > acked, in order) and fsync; the head
     /// is then stale until [`FileSink::write_head_if_stale`].
-    pub fn write(&mut self, pending: &Pending, lines: &[&Line], metrics: &AuditMetrics) -> Result<(), Error> {
+    pub fn write(
+        &mut self,
+        pending: &Pending,
+        lines: &[&Line],
+        metrics: &AuditMetrics,
+    ) -> Result<(), Error> {
         #[cfg(test)]
         if metrics
             .fail_writes
@@ -703,7 +717,11 @@ impl PgSink {
             Err(e) => {
                 // Drop the connection: the next attempt reconnects and resyncs.
                 self.client = None;
-                Err(pg_err(format!("insert into {}: {}", self.table, pg_cause(&e))))
+                Err(pg_err(format!(
+                    "insert into {}: {}",
+                    self.table,
+                    pg_cause(&e)
+                )))
             }
         }
     }

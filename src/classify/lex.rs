@@ -30,7 +30,9 @@ pub(super) fn literal_kind(token: &Token) -> Option<Option<super::shape::LitKind
     use super::shape::LitKind;
     match token {
         Token::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit()) => Some(Some(LitKind::Int)),
-        Token::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit() || b == b'.') => Some(Some(LitKind::Decimal)),
+        Token::Number(n, _) if n.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+            Some(Some(LitKind::Decimal))
+        }
         Token::SingleQuotedString(_) => Some(Some(LitKind::Str)),
         Token::Number(..)
         | Token::DollarQuotedString(_)
@@ -79,7 +81,11 @@ impl<'a> ByteOffsets<'a> {
         if lines.is_empty() || sql.ends_with('\n') {
             lines.push((start, true));
         }
-        ByteOffsets { sql, lines, cursor: std::cell::Cell::new((usize::MAX, 0, 0)) }
+        ByteOffsets {
+            sql,
+            lines,
+            cursor: std::cell::Cell::new((usize::MAX, 0, 0)),
+        }
     }
 
     pub(super) fn offset(&self, loc: Location) -> usize {
@@ -93,13 +99,20 @@ impl<'a> ByteOffsets<'a> {
         let col = usize::try_from(loc.column)
             .unwrap_or(usize::MAX)
             .saturating_sub(1);
-        let end = self.lines.get(line + 1).map_or(self.sql.len(), |&(next, _)| next);
+        let end = self
+            .lines
+            .get(line + 1)
+            .map_or(self.sql.len(), |&(next, _)| next);
         if ascii && col < end - start {
             return start + col;
         }
         // (A column past its line walks on into the next, as it always did.)
         let (c_line, c_col, c_byte) = self.cursor.get();
-        let (from_col, from_byte) = if c_line == line && c_col <= col { (c_col, c_byte) } else { (0, start) };
+        let (from_col, from_byte) = if c_line == line && c_col <= col {
+            (c_col, c_byte)
+        } else {
+            (0, start)
+        };
         let found = self.sql[from_byte..]
             .char_indices()
             .nth(col - from_col)
@@ -330,23 +343,47 @@ mod tests {
         fn naive(sql: &str, line: u64, column: u64) -> usize {
             let mut starts = vec![0];
             starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-            let Some(&start) = starts.get(line as usize - 1) else { return sql.len() };
-            sql[start..].char_indices().nth(column as usize - 1).map_or(sql.len(), |(i, _)| start + i)
+            let Some(&start) = starts.get(line as usize - 1) else {
+                return sql.len();
+            };
+            sql[start..]
+                .char_indices()
+                .nth(column as usize - 1)
+                .map_or(sql.len(), |(i, _)| start + i)
         }
-        for sql in ["", "\n", "SELECT 1", "SELECT 'é', 'ü' FROM t\nWHERE x = 'ß'\n", "é\né\n\nab", "a\nbc\n"] {
+        for sql in [
+            "",
+            "\n",
+            "SELECT 1",
+            "SELECT 'é', 'ü' FROM t\nWHERE x = 'ß'\n",
+            "é\né\n\nab",
+            "a\nbc\n",
+        ] {
             let off = ByteOffsets::new(sql);
             let lines = sql.split('\n').count() as u64 + 1;
             // In order (as callers ask), then backwards (the cursor resets).
-            let mut locs: Vec<(u64, u64)> = (1..=lines).flat_map(|l| (1..=sql.len() as u64 + 2).map(move |c| (l, c))).collect();
+            let mut locs: Vec<(u64, u64)> = (1..=lines)
+                .flat_map(|l| (1..=sql.len() as u64 + 2).map(move |c| (l, c)))
+                .collect();
             for pass in 0..2 {
                 for &(line, column) in &locs {
-                    assert_eq!(off.offset(Location { line, column }), naive(sql, line, column), "{sql:?} {line}:{column} pass {pass}");
+                    assert_eq!(
+                        off.offset(Location { line, column }),
+                        naive(sql, line, column),
+                        "{sql:?} {line}:{column} pass {pass}"
+                    );
                 }
                 locs.reverse();
             }
         }
         // Every token of a long multi-byte line, in order.
-        let sql = format!("INSERT INTO t VALUES {}", (0..500).map(|i| format!("({i}, 'é{i}')")).collect::<Vec<_>>().join(", "));
+        let sql = format!(
+            "INSERT INTO t VALUES {}",
+            (0..500)
+                .map(|i| format!("({i}, 'é{i}')"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let off = ByteOffsets::new(&sql);
         for t in tokenize(&sql).unwrap() {
             let (l, c) = (t.span.start.line, t.span.start.column);

@@ -129,7 +129,9 @@ fn classify_traced(sql: &str, opts: &Options, trace: &mut Trace) -> Classificati
     let offsets = lex::ByteOffsets::new(sql);
     for t in &tokens {
         if let Some(kind) = lex::literal_kind(&t.token) {
-            trace.literal_tokens.push((offsets.offset(t.span.start), kind));
+            trace
+                .literal_tokens
+                .push((offsets.offset(t.span.start), kind));
             trace.token_starts.push(t.span.start);
         }
     }
@@ -158,7 +160,12 @@ fn classify_traced(sql: &str, opts: &Options, trace: &mut Trace) -> Classificati
 /// tokenizer's literal tokens, each became exactly one literal value in the
 /// parse tree, every part parsed, the walk never read a literal's value,
 /// and the statement span is the one `scan` computes.
-fn classify_for_shape(sql: &str, opts: &Options, literals: &[shape::Literal], span: (usize, usize)) -> (Classification, bool) {
+fn classify_for_shape(
+    sql: &str,
+    opts: &Options,
+    literals: &[shape::Literal],
+    span: (usize, usize),
+) -> (Classification, bool) {
     let mut trace = Trace::default();
     walk::take_literal_read();
     let class = classify_traced(sql, opts, &mut trace);
@@ -170,12 +177,21 @@ fn classify_for_shape(sql: &str, opts: &Options, literals: &[shape::Literal], sp
         && class.statements.len() == 1
         && class.statements[0].span == span
         && trace.literal_tokens.len() == literals.len()
-        && trace.literal_tokens.iter().zip(literals).all(|(&(at, kind), l)| at == l.start && kind == Some(l.kind))
+        && trace
+            .literal_tokens
+            .iter()
+            .zip(literals)
+            .all(|(&(at, kind), l)| at == l.start && kind == Some(l.kind))
         && values == trace.token_starts;
     (class, invariant)
 }
 
-fn classify_part(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize, trace: &mut Trace) -> Outcome {
+fn classify_part(
+    part: Vec<TokenWithSpan>,
+    opts: &Options,
+    nesting: usize,
+    trace: &mut Trace,
+) -> Outcome {
     let fail = |why: String| Outcome {
         effects: vec![unknown(why)],
         prepared: None,
@@ -190,13 +206,21 @@ fn classify_part(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize, trace
     }
     // sqlparser and the walk are not expected to panic, but a proxy that
     // dies on a crafted statement is worse than one that asks a human.
-    catch_unwind(AssertUnwindSafe(|| parse_and_walk(part, opts, nesting, trace))).unwrap_or_else(|_| {
+    catch_unwind(AssertUnwindSafe(|| {
+        parse_and_walk(part, opts, nesting, trace)
+    }))
+    .unwrap_or_else(|_| {
         trace.not_parsed = true;
         fail("classifier panicked on this statement".into())
     })
 }
 
-fn parse_and_walk(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize, trace: &mut Trace) -> Outcome {
+fn parse_and_walk(
+    part: Vec<TokenWithSpan>,
+    opts: &Options,
+    nesting: usize,
+    trace: &mut Trace,
+) -> Outcome {
     let fail = |why: String| Outcome {
         effects: vec![unknown(why)],
         prepared: None,
@@ -228,14 +252,20 @@ fn parse_and_walk(part: Vec<TokenWithSpan>, opts: &Options, nesting: usize, trac
 
 /// Start locations of every literal value node (strings and numbers of any
 /// kind; not `TRUE`/`NULL`/placeholders, which are not literal tokens).
-fn collect_value_starts(stmt: &sqlparser::ast::Statement, out: &mut Vec<sqlparser::tokenizer::Location>) {
+fn collect_value_starts(
+    stmt: &sqlparser::ast::Statement,
+    out: &mut Vec<sqlparser::tokenizer::Location>,
+) {
     use sqlparser::ast::{Value, ValueWithSpan, Visit, Visitor};
     use std::ops::ControlFlow;
     struct Values<'a>(&'a mut Vec<sqlparser::tokenizer::Location>);
     impl Visitor for Values<'_> {
         type Break = ();
         fn pre_visit_value(&mut self, v: &ValueWithSpan) -> ControlFlow<()> {
-            if !matches!(v.value, Value::Boolean(_) | Value::Null | Value::Placeholder(_)) {
+            if !matches!(
+                v.value,
+                Value::Boolean(_) | Value::Null | Value::Placeholder(_)
+            ) {
                 self.0.push(v.span.start);
             }
             ControlFlow::Continue(())
@@ -368,7 +398,10 @@ struct Front {
 
 impl Default for Front {
     fn default() -> Self {
-        Front { owner: 0, slots: vec![None; FRONT_SLOTS] }
+        Front {
+            owner: 0,
+            slots: vec![None; FRONT_SLOTS],
+        }
     }
 }
 
@@ -403,7 +436,12 @@ impl Classifier {
             })
             .build();
         let id = NEXT_CLASSIFIER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Classifier { opts, cache, doorkeeper: Doorkeeper::default(), id }
+        Classifier {
+            opts,
+            cache,
+            doorkeeper: Doorkeeper::default(),
+            id,
+        }
     }
 
     /// The cache's entry for `key`, through this thread's [`Front`].
@@ -452,7 +490,9 @@ impl Classifier {
             return Arc::new(classify(sql, &self.opts));
         }
         let by_shape = SHAPE_SCRATCH.with(|k| {
-            let Ok(mut scratch) = k.try_borrow_mut() else { return None };
+            let Ok(mut scratch) = k.try_borrow_mut() else {
+                return None;
+            };
             let ShapeScratch { key, literals } = &mut *scratch;
             let scanned = shape::scan(sql, key, Some(literals))?;
             if scanned.literals == 0 {
@@ -475,11 +515,21 @@ impl Classifier {
     /// Shape miss: classify this text, then cache the result under its
     /// shape if it holds for every text of the shape, else remember that it
     /// does not. Both on the shape's second sighting (doorkeeper).
-    fn classify_shape(&self, sql: &str, key: &str, literals: &[shape::Literal], span: (usize, usize)) -> Arc<Classification> {
+    fn classify_shape(
+        &self,
+        sql: &str,
+        key: &str,
+        literals: &[shape::Literal],
+        span: (usize, usize),
+    ) -> Arc<Classification> {
         let (class, invariant) = classify_for_shape(sql, &self.opts, literals, span);
         let class = Arc::new(class);
         if self.doorkeeper.seen_before(key) {
-            let entry = if invariant { Entry::Shape(Arc::clone(&class)) } else { Entry::Varies };
+            let entry = if invariant {
+                Entry::Shape(Arc::clone(&class))
+            } else {
+                Entry::Varies
+            };
             self.cache.insert(Arc::from(key), entry);
         }
         // Either way it is this text's classification.
@@ -496,7 +546,8 @@ impl Classifier {
         // inserting each one would cost an insert and an eviction per
         // statement for no hit.
         if self.doorkeeper.seen_before(sql) {
-            self.cache.insert(Arc::from(sql), Entry::Text(Arc::clone(&class)));
+            self.cache
+                .insert(Arc::from(sql), Entry::Text(Arc::clone(&class)));
         }
         class
     }
@@ -507,7 +558,11 @@ impl Classifier {
 fn with_span(class: Arc<Classification>, span: (usize, usize)) -> Arc<Classification> {
     match class.statements.as_slice() {
         [st] if st.span != span => Arc::new(Classification {
-            statements: vec![StatementClass { span, effects: Arc::clone(&st.effects), prepared: st.prepared.clone() }],
+            statements: vec![StatementClass {
+                span,
+                effects: Arc::clone(&st.effects),
+                prepared: st.prepared.clone(),
+            }],
         }),
         _ => class,
     }
@@ -521,7 +576,11 @@ struct Doorkeeper {
 
 impl Default for Doorkeeper {
     fn default() -> Self {
-        Doorkeeper { slots: (0..8192).map(|_| std::sync::atomic::AtomicU64::new(0)).collect() }
+        Doorkeeper {
+            slots: (0..8192)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
     }
 }
 

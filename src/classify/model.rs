@@ -149,7 +149,11 @@ impl Classification {
             statements: self
                 .statements
                 .iter()
-                .map(|s| StatementClass { span: s.span, effects: Arc::from(s.effects.to_vec()), prepared: s.prepared.clone() })
+                .map(|s| StatementClass {
+                    span: s.span,
+                    effects: Arc::from(s.effects.to_vec()),
+                    prepared: s.prepared.clone(),
+                })
                 .collect(),
         }
     }

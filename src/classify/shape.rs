@@ -61,7 +61,11 @@ const MAX_DIGITS: usize = 9;
 /// Write the shape key of `sql` into `key` (cleared first) and return its
 /// span, or `None` when the text is not one the scanner models exactly.
 /// `literals`, when given, receives every replaced literal in order.
-pub(crate) fn scan(sql: &str, key: &mut String, mut literals: Option<&mut Vec<Literal>>) -> Option<Scanned> {
+pub(crate) fn scan(
+    sql: &str,
+    key: &mut String,
+    mut literals: Option<&mut Vec<Literal>>,
+) -> Option<Scanned> {
     let b = sql.as_bytes();
     key.clear();
     key.push('\0');
@@ -126,11 +130,20 @@ pub(crate) fn scan(sql: &str, key: &mut String, mut literals: Option<&mut Vec<Li
                         end = frac_end;
                         kind = LitKind::Decimal;
                     }
-                    if int_end - start > MAX_DIGITS || b.get(end).is_some_and(|&c| glues(c) || c == b'.') {
+                    if int_end - start > MAX_DIGITS
+                        || b.get(end).is_some_and(|&c| glues(c) || c == b'.')
+                    {
                         return None;
                     }
                     i = end;
-                    emit(key, sql, &mut copied, start, i, if kind == LitKind::Int { "\0i" } else { "\0d" });
+                    emit(
+                        key,
+                        sql,
+                        &mut copied,
+                        start,
+                        i,
+                        if kind == LitKind::Int { "\0i" } else { "\0d" },
+                    );
                     push(&mut literals, start, i, kind);
                     count += 1;
                 }
@@ -208,7 +221,14 @@ fn quoted_ident_end(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-fn emit(key: &mut String, sql: &str, copied: &mut usize, start: usize, end: usize, placeholder: &str) {
+fn emit(
+    key: &mut String,
+    sql: &str,
+    copied: &mut usize,
+    start: usize,
+    end: usize,
+    placeholder: &str,
+) {
     key.push_str(&sql[*copied..start]);
     key.push_str(placeholder);
     *copied = end;
@@ -262,9 +282,21 @@ mod tests {
         assert_eq!(
             lits,
             vec![
-                Literal { start: 7, end: 8, kind: LitKind::Int },
-                Literal { start: 10, end: 13, kind: LitKind::Str },
-                Literal { start: 15, end: 18, kind: LitKind::Decimal },
+                Literal {
+                    start: 7,
+                    end: 8,
+                    kind: LitKind::Int
+                },
+                Literal {
+                    start: 10,
+                    end: 13,
+                    kind: LitKind::Str
+                },
+                Literal {
+                    start: 15,
+                    end: 18,
+                    kind: LitKind::Decimal
+                },
             ]
         );
     }

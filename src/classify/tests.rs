@@ -502,7 +502,10 @@ fn classifier_caches_by_text() {
     let b = classifier.classify("DELETE FROM users");
     assert_eq!(*a, *b);
     let b2 = classifier.classify("DELETE FROM users");
-    assert!(Arc::ptr_eq(&b, &b2), "lookups from the third on must be cache hits");
+    assert!(
+        Arc::ptr_eq(&b, &b2),
+        "lookups from the third on must be cache hits"
+    );
     assert_eq!(a.category(), Category::Destructive);
     let c = classifier.classify("DELETE FROM users WHERE id = 1");
     assert!(!Arc::ptr_eq(&a, &c));
@@ -538,9 +541,17 @@ fn classifier_shares_a_classification_across_literal_values() {
     let q = |aid: &str| format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};");
     let _ = c.classify(&q("1"));
     let _ = c.classify(&q("2"));
-    assert_eq!(shape_entry(&c, &q("3")), Some("shape"), "second sighting of the shape caches it");
+    assert_eq!(
+        shape_entry(&c, &q("3")),
+        Some("shape"),
+        "second sighting of the shape caches it"
+    );
     let hit = c.classify(&q("123456"));
-    assert_eq!(*hit, classify(&q("123456"), &Options::default()), "span follows this text");
+    assert_eq!(
+        *hit,
+        classify(&q("123456"), &Options::default()),
+        "span follows this text"
+    );
     assert_eq!(hit.statements[0].span, (0, q("123456").len() - 1));
     let long = "SELECT * FROM users WHERE name = 'it''s' AND id IN (1, 2, 3) LIMIT 10";
     let _ = c.classify(long);
@@ -549,7 +560,9 @@ fn classifier_shares_a_classification_across_literal_values() {
     assert_eq!(shape_entry(&c, long), Some("shape"));
     assert_eq!(other.category(), Category::Read);
     // Restricted writes too: `aid = 5` is compared with literals masked.
-    let u = |d: &str, aid: &str| format!("UPDATE pgbench_accounts SET abalance = abalance + {d} WHERE aid = {aid};");
+    let u = |d: &str, aid: &str| {
+        format!("UPDATE pgbench_accounts SET abalance = abalance + {d} WHERE aid = {aid};")
+    };
     let _ = c.classify(&u("-12", "5"));
     let _ = c.classify(&u("-4000", "77"));
     assert_eq!(shape_entry(&c, &u("-1", "1")), Some("shape"));
@@ -561,24 +574,44 @@ fn a_literal_never_matches_an_identifier_that_prints_alike() {
     // Column "5" compared with 5 restricts the rows; it is no tautology.
     let c = classify(r#"DELETE FROM users WHERE "5" = 5"#, &Options::default());
     assert_eq!(c.category(), Category::Write);
-    let c = classify("DELETE FROM users WHERE id + 1 = id + 2", &Options::default());
-    assert_eq!(c.category(), Category::Destructive, "same shape both sides: counted as unrestricted");
+    let c = classify(
+        "DELETE FROM users WHERE id + 1 = id + 2",
+        &Options::default(),
+    );
+    assert_eq!(
+        c.category(),
+        Category::Destructive,
+        "same shape both sides: counted as unrestricted"
+    );
 }
 
 #[test]
 fn literal_dependent_classifications_are_not_shared() {
     // Each pair: the first text, seen twice, must not decide the second.
     let pairs = [
-        ("SELECT set_config('search_path', 'x', false)", "SELECT set_config('role', 'x', false)"),
-        ("DELETE FROM users WHERE name LIKE 'a%'", "DELETE FROM users WHERE name LIKE '%'"),
-        ("EXPLAIN (ANALYZE 0) DELETE FROM users", "EXPLAIN (ANALYZE 1) DELETE FROM users"),
+        (
+            "SELECT set_config('search_path', 'x', false)",
+            "SELECT set_config('role', 'x', false)",
+        ),
+        (
+            "DELETE FROM users WHERE name LIKE 'a%'",
+            "DELETE FROM users WHERE name LIKE '%'",
+        ),
+        (
+            "EXPLAIN (ANALYZE 0) DELETE FROM users",
+            "EXPLAIN (ANALYZE 1) DELETE FROM users",
+        ),
     ];
     for (seen, probe) in pairs {
         let c = Classifier::new(Options::default(), 1 << 20);
         let _ = c.classify(seen);
         let _ = c.classify(seen);
         assert_eq!(shape_entry(&c, seen), Some("varies"), "{seen}");
-        assert_eq!(*c.classify(probe), classify(probe, &Options::default()), "{probe}");
+        assert_eq!(
+            *c.classify(probe),
+            classify(probe, &Options::default()),
+            "{probe}"
+        );
     }
     // A literal the walk never looks at is shared safely: `1 = 2` restricts
     // nothing either (no target column), so the answer is the same.
@@ -596,7 +629,18 @@ fn literal_dependent_classifications_are_not_shared() {
 /// check the walk makes, must classify exactly as without the cache.
 #[test]
 fn shape_cache_never_changes_a_classification() {
-    let strings = ["'%'", "'role'", "'session_authorization'", "'off'", "'0'", "'false'", "'OWNER TO'", "''", "'x''y'", "'a'"];
+    let strings = [
+        "'%'",
+        "'role'",
+        "'session_authorization'",
+        "'off'",
+        "'0'",
+        "'false'",
+        "'OWNER TO'",
+        "''",
+        "'x''y'",
+        "'a'",
+    ];
     let ints = ["0", "1", "999999999", "7"];
     let decimals = ["0.0", "1.5"];
     let opts = Options::default();
@@ -606,7 +650,10 @@ fn shape_cache_never_changes_a_classification() {
         let mut key = String::new();
         let mut lits = Vec::new();
         // Long generated texts add time, not coverage.
-        if case.sql.len() > 2000 || shape::scan(&case.sql, &mut key, Some(&mut lits)).is_none() || lits.is_empty() {
+        if case.sql.len() > 2000
+            || shape::scan(&case.sql, &mut key, Some(&mut lits)).is_none()
+            || lits.is_empty()
+        {
             continue;
         }
         let _ = c.classify(&case.sql);
@@ -631,7 +678,9 @@ fn shape_cache_never_changes_a_classification() {
             out.push_str(&case.sql[at..]);
             out
         };
-        let mut variants: Vec<String> = (0..strings.len()).map(|n| variant(&|_, kind| Some(pick(kind, n)))).collect();
+        let mut variants: Vec<String> = (0..strings.len())
+            .map(|n| variant(&|_, kind| Some(pick(kind, n))))
+            .collect();
         for i in 0..lits.len().min(4) {
             for n in 0..strings.len() {
                 variants.push(variant(&|j, kind| (j == i).then(|| pick(kind, n))));
@@ -639,7 +688,12 @@ fn shape_cache_never_changes_a_classification() {
         }
         for v in variants {
             let fresh = classify(&v, &opts);
-            assert_eq!(*c.classify(&v), fresh, "cached answer differs for {v:?} (seen: {:?})", case.sql);
+            assert_eq!(
+                *c.classify(&v),
+                fresh,
+                "cached answer differs for {v:?} (seen: {:?})",
+                case.sql
+            );
             checked += 1;
         }
     }
@@ -675,13 +729,24 @@ fn a_thread_front_never_answers_for_another_classifier() {
     // after a rule reload that names it): each answers with its own view,
     // however warm this thread's front is for the other.
     let plain = Classifier::new(Options::default(), 1 << 20);
-    let opts = Options { extra_functions: vec![("audit_purge".into(), Category::Destructive)], ..Options::default() };
+    let opts = Options {
+        extra_functions: vec![("audit_purge".into(), Category::Destructive)],
+        ..Options::default()
+    };
     let named = Classifier::new(opts, 1 << 20);
     let q = |n: u32| format!("SELECT audit_purge({n})");
     for round in 0..3 {
         for n in 0..4 {
-            assert_eq!(plain.classify(&q(n)).category(), Category::Read, "round {round}, plain");
-            assert_eq!(named.classify(&q(n)).category(), Category::Destructive, "round {round}, named");
+            assert_eq!(
+                plain.classify(&q(n)).category(),
+                Category::Read,
+                "round {round}, plain"
+            );
+            assert_eq!(
+                named.classify(&q(n)).category(),
+                Category::Destructive,
+                "round {round}, named"
+            );
             assert_eq!(plain.classify("BEGIN").category(), Category::Transaction);
         }
     }

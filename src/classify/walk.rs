@@ -348,7 +348,10 @@ fn mask_literals(e: &mut Expr) {
     impl VisitorMut for Mask {
         type Break = ();
         fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<()> {
-            if !matches!(v.value, Value::Boolean(_) | Value::Null | Value::Placeholder(_)) {
+            if !matches!(
+                v.value,
+                Value::Boolean(_) | Value::Null | Value::Placeholder(_)
+            ) {
                 v.value = Value::Placeholder("\0".into());
             }
             ControlFlow::Continue(())
@@ -782,11 +785,29 @@ impl<'o> Collector<'o> {
             Statement::Close { .. } => self.push(Session, Vec::new(), "CLOSE cursor"),
             Statement::Lock(l) => {
                 let tables = l.tables.iter().map(|x| normalize_name(&x.name)).collect();
-                self.push(
-                    Write,
-                    tables,
-                    "LOCK TABLE blocks other sessions until the transaction ends",
-                );
+                // SHARE and stronger conflict with ROW EXCLUSIVE, the lock
+                // every INSERT/UPDATE/DELETE takes: the table stops taking
+                // writes (ACCESS EXCLUSIVE, the mode of a bare `LOCK t`,
+                // stops reads too) until the transaction ends, as a schema
+                // change would; an agent that then idles holds production
+                // hostage. The weaker modes only conflict with DDL-level locks.
+                use sqlparser::ast::LockTableMode as M;
+                match l.lock_mode {
+                    None | Some(M::Share | M::ShareRowExclusive | M::Exclusive | M::AccessExclusive) => {
+                        self.push(
+                            Ddl,
+                            tables,
+                            "LOCK TABLE in SHARE mode or stronger (a bare LOCK is ACCESS EXCLUSIVE) blocks other sessions' writes, or all access, until the transaction ends",
+                        )
+                    }
+                    Some(M::AccessShare | M::RowShare | M::RowExclusive | M::ShareUpdateExclusive) => {
+                        self.push(
+                            Write,
+                            tables,
+                            "LOCK TABLE in a weak mode blocks only schema changes and maintenance until the transaction ends",
+                        )
+                    }
+                }
             }
             Statement::Analyze(a) => {
                 if a.partitions.is_some()

@@ -333,7 +333,11 @@ fn table_globs_follow_documented_schema_semantics() {
         rule("allow-rest", "allow", ""),
     ]
     .concat());
-    let held = |t: &str| s.evaluate(&one(Category::Read, &[t]), &AGENT).rules.to_vec();
+    let held = |t: &str| {
+        s.evaluate(&one(Category::Read, &[t]), &AGENT)
+            .rules
+            .to_vec()
+    };
     assert_eq!(held("orders"), ["hold-public-orders"]);
     assert_eq!(held("public.orders"), ["hold-public-orders"]);
     assert_eq!(held("archive.orders"), ["allow-rest"]);
@@ -1097,7 +1101,10 @@ fn shipped_case_files_pass_against_shipped_rules() {
         let rules = shipped(name);
         let path = repo_path(&format!("fixtures/rules/{name}-cases.toml"));
         // The real classifier: the shipped cases document real behaviour.
-        let opts = crate::classify::Options { extra_functions: rules.extra_functions(), ..Default::default() };
+        let opts = crate::classify::Options {
+            extra_functions: rules.extra_functions(),
+            ..Default::default()
+        };
         let judge = |sql: &str| {
             let class = std::sync::Arc::new(crate::classify::classify(sql, &opts));
             (*crate::wire::policy::resolve_prepared(&class, |_| None)).clone()

@@ -255,7 +255,9 @@ pub fn handle_interaction(gate: &Gate, event: &SlackInteractionEvent) {
     for action in ev.actions.iter().flatten() {
         let verdict = match action.action_id.0.as_str() {
             ACTION_APPROVE => Verdict::Approve,
-            ACTION_DENY => Verdict::Deny { reason: deny_reason(ev.state.as_ref()) },
+            ACTION_DENY => Verdict::Deny {
+                reason: deny_reason(ev.state.as_ref()),
+            },
             _ => continue,
         };
         let reply = |text: String| {

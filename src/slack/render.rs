@@ -347,10 +347,13 @@ fn reason_input() -> SlackBlock {
         .with_action_id(super::REASON_ACTION.into())
         .with_max_length(super::MAX_REASON_CHARS as u64)
         .with_placeholder(plain("Why not? The agent receives this with the denial."));
-    SlackInputBlock::new(plain("Reason, if you deny"), SlackInputBlockElement::PlainTextInput(input))
-        .with_block_id(super::REASON_BLOCK.into())
-        .with_optional(true)
-        .into()
+    SlackInputBlock::new(
+        plain("Reason, if you deny"),
+        SlackInputBlockElement::PlainTextInput(input),
+    )
+    .with_block_id(super::REASON_BLOCK.into())
+    .with_optional(true)
+    .into()
 }
 
 fn buttons(view: &PendingView) -> SlackBlock {

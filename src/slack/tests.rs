@@ -69,14 +69,28 @@ impl Env {
     }
 
     async fn click_value(&self, user: &str, value: &str, action: &str) -> u16 {
-        self.post_click(fake_slack::block_actions(user, "C0APPROVALS", "1700000000.000001", action, value)).await
+        self.post_click(fake_slack::block_actions(
+            user,
+            "C0APPROVALS",
+            "1700000000.000001",
+            action,
+            value,
+        ))
+        .await
     }
 
     /// A click with `reason` typed into the message's reason input.
     async fn click_with_reason(&self, user: &str, post: &Call, action: &str, reason: &str) -> u16 {
         let value = post.button_value(action).expect("button present");
-        let payload = fake_slack::block_actions(user, "C0APPROVALS", "1700000000.000001", action, &value);
-        self.post_click(fake_slack::with_input(payload, REASON_BLOCK, REASON_ACTION, reason)).await
+        let payload =
+            fake_slack::block_actions(user, "C0APPROVALS", "1700000000.000001", action, &value);
+        self.post_click(fake_slack::with_input(
+            payload,
+            REASON_BLOCK,
+            REASON_ACTION,
+            reason,
+        ))
+        .await
     }
 
     async fn post_click(&self, payload: serde_json::Value) -> u16 {
@@ -152,10 +166,17 @@ async fn posted_message_shows_what_reviewers_need() {
     // A held `EXECUTE name` shows what the name was prepared as.
     let mut req = request(&["U1"], 1);
     req.sql = "EXECUTE purge(42)".into();
-    req.prepared = vec![crate::approval::PreparedText { name: "purge".into(), sql: "PREPARE purge(int) AS DELETE FROM orders WHERE id = $1".into() }];
+    req.prepared = vec![crate::approval::PreparedText {
+        name: "purge".into(),
+        sql: "PREPARE purge(int) AS DELETE FROM orders WHERE id = $1".into(),
+    }];
     let (_, post) = env.submit(req).await;
     let text = post.text();
-    for needle in ["EXECUTE purge(42)", "`purge` was prepared as", "PREPARE purge(int) AS DELETE FROM orders WHERE id = $1"] {
+    for needle in [
+        "EXECUTE purge(42)",
+        "`purge` was prepared as",
+        "PREPARE purge(int) AS DELETE FROM orders WHERE id = $1",
+    ] {
         assert!(text.contains(needle), "message lacks {needle:?}: {text}");
     }
 
@@ -245,16 +266,31 @@ async fn deny_records_the_reason_typed_into_the_message() {
     let (mut p, post) = env.submit(request(&["U1", "U2"], 1)).await;
     // The message offers the input, optional, capped, above the buttons.
     let blocks = post.body["blocks"].as_array().unwrap();
-    let input = blocks.iter().position(|b| b["type"] == "input").expect("reason input block");
-    let actions = blocks.iter().position(|b| b["type"] == "actions").expect("buttons");
+    let input = blocks
+        .iter()
+        .position(|b| b["type"] == "input")
+        .expect("reason input block");
+    let actions = blocks
+        .iter()
+        .position(|b| b["type"] == "actions")
+        .expect("buttons");
     assert!(input < actions);
     assert_eq!(blocks[input]["block_id"], REASON_BLOCK);
     assert_eq!(blocks[input]["optional"], true);
     assert_eq!(blocks[input]["element"]["action_id"], REASON_ACTION);
-    assert_eq!(blocks[input]["element"]["max_length"], MAX_REASON_CHARS as u64);
+    assert_eq!(
+        blocks[input]["element"]["max_length"],
+        MAX_REASON_CHARS as u64
+    );
 
-    assert_eq!(env.click_with_reason("U2", &post, ACTION_DENY, "  not during the billing run \n").await, 200);
-    let Outcome::Denied { by, reason } = p.outcome().await else { panic!("not denied") };
+    assert_eq!(
+        env.click_with_reason("U2", &post, ACTION_DENY, "  not during the billing run \n")
+            .await,
+        200
+    );
+    let Outcome::Denied { by, reason } = p.outcome().await else {
+        panic!("not denied")
+    };
     assert_eq!(by.id, "U2");
     assert_eq!(reason.as_deref(), Some("not during the billing run"));
     env.update_with(p.id(), "not during the billing run").await;
@@ -264,18 +300,36 @@ async fn deny_records_the_reason_typed_into_the_message() {
 async fn blank_or_oversized_reasons_are_normalised() {
     let env = setup().await;
     let (mut p, post) = env.submit(request(&["U1", "U2"], 1)).await;
-    assert_eq!(env.click_with_reason("U2", &post, ACTION_DENY, "   ").await, 200);
-    assert!(matches!(p.outcome().await, Outcome::Denied { reason: None, .. }));
+    assert_eq!(
+        env.click_with_reason("U2", &post, ACTION_DENY, "   ").await,
+        200
+    );
+    assert!(matches!(
+        p.outcome().await,
+        Outcome::Denied { reason: None, .. }
+    ));
 
     let (mut p, post) = env.submit(request(&["U1", "U2"], 1)).await;
     let long = "x".repeat(MAX_REASON_CHARS + 100);
-    assert_eq!(env.click_with_reason("U2", &post, ACTION_DENY, &long).await, 200);
-    let Outcome::Denied { reason: Some(r), .. } = p.outcome().await else { panic!("no reason") };
+    assert_eq!(
+        env.click_with_reason("U2", &post, ACTION_DENY, &long).await,
+        200
+    );
+    let Outcome::Denied {
+        reason: Some(r), ..
+    } = p.outcome().await
+    else {
+        panic!("no reason")
+    };
     assert_eq!(r.chars().count(), MAX_REASON_CHARS);
 
     // A reason typed before pressing Approve is not a denial.
     let (mut p, post) = env.submit(request(&["U1", "U2"], 1)).await;
-    assert_eq!(env.click_with_reason("U2", &post, ACTION_APPROVE, "looks fine").await, 200);
+    assert_eq!(
+        env.click_with_reason("U2", &post, ACTION_APPROVE, "looks fine")
+            .await,
+        200
+    );
     assert!(matches!(p.outcome().await, Outcome::Approved { .. }));
 }
 

@@ -8,7 +8,7 @@
 //! answer is the same 28P01 either way (as PostgreSQL does).
 
 use super::frame::Body;
-use super::io::{read_frame, ReadError};
+use super::io::{ReadError, read_frame};
 use super::messages;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -32,23 +32,34 @@ pub struct ScramVerifier {
 
 impl std::fmt::Debug for ScramVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScramVerifier").field("iterations", &self.iterations).finish_non_exhaustive()
+        f.debug_struct("ScramVerifier")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
     }
 }
 
 impl ScramVerifier {
     pub fn parse(s: &str) -> Result<ScramVerifier, String> {
-        let bad = || "expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> (see `pg-airlock hash-password`)".to_string();
+        let bad = || {
+            "expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> (see `pg-airlock hash-password`)".to_string()
+        };
         let rest = s.strip_prefix("SCRAM-SHA-256$").ok_or_else(bad)?;
         let (params, keys) = rest.split_once('$').ok_or_else(bad)?;
         let (iter, salt) = params.split_once(':').ok_or_else(bad)?;
         let (stored, server) = keys.split_once(':').ok_or_else(bad)?;
         let iterations: usize = iter.parse().map_err(|_| bad())?;
         if iterations < 4096 {
-            return Err(format!("{iterations} iterations is below the SCRAM minimum of 4096"));
+            return Err(format!(
+                "{iterations} iterations is below the SCRAM minimum of 4096"
+            ));
         }
         let dec = |x: &str| B64.decode(x).map_err(|_| bad());
-        let v = ScramVerifier { iterations, salt: dec(salt)?, stored_key: dec(stored)?, server_key: dec(server)? };
+        let v = ScramVerifier {
+            iterations,
+            salt: dec(salt)?,
+            stored_key: dec(stored)?,
+            server_key: dec(server)?,
+        };
         if v.stored_key.len() != 32 || v.server_key.len() != 32 || v.salt.is_empty() {
             return Err(bad());
         }
@@ -68,7 +79,12 @@ impl ScramVerifier {
         let client_key = hmac(&salted, b"Client Key");
         let stored_key = Sha256::digest(&client_key).to_vec();
         let server_key = hmac(&salted, b"Server Key");
-        ScramVerifier { iterations, salt: salt.to_vec(), stored_key, server_key }
+        ScramVerifier {
+            iterations,
+            salt: salt.to_vec(),
+            stored_key,
+            server_key,
+        }
     }
 
     pub fn to_secret(&self) -> ScramSecret {
@@ -108,7 +124,9 @@ pub struct MockVerifiers {
 
 impl Default for MockVerifiers {
     fn default() -> Self {
-        MockVerifiers { key: rand::random() }
+        MockVerifiers {
+            key: rand::random(),
+        }
     }
 }
 
@@ -158,15 +176,25 @@ pub async fn scram_exchange<S: AsyncRead + AsyncWrite + Unpin>(
 
     let frame = read_frame(io, rbuf, 16 * 1024).await?;
     if frame[0] != b'p' {
-        return Err(AuthError::Protocol(format!("expected SASLInitialResponse, got {:?}", frame[0] as char)));
+        return Err(AuthError::Protocol(format!(
+            "expected SASLInitialResponse, got {:?}",
+            frame[0] as char
+        )));
     }
     let mut b = Body::new(&frame);
     let mech = b.str().map_err(|e| AuthError::Protocol(e.to_string()))?;
     if !mechs.contains(&mech) {
-        return Err(AuthError::Protocol(format!("unsupported SASL mechanism {mech:?}")));
+        return Err(AuthError::Protocol(format!(
+            "unsupported SASL mechanism {mech:?}"
+        )));
     }
     let len = b.i32().map_err(|e| AuthError::Protocol(e.to_string()))?;
-    let first = if len < 0 { &[][..] } else { b.bytes(len as usize).map_err(|e| AuthError::Protocol(e.to_string()))? };
+    let first = if len < 0 {
+        &[][..]
+    } else {
+        b.bytes(len as usize)
+            .map_err(|e| AuthError::Protocol(e.to_string()))?
+    };
     let (server_first, waiting) = server
         .on_client_first_message_with_secret(first, verifier.to_secret())
         .map_err(|e| AuthError::Protocol(e.to_string()))?;
@@ -220,7 +248,12 @@ mod tests {
 
     #[test]
     fn bad_verifiers_are_refused() {
-        for bad in ["", "md5abc", "SCRAM-SHA-256$10:c2FsdA==$AA==:AA==", "SCRAM-SHA-256$4096:c2FsdA==$AA==:AA=="] {
+        for bad in [
+            "",
+            "md5abc",
+            "SCRAM-SHA-256$10:c2FsdA==$AA==:AA==",
+            "SCRAM-SHA-256$4096:c2FsdA==$AA==:AA==",
+        ] {
             assert!(ScramVerifier::parse(bad).is_err(), "{bad}");
         }
     }

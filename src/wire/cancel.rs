@@ -72,7 +72,11 @@ pub struct KeyGuard {
 
 impl Drop for KeyGuard {
     fn drop(&mut self) {
-        self.registry.map.lock().expect("cancel registry poisoned").remove(&self.pid);
+        self.registry
+            .map
+            .lock()
+            .expect("cancel registry poisoned")
+            .remove(&self.pid);
     }
 }
 
@@ -88,8 +92,21 @@ impl Registry {
                 continue;
             }
             let secret = rand::random::<i32>();
-            map.insert(pid, Entry { secret, upstream_pid, upstream_secret, signal: signal.clone() });
-            return KeyGuard { registry: self.clone(), pid, secret, signal };
+            map.insert(
+                pid,
+                Entry {
+                    secret,
+                    upstream_pid,
+                    upstream_secret,
+                    signal: signal.clone(),
+                },
+            );
+            return KeyGuard {
+                registry: self.clone(),
+                pid,
+                secret,
+                signal,
+            };
         }
     }
 
@@ -135,7 +152,10 @@ mod tests {
     fn keys_resolve_only_with_the_right_secret_and_vanish_on_drop() {
         let r = Arc::new(Registry::default());
         let g = r.register(111, 222);
-        assert_eq!(r.resolve(g.pid, g.secret).map(|x| (x.0, x.1)), Some((111, 222)));
+        assert_eq!(
+            r.resolve(g.pid, g.secret).map(|x| (x.0, x.1)),
+            Some((111, 222))
+        );
         assert!(r.resolve(g.pid, g.secret.wrapping_add(1)).is_none());
         assert!(r.resolve(g.pid.wrapping_add(1), g.secret).is_none());
         let (pid, secret) = (g.pid, g.secret);

@@ -8,10 +8,10 @@
 //! only an allow-list of harmless settings is passed on, from plain
 //! parameters and from `options=-c ...` alike.
 
+use super::Proxy;
 use super::auth::{self, AuthError};
 use super::messages::{self, Severity};
 use super::sqlstate;
-use super::Proxy;
 use crate::identity::{SessionInfo, new_session_id};
 use bytes::BytesMut;
 use futures::StreamExt;
@@ -75,7 +75,11 @@ const ALLOWED_SETTINGS: &[&str] = &[
 /// wants another encoding would get UTF-8 bytes it misreads.
 const ALLOWED_ENCODINGS: &[&str] = &["utf8", "utf-8", "unicode", "sql_ascii"];
 
-pub async fn accept(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Established, Refused> {
+pub async fn accept(
+    proxy: &Proxy,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Result<Established, Refused> {
     let timeout = proxy.config.limits.startup_timeout;
     match tokio::time::timeout(timeout, handshake(proxy, tcp, peer)).await {
         Ok(r) => r,
@@ -83,12 +87,20 @@ pub async fn accept(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<E
     }
 }
 
-async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Established, Refused> {
+async fn handshake(
+    proxy: &Proxy,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Result<Established, Refused> {
     let mut framed = match negotiate_tls::<()>(tcp, proxy.tls_acceptor.clone()).await {
         Ok(Some(f)) => f,
         // Direct TLS attempted but we have no certificate: nothing to say
         // in plaintext to a TLS client, so just close.
-        Ok(None) => return Err(Refused::Fatal("direct TLS attempted but TLS is not configured".into())),
+        Ok(None) => {
+            return Err(Refused::Fatal(
+                "direct TLS attempted but TLS is not configured".into(),
+            ));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Refused::Closed),
         Err(e) => return Err(Refused::Io(e)),
     };
@@ -102,10 +114,20 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
             return Err(Refused::Cancel);
         }
         Some(Ok(other)) => {
-            return Err(fatal(framed.get_mut(), sqlstate::PROTOCOL_VIOLATION, &format!("expected a startup message, got {other:?}")).await);
+            return Err(fatal(
+                framed.get_mut(),
+                sqlstate::PROTOCOL_VIOLATION,
+                &format!("expected a startup message, got {other:?}"),
+            )
+            .await);
         }
         Some(Err(e)) => {
-            return Err(fatal(framed.get_mut(), sqlstate::PROTOCOL_VIOLATION, &format!("invalid startup packet: {e}")).await);
+            return Err(fatal(
+                framed.get_mut(),
+                sqlstate::PROTOCOL_VIOLATION,
+                &format!("invalid startup packet: {e}"),
+            )
+            .await);
         }
         None => return Err(Refused::Closed),
     };
@@ -114,10 +136,20 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
     let mut rbuf = parts.read_buf;
 
     if proxy.config.listen.require_tls && !secure {
-        return Err(fatal(&mut io, sqlstate::INVALID_AUTHORIZATION, "this pg-airlock requires TLS (sslmode=require)").await);
+        return Err(fatal(
+            &mut io,
+            sqlstate::INVALID_AUTHORIZATION,
+            "this pg-airlock requires TLS (sslmode=require)",
+        )
+        .await);
     }
     if startup.protocol_number_major != 3 {
-        return Err(fatal(&mut io, sqlstate::FEATURE_NOT_SUPPORTED, "unsupported frontend protocol").await);
+        return Err(fatal(
+            &mut io,
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "unsupported frontend protocol",
+        )
+        .await);
     }
 
     // Split and check parameters before authentication so a refused
@@ -132,7 +164,12 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
             "user" => agent = Some(v.clone()),
             "database" => database = Some(v.clone()),
             "replication" => {
-                return Err(fatal(&mut io, sqlstate::FEATURE_NOT_SUPPORTED, "replication connections are not supported through pg-airlock").await);
+                return Err(fatal(
+                    &mut io,
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "replication connections are not supported through pg-airlock",
+                )
+                .await);
             }
             "options" => match parse_options(v) {
                 Ok(pairs) => settings.extend(pairs),
@@ -149,7 +186,8 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
             return Err(fatal(&mut io, sqlstate::INVALID_PARAMETER_VALUE, &msg).await);
         }
         if k == "client_encoding" && !ALLOWED_ENCODINGS.contains(&v.to_ascii_lowercase().as_str()) {
-            let msg = format!("client_encoding \"{v}\" is not supported: pg-airlock sessions are UTF8");
+            let msg =
+                format!("client_encoding \"{v}\" is not supported: pg-airlock sessions are UTF8");
             return Err(fatal(&mut io, sqlstate::INVALID_PARAMETER_VALUE, &msg).await);
         }
     }
@@ -161,9 +199,16 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
         k != "client_encoding" && k != "application_name"
     });
     let Some(agent) = agent.filter(|a| !a.is_empty()) else {
-        return Err(fatal(&mut io, sqlstate::INVALID_AUTHORIZATION, "no user name given in the startup message").await);
+        return Err(fatal(
+            &mut io,
+            sqlstate::INVALID_AUTHORIZATION,
+            "no user name given in the startup message",
+        )
+        .await);
     };
-    let database = database.filter(|d| !d.is_empty()).unwrap_or_else(|| agent.clone());
+    let database = database
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| agent.clone());
 
     let mut out = BytesMut::new();
     if startup.protocol_number_minor > 0 || !pq_options.is_empty() {
@@ -176,16 +221,28 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
     // verifier and fail at the same step, with the same message.
     let known = proxy.config.agents.get(&agent);
     let verifier = match known {
-        Some(_) => proxy.verifiers.get(&agent).cloned().expect("every agent has a verifier"),
+        Some(_) => proxy
+            .verifiers
+            .get(&agent)
+            .cloned()
+            .expect("every agent has a verifier"),
         None => proxy.mock.for_name(&agent),
     };
-    let scram = if secure { &proxy.scram_tls } else { &proxy.scram_plain };
+    let scram = if secure {
+        &proxy.scram_tls
+    } else {
+        &proxy.scram_plain
+    };
     match auth::scram_exchange(&mut io, &mut rbuf, scram, &verifier, known.is_some()).await {
         Ok(()) => {}
         Err(AuthError::Failed) => {
             proxy.metrics.logins_refused.inc();
             tracing::warn!(%peer, agent = %agent, "authentication failed");
-            let why = if known.is_some() { "wrong password" } else { "unknown agent" };
+            let why = if known.is_some() {
+                "wrong password"
+            } else {
+                "unknown agent"
+            };
             refused_login(proxy, peer, secure, Some(&agent), Some(&database), why);
             let msg = format!("password authentication failed for user \"{agent}\"");
             return Err(fatal(&mut io, sqlstate::INVALID_PASSWORD, &msg).await);
@@ -201,14 +258,24 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
         && !dbs.iter().any(|d| d == &database)
     {
         proxy.metrics.logins_refused.inc();
-        refused_login(proxy, peer, secure, Some(&agent), Some(&database), "database not allowed for this agent");
+        refused_login(
+            proxy,
+            peer,
+            secure,
+            Some(&agent),
+            Some(&database),
+            "database not allowed for this agent",
+        );
         let msg = format!("agent \"{agent}\" is not allowed to connect to database \"{database}\"");
         return Err(fatal(&mut io, sqlstate::INVALID_AUTHORIZATION, &msg).await);
     }
 
     // Upstream session, tagged with the agent so `pg_stat_activity` shows
     // who is behind each proxied backend.
-    let tagged: String = format!("airlock:{agent}:{app_name}").chars().take(63).collect();
+    let tagged: String = format!("airlock:{agent}:{app_name}")
+        .chars()
+        .take(63)
+        .collect();
     let mut params: Vec<(&str, &str)> = vec![
         ("database", database.as_str()),
         ("application_name", tagged.as_str()),
@@ -241,7 +308,12 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
     };
 
     let client_cert_subject = match &io {
-        MaybeTls::Tls(s) => s.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| cert_subject(c)),
+        MaybeTls::Tls(s) => s
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| cert_subject(c)),
         _ => None,
     };
     let info = SessionInfo {
@@ -255,25 +327,42 @@ async fn handshake(proxy: &Proxy, tcp: TcpStream, peer: SocketAddr) -> Result<Es
         application_name: app_name,
         started_at: SystemTime::now(),
     };
-    Ok(Established { info, client: io, client_buf: rbuf, upstream })
+    Ok(Established {
+        info,
+        client: io,
+        client_buf: rbuf,
+        upstream,
+    })
 }
 
 /// Audit a refused login (who tried, from where, why).
-fn refused_login(proxy: &Proxy, peer: SocketAddr, tls: bool, user: Option<&str>, database: Option<&str>, reason: &str) {
+fn refused_login(
+    proxy: &Proxy,
+    peer: SocketAddr,
+    tls: bool,
+    user: Option<&str>,
+    database: Option<&str>,
+    reason: &str,
+) {
     use crate::audit::event::{Event, EventKind, LoginRefused};
-    proxy.audit.emit(Event::now(EventKind::LoginRefused(LoginRefused {
-        client_addr: peer.ip().to_string(),
-        client_port: peer.port(),
-        tls,
-        user: user.map(str::to_string),
-        database: database.map(str::to_string),
-        reason: reason.to_string(),
-    })));
+    proxy
+        .audit
+        .emit(Event::now(EventKind::LoginRefused(LoginRefused {
+            client_addr: peer.ip().to_string(),
+            client_port: peer.port(),
+            tls,
+            user: user.map(str::to_string),
+            database: database.map(str::to_string),
+            reason: reason.to_string(),
+        })));
 }
 
 fn cert_subject(der: &[u8]) -> String {
     match x509_certificate::X509Certificate::from_der(der) {
-        Ok(c) => c.subject_name().user_friendly_str().unwrap_or_else(|_| "<unreadable subject>".into()),
+        Ok(c) => c
+            .subject_name()
+            .user_friendly_str()
+            .unwrap_or_else(|_| "<unreadable subject>".into()),
         Err(_) => "<unparseable certificate>".into(),
     }
 }
@@ -321,9 +410,13 @@ pub fn parse_options(s: &str) -> Result<Vec<(String, String)>, String> {
         } else if let Some(rest) = w.strip_prefix("-c") {
             rest.to_string()
         } else {
-            return Err(format!("options: only -c name=value settings are allowed, got {w:?}"));
+            return Err(format!(
+                "options: only -c name=value settings are allowed, got {w:?}"
+            ));
         };
-        let (k, v) = setting.split_once('=').ok_or_else(|| format!("options: {setting:?} is not name=value"))?;
+        let (k, v) = setting
+            .split_once('=')
+            .ok_or_else(|| format!("options: {setting:?} is not name=value"))?;
         out.push((k.replace('-', "_"), v.to_string()));
     }
     Ok(out)
@@ -336,7 +429,10 @@ mod tests {
     #[test]
     fn options_are_parsed_like_libpq_writes_them() {
         assert_eq!(
-            parse_options("-c search_path=a,b --statement-timeout=5s -cwork_mem=4MB -c DateStyle=ISO,\\ MDY").unwrap(),
+            parse_options(
+                "-c search_path=a,b --statement-timeout=5s -cwork_mem=4MB -c DateStyle=ISO,\\ MDY"
+            )
+            .unwrap(),
             vec![
                 ("search_path".into(), "a,b".into()),
                 ("statement_timeout".into(), "5s".into()),

@@ -36,7 +36,12 @@ pub struct Decided {
 impl Decided {
     /// `rules.evaluate(class, subject)`, remembered for one-statement
     /// classifications. `subject` must be the same on every call.
-    pub fn evaluate(&mut self, rules: &Arc<RuleSet>, class: &Classification, subject: &Subject) -> Decision {
+    pub fn evaluate(
+        &mut self,
+        rules: &Arc<RuleSet>,
+        class: &Classification,
+        subject: &Subject,
+    ) -> Decision {
         let [st] = class.statements.as_slice() else {
             return rules.evaluate(class, subject);
         };
@@ -45,11 +50,23 @@ impl Decided {
             self.next = 0;
             self.rules = Some(Arc::clone(rules));
         }
-        if let Some((_, action, names)) = self.entries.iter().find(|(e, ..)| Arc::ptr_eq(e, &st.effects)) {
-            return Decision { action: *action, rules: Arc::clone(names), message: None, hold: None };
+        if let Some((_, action, names)) = self
+            .entries
+            .iter()
+            .find(|(e, ..)| Arc::ptr_eq(e, &st.effects))
+        {
+            return Decision {
+                action: *action,
+                rules: Arc::clone(names),
+                message: None,
+                hold: None,
+            };
         }
         let d = rules.evaluate(class, subject);
-        if !matches!(d.action, Action::Allow | Action::Log) || d.message.is_some() || d.hold.is_some() {
+        if !matches!(d.action, Action::Allow | Action::Log)
+            || d.message.is_some()
+            || d.hold.is_some()
+        {
             return d;
         }
         let entry = (Arc::clone(&st.effects), d.action, Arc::clone(&d.rules));
@@ -73,28 +90,45 @@ mod tests {
         Arc::new(RuleSet::from_sources(&sources).unwrap_or_else(|e| panic!("rules: {e:?}")))
     }
 
-    const SUBJECT: Subject = Subject { agent: "bot", application_name: "app", database: "db" };
+    const SUBJECT: Subject = Subject {
+        agent: "bot",
+        application_name: "app",
+        database: "db",
+    };
 
     #[test]
     fn texts_of_one_shape_share_a_decision_and_a_reload_forgets_it() {
-        let allow = rules("[[rule]]\nname = \"reads\"\ndescription = \"d\"\naction = \"allow\"\ncategories = [\"read\"]\n");
-        let deny = rules("[[rule]]\nname = \"no-reads\"\ndescription = \"d\"\naction = \"deny\"\ncategories = [\"read\"]\n");
+        let allow = rules(
+            "[[rule]]\nname = \"reads\"\ndescription = \"d\"\naction = \"allow\"\ncategories = [\"read\"]\n",
+        );
+        let deny = rules(
+            "[[rule]]\nname = \"no-reads\"\ndescription = \"d\"\naction = \"deny\"\ncategories = [\"read\"]\n",
+        );
         let c = Classifier::new(Options::default(), 1 << 20);
         let mut memo = Decided::default();
         // Seen twice, the shape is cached: later texts share its effects.
-        for sql in ["SELECT 1 FROM t WHERE id = 1", "SELECT 1 FROM t WHERE id = 2"] {
+        for sql in [
+            "SELECT 1 FROM t WHERE id = 1",
+            "SELECT 1 FROM t WHERE id = 2",
+        ] {
             c.classify(sql);
         }
         let a = c.classify("SELECT 1 FROM t WHERE id = 31");
         let b = c.classify("SELECT 1 FROM t WHERE id = 4711");
-        assert!(Arc::ptr_eq(&a.statements[0].effects, &b.statements[0].effects));
+        assert!(Arc::ptr_eq(
+            &a.statements[0].effects,
+            &b.statements[0].effects
+        ));
         assert_eq!(memo.evaluate(&allow, &a, &SUBJECT).action, Action::Allow);
         assert_eq!(memo.entries.len(), 1);
         assert_eq!(*memo.evaluate(&allow, &b, &SUBJECT).rules, ["reads"]);
         assert_eq!(memo.entries.len(), 1, "same effects: no new entry");
         // Another rule set in force: decided afresh.
         let d = memo.evaluate(&deny, &b, &SUBJECT);
-        assert_eq!((d.action, d.rules.to_vec()), (Action::Deny, vec!["no-reads".to_string()]));
+        assert_eq!(
+            (d.action, d.rules.to_vec()),
+            (Action::Deny, vec!["no-reads".to_string()])
+        );
         assert!(d.message.is_some(), "a denial keeps its message");
         assert!(memo.entries.is_empty(), "refusals are not remembered");
     }
@@ -108,16 +142,27 @@ mod tests {
         let mut memo = Decided::default();
         for round in 0..3 {
             for i in 0..(ENTRIES * 2) {
-                let sql = if i % 2 == 0 { format!("SELECT c{i} FROM t") } else { format!("UPDATE t SET c{i} = 0") };
+                let sql = if i % 2 == 0 {
+                    format!("SELECT c{i} FROM t")
+                } else {
+                    format!("UPDATE t SET c{i} = 0")
+                };
                 let class = crate::classify::classify(&sql, &Options::default());
                 let got = memo.evaluate(&set, &class, &SUBJECT);
                 let want = set.evaluate(&class, &SUBJECT);
-                assert_eq!((got.action, got.rules.to_vec()), (want.action, want.rules.to_vec()), "round {round}: {sql}");
+                assert_eq!(
+                    (got.action, got.rules.to_vec()),
+                    (want.action, want.rules.to_vec()),
+                    "round {round}: {sql}"
+                );
                 assert!(memo.entries.len() <= ENTRIES);
             }
         }
         // Several statements in one text are evaluated, not remembered.
-        let two = crate::classify::classify("SELECT 1; UPDATE t SET a = 1 WHERE id = 2", &Options::default());
+        let two = crate::classify::classify(
+            "SELECT 1; UPDATE t SET a = 1 WHERE id = 2",
+            &Options::default(),
+        );
         let before = memo.entries.len();
         assert_eq!(memo.evaluate(&set, &two, &SUBJECT).action, Action::Log);
         assert_eq!(memo.entries.len(), before);

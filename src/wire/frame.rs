@@ -53,13 +53,23 @@ pub fn header(buf: &[u8], max: usize) -> Result<Option<Header>, FrameError> {
     }
     let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
     if len < 4 {
-        return Err(FrameError::BadLength { tag: Tag(buf[0]), len: len as i64 });
+        return Err(FrameError::BadLength {
+            tag: Tag(buf[0]),
+            len: len as i64,
+        });
     }
     let len = len as usize;
     if len - 4 > max {
-        return Err(FrameError::TooLarge { tag: Tag(buf[0]), len, max });
+        return Err(FrameError::TooLarge {
+            tag: Tag(buf[0]),
+            len,
+            max,
+        });
     }
-    Ok(Some(Header { tag: buf[0], total: len + 1 }))
+    Ok(Some(Header {
+        tag: buf[0],
+        total: len + 1,
+    }))
 }
 
 /// A cursor over a frame body for the few messages the proxy decodes.
@@ -71,11 +81,17 @@ pub struct Body<'a> {
 impl<'a> Body<'a> {
     /// `frame` is the whole frame, header included.
     pub fn new(frame: &'a [u8]) -> Body<'a> {
-        Body { tag: frame[0], buf: &frame[5..] }
+        Body {
+            tag: frame[0],
+            buf: &frame[5..],
+        }
     }
 
     fn bad(&self, what: &'static str) -> FrameError {
-        FrameError::BadBody { tag: Tag(self.tag), what }
+        FrameError::BadBody {
+            tag: Tag(self.tag),
+            what,
+        }
     }
 
     /// A NUL-terminated string, as raw bytes (no UTF-8 check).
@@ -131,14 +147,29 @@ mod tests {
     #[test]
     fn header_needs_five_bytes() {
         assert_eq!(header(b"Q\0\0\0", 100), Ok(None));
-        assert_eq!(header(b"Q\0\0\0\x05x", 100), Ok(Some(Header { tag: b'Q', total: 6 })));
+        assert_eq!(
+            header(b"Q\0\0\0\x05x", 100),
+            Ok(Some(Header {
+                tag: b'Q',
+                total: 6
+            }))
+        );
     }
 
     #[test]
     fn header_rejects_bad_and_huge_lengths() {
-        assert!(matches!(header(b"Q\0\0\0\x03", 100), Err(FrameError::BadLength { .. })));
-        assert!(matches!(header(b"Q\xff\xff\xff\xff", 100), Err(FrameError::BadLength { .. })));
-        assert!(matches!(header(b"Q\0\0\x10\0", 100), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            header(b"Q\0\0\0\x03", 100),
+            Err(FrameError::BadLength { .. })
+        ));
+        assert!(matches!(
+            header(b"Q\xff\xff\xff\xff", 100),
+            Err(FrameError::BadLength { .. })
+        ));
+        assert!(matches!(
+            header(b"Q\0\0\x10\0", 100),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -67,7 +67,11 @@ pub struct InFlight {
 impl InFlight {
     /// A unit that will be answered with one ReadyForQuery was forwarded.
     pub fn push(&self, done: Option<Done>) {
-        let e = Entry { started: Instant::now(), result: UnitResult::default(), done };
+        let e = Entry {
+            started: Instant::now(),
+            result: UnitResult::default(),
+            done,
+        };
         self.q.lock().expect("inflight poisoned").push_back(e);
     }
 
@@ -112,7 +116,12 @@ impl InFlight {
 
     /// The session ended: units still waiting get a closed-connection error.
     pub fn abandon(&self, why: &str) {
-        let drained: Vec<Entry> = self.q.lock().expect("inflight poisoned").drain(..).collect();
+        let drained: Vec<Entry> = self
+            .q
+            .lock()
+            .expect("inflight poisoned")
+            .drain(..)
+            .collect();
         for mut e in drained {
             if let Some(done) = e.done.take() {
                 e.result.error.get_or_insert(("08006".into(), why.into()));
@@ -147,7 +156,10 @@ mod tests {
         f.on_complete(b"SELECT 1");
         f.on_ready(&mut done);
         assert!(f.is_empty());
-        assert!(got.lock().unwrap().is_empty(), "callbacks wait for the caller");
+        assert!(
+            got.lock().unwrap().is_empty(),
+            "callbacks wait for the caller"
+        );
         done.run();
         let got = got.lock().unwrap();
         assert_eq!(got[0].summary(), Ok("INSERT 0 1".into()));

@@ -111,7 +111,10 @@ mod tests {
         let mut rs = ReadSize::new();
         let mut buf = BytesMut::new();
         let room = rs.prepare(&mut buf);
-        assert!((ReadSize::MIN..2 * ReadSize::MIN).contains(&room), "starts small: {room}");
+        assert!(
+            (ReadSize::MIN..2 * ReadSize::MIN).contains(&room),
+            "starts small: {room}"
+        );
         for _ in 0..10 {
             rs.record(rs.next, rs.next);
         }

@@ -41,9 +41,21 @@ impl Severity {
 }
 
 /// ErrorResponse ('E') or NoticeResponse ('N').
-pub fn error(buf: &mut BytesMut, sev: Severity, code: &str, message: &str, detail: Option<&str>, hint: Option<&str>) {
+pub fn error(
+    buf: &mut BytesMut,
+    sev: Severity,
+    code: &str,
+    message: &str,
+    detail: Option<&str>,
+    hint: Option<&str>,
+) {
     let at = begin(buf, if sev == Severity::Notice { b'N' } else { b'E' });
-    for (field, value) in [(b'S', sev.as_str()), (b'V', sev.as_str()), (b'C', code), (b'M', message)] {
+    for (field, value) in [
+        (b'S', sev.as_str()),
+        (b'V', sev.as_str()),
+        (b'C', code),
+        (b'M', message),
+    ] {
         buf.put_u8(field);
         cstr(buf, value);
     }

@@ -8,8 +8,8 @@
 
 pub mod auth;
 pub mod cancel;
-pub mod decided;
 pub mod client;
+pub mod decided;
 pub mod frame;
 pub mod inflight;
 pub mod io;
@@ -51,7 +51,10 @@ pub enum Error {
     #[error(transparent)]
     Tls(#[from] tls::Error),
     #[error("listener certificate {path} cannot be used for SCRAM channel binding: {message}")]
-    ChannelBinding { path: std::path::PathBuf, message: String },
+    ChannelBinding {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 impl Proxy {
@@ -76,10 +79,16 @@ impl Proxy {
         let mut scram_tls = ScramServerAuth::new();
         let tls_acceptor = match &config.listen.tls {
             Some(t) => {
-                let pem = std::fs::read(&t.cert).map_err(|source| tls::Error::Read { path: t.cert.clone(), source })?;
+                let pem = std::fs::read(&t.cert).map_err(|source| tls::Error::Read {
+                    path: t.cert.clone(),
+                    source,
+                })?;
                 scram_tls
                     .configure_certificate(&pem)
-                    .map_err(|e| Error::ChannelBinding { path: t.cert.clone(), message: e.to_string() })?;
+                    .map_err(|e| Error::ChannelBinding {
+                        path: t.cert.clone(),
+                        message: e.to_string(),
+                    })?;
                 Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?))
             }
             None => None,

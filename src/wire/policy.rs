@@ -17,14 +17,14 @@
 
 use super::Proxy;
 use super::frame::{Body, FrameError};
+use super::record::{Draft, Who};
 use super::sqlstate;
+use crate::audit::FailurePolicy;
+use crate::audit::event::decision;
 use crate::classify::{
     Category, Classification, Classifier, Effect, PreparedOp, SharedClassification, StatementClass,
 };
 use crate::identity::SessionInfo;
-use crate::audit::FailurePolicy;
-use crate::audit::event::decision;
-use super::record::{Draft, Who};
 use crate::rules::{Action, Decision, HoldSettings, Subject};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -57,7 +57,10 @@ impl Unit<'_> {
 
 pub enum Verdict {
     Forward,
-    Refuse { code: &'static str, message: String },
+    Refuse {
+        code: &'static str,
+        message: String,
+    },
     /// A rule requires a human decision first.
     Hold(Box<Held>),
 }
@@ -168,12 +171,20 @@ struct Pre {
 }
 
 impl Policy {
-    pub fn new(proxy: Arc<Proxy>, info: SessionInfo, cancel: Arc<super::cancel::Signal>, inject: mpsc::Sender<BytesMut>) -> Policy {
+    pub fn new(
+        proxy: Arc<Proxy>,
+        info: SessionInfo,
+        cancel: Arc<super::cancel::Signal>,
+        inject: mpsc::Sender<BytesMut>,
+    ) -> Policy {
         let snap = proxy.engine.snapshot();
         let ruleset = Arc::from(snap.rules.version());
         Policy {
             proxy,
-            who: Arc::new(Who { session: info.id.clone(), agent: info.agent.clone() }),
+            who: Arc::new(Who {
+                session: info.id.clone(),
+                agent: info.agent.clone(),
+            }),
             info,
             cancel,
             inject,
@@ -200,8 +211,17 @@ impl Policy {
     /// blocking pool: see `session::Inbound::preclassify`). Used only if
     /// that frame carries exactly this text and the rules in force still
     /// use this classifier; otherwise the text is classified as usual.
-    pub fn preclassified(&mut self, sql: String, classifier: Arc<Classifier>, class: SharedClassification) {
-        self.pre = Some(Pre { sql, classifier, class });
+    pub fn preclassified(
+        &mut self,
+        sql: String,
+        classifier: Arc<Classifier>,
+        class: SharedClassification,
+    ) {
+        self.pre = Some(Pre {
+            sql,
+            classifier,
+            class,
+        });
     }
 
     /// The rules in force, brought up to date.
@@ -232,10 +252,16 @@ impl Policy {
                 let known = match std::str::from_utf8(sql) {
                     Ok(sql) => {
                         self.refresh();
-                        Known { class: classify(&mut self.pre, &self.snap.classifier, sql), sql: Arc::from(sql) }
+                        Known {
+                            class: classify(&mut self.pre, &self.snap.classifier, sql),
+                            sql: Arc::from(sql),
+                        }
                     }
                     // The session is UTF8; invalid text cannot be judged.
-                    Err(_) => Known { class: unknown("statement text is not valid UTF-8"), sql: self.no_sql.clone() },
+                    Err(_) => Known {
+                        class: unknown("statement text is not valid UTF-8"),
+                        sql: self.no_sql.clone(),
+                    },
                 };
                 // The unnamed statement is replaced by every Parse; a named
                 // one that exists is not (see `redefined`).
@@ -259,20 +285,29 @@ impl Policy {
                     Ok(p) if !p.is_empty() => Arc::from(p),
                     _ => self.no_params.clone(),
                 };
-                let old = self.portals.insert(portal.to_string(), Bound { stmt, params });
+                let old = self
+                    .portals
+                    .insert(portal.to_string(), Bound { stmt, params });
                 self.undo.push(Undo::Portal(portal.to_string(), old));
             }
             b'E' => {
                 let portal = b.str()?;
                 let bound = self.portals.get(portal).cloned().unwrap_or_else(|| Bound {
-                    stmt: Known { class: unknown("Execute of a portal the proxy has not seen"), sql: self.no_sql.clone() },
+                    stmt: Known {
+                        class: unknown("Execute of a portal the proxy has not seen"),
+                        sql: self.no_sql.clone(),
+                    },
                     params: self.no_params.clone(),
                 });
                 let judged = self.resolve(&bound.stmt.class);
                 for s in &bound.stmt.class.statements {
                     self.segment_names.note(s, &s.effects);
                 }
-                self.executed.push(Exec { raw: bound.stmt, params: bound.params, judged });
+                self.executed.push(Exec {
+                    raw: bound.stmt,
+                    params: bound.params,
+                    judged,
+                });
             }
             b'C' => {
                 let kind = b.bytes(1)?[0];
@@ -287,7 +322,12 @@ impl Policy {
                         let old = self.portals.remove(&name);
                         self.undo.push(Undo::Portal(name, old));
                     }
-                    _ => return Err(FrameError::BadBody { tag: super::frame::Tag(b'C'), what: "Close of unknown kind" }),
+                    _ => {
+                        return Err(FrameError::BadBody {
+                            tag: super::frame::Tag(b'C'),
+                            what: "Close of unknown kind",
+                        });
+                    }
                 }
             }
             _ => {} // Describe: no effect
@@ -301,7 +341,9 @@ impl Policy {
     /// again while it existed, whose later entry includes the earlier one
     /// (`redefined`): either answer covers what the server runs.
     fn named(&self, name: &str) -> Option<&Known> {
-        self.sql_prepared.get(name).or_else(|| self.prepared.get(name))
+        self.sql_prepared
+            .get(name)
+            .or_else(|| self.prepared.get(name))
     }
 
     /// Substitute remembered classes for SQL-level EXECUTE statements.
@@ -320,7 +362,9 @@ impl Policy {
         let (raw, executed): (Vec<_>, Vec<_>) = match unit {
             Unit::Query { frame } => {
                 let mut b = Body::new(frame);
-                let sql = b.cstr().map_err(|e| (sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+                let sql = b
+                    .cstr()
+                    .map_err(|e| (sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
                 self.last_sql.clear();
                 let class = match std::str::from_utf8(sql) {
                     Ok(sql) => {
@@ -332,18 +376,30 @@ impl Policy {
                 self.last_params = self.no_params.clone();
                 let judged = self.resolve(&class);
                 // The text is kept for bookkeeping only if it PREPAREs.
-                let prepares = class.statements.iter().any(|s| matches!(s.prepared, Some(PreparedOp::Prepare { .. })));
-                let sql = if prepares { Arc::from(self.last_sql.as_str()) } else { self.no_sql.clone() };
+                let prepares = class
+                    .statements
+                    .iter()
+                    .any(|s| matches!(s.prepared, Some(PreparedOp::Prepare { .. })));
+                let sql = if prepares {
+                    Arc::from(self.last_sql.as_str())
+                } else {
+                    self.no_sql.clone()
+                };
                 (vec![Known { class, sql }], vec![judged])
             }
             Unit::Segment { .. } => {
                 self.segment_names = UnitNames::default();
                 let execs = std::mem::take(&mut self.executed);
-                self.last_params = segment_text(&execs, &mut self.last_sql).unwrap_or_else(|| self.no_params.clone());
+                self.last_params = segment_text(&execs, &mut self.last_sql)
+                    .unwrap_or_else(|| self.no_params.clone());
                 execs.into_iter().map(|e| (e.raw, e.judged)).unzip()
             }
         };
-        let subject = Subject { agent: &self.info.agent, application_name: &self.info.application_name, database: &self.info.database };
+        let subject = Subject {
+            agent: &self.info.agent,
+            application_name: &self.info.application_name,
+            database: &self.info.database,
+        };
         let mut decision: Option<Decision> = None;
         for class in &executed {
             let d = self.decided.evaluate(&self.snap.rules, class, &subject);
@@ -353,8 +409,18 @@ impl Policy {
             });
         }
         // A segment that executes nothing (Parse/Describe only) runs nothing.
-        let decision = decision.unwrap_or(Decision { action: Action::Allow, rules: Arc::from([]), message: None, hold: None });
-        Ok(Judgement { decision, executed, raw, ruleset: Arc::clone(&self.ruleset) })
+        let decision = decision.unwrap_or(Decision {
+            action: Action::Allow,
+            rules: Arc::from([]),
+            message: None,
+            hold: None,
+        });
+        Ok(Judgement {
+            decision,
+            executed,
+            raw,
+            ruleset: Arc::clone(&self.ruleset),
+        })
     }
 
     /// Judge a unit. Also returns the draft of its audit record (outcome
@@ -364,7 +430,13 @@ impl Policy {
             // The trail cannot record what would happen: run nothing.
             self.rollback();
             let message = "pg-airlock: the audit trail is unavailable; statements are refused until it recovers".to_string();
-            return (Verdict::Refuse { code: sqlstate::CANNOT_CONNECT_NOW, message }, None);
+            return (
+                Verdict::Refuse {
+                    code: sqlstate::CANNOT_CONNECT_NOW,
+                    message,
+                },
+                None,
+            );
         }
         let mut judgement = match self.judge(unit) {
             Ok(j) => j,
@@ -395,7 +467,11 @@ impl Policy {
             statement: self.statements,
             sql: self.last_sql.clone(),
             params: self.last_params.clone(),
-            executed: if runs { std::mem::take(&mut j.executed) } else { j.executed.clone() },
+            executed: if runs {
+                std::mem::take(&mut j.executed)
+            } else {
+                j.executed.clone()
+            },
             decision: match d.action {
                 Action::Allow => decision::ALLOW,
                 Action::Log => "log",
@@ -428,7 +504,10 @@ impl Policy {
             Action::Deny => {
                 m.statements_denied.inc();
                 self.rollback();
-                let why = d.message.clone().unwrap_or_else(|| "refused by policy".into());
+                let why = d
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "refused by policy".into());
                 tracing::info!(session = %self.info.id, rules = ?d.rules, "statement denied");
                 Verdict::Refuse {
                     code: sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -438,9 +517,14 @@ impl Policy {
             Action::Hold => {
                 m.statements_held.inc();
                 let classification = Classification {
-                    statements: judgement.executed.iter().flat_map(|c| c.statements.iter().cloned()).collect(),
+                    statements: judgement
+                        .executed
+                        .iter()
+                        .flat_map(|c| c.statements.iter().cloned())
+                        .collect(),
                 };
-                let mut categories: Vec<Category> = classification.effects().map(|e| e.category).collect();
+                let mut categories: Vec<Category> =
+                    classification.effects().map(|e| e.category).collect();
                 categories.sort();
                 categories.dedup();
                 let prepared = self.prepared_texts(&judgement.raw);
@@ -472,7 +556,10 @@ impl Policy {
                     if let Some(sql) = sql
                         && !out.iter().any(|p| p.name == *name && *p.sql == *sql)
                     {
-                        out.push(crate::audit::event::PreparedText { name: name.clone(), sql: sql.to_string() });
+                        out.push(crate::audit::event::PreparedText {
+                            name: name.clone(),
+                            sql: sql.to_string(),
+                        });
                     }
                 }
                 let text: Arc<str> = Arc::from(k.sql.get(s.span.0..s.span.1).unwrap_or(&k.sql));
@@ -506,7 +593,13 @@ impl Policy {
         for s in &k.class.statements {
             match &s.prepared {
                 Some(PreparedOp::Prepare { name }) => {
-                    let inner = Arc::new(Classification { statements: vec![StatementClass { span: s.span, effects: Arc::clone(&s.effects), prepared: None }] });
+                    let inner = Arc::new(Classification {
+                        statements: vec![StatementClass {
+                            span: s.span,
+                            effects: Arc::clone(&s.effects),
+                            prepared: None,
+                        }],
+                    });
                     let sql = Arc::from(k.sql.get(s.span.0..s.span.1).unwrap_or(&k.sql));
                     let known = Known { class: inner, sql };
                     let known = match self.named(name) {
@@ -563,7 +656,12 @@ pub fn resolve_prepared(
     class: &SharedClassification,
     lookup: impl Fn(&str) -> Option<Arc<[Effect]>>,
 ) -> SharedClassification {
-    let needs = class.statements.iter().any(|s| matches!(s.prepared, Some(PreparedOp::Execute { .. } | PreparedOp::Prepare { .. })));
+    let needs = class.statements.iter().any(|s| {
+        matches!(
+            s.prepared,
+            Some(PreparedOp::Execute { .. } | PreparedOp::Prepare { .. })
+        )
+    });
     if !needs {
         return class.clone();
     }
@@ -581,12 +679,19 @@ pub fn resolve_prepared(
                 Some(PreparedOp::Execute { name }) => match names.resolve(name, &lookup) {
                     Some(inner) => StatementClass {
                         span: s.span,
-                        effects: s.effects.iter().cloned().chain(inner.iter().cloned()).collect(),
+                        effects: s
+                            .effects
+                            .iter()
+                            .cloned()
+                            .chain(inner.iter().cloned())
+                            .collect(),
                         prepared: s.prepared.clone(),
                     },
                     None => StatementClass {
                         span: s.span,
-                        effects: Arc::from([unknown_effect(&format!("EXECUTE of {name:?}, which the proxy has not seen prepared"))]),
+                        effects: Arc::from([unknown_effect(&format!(
+                            "EXECUTE of {name:?}, which the proxy has not seen prepared"
+                        ))]),
                         prepared: s.prepared.clone(),
                     },
                 },
@@ -676,19 +781,33 @@ fn merge(a: Decision, b: Decision) -> Decision {
             let hold = match (a.hold, b.hold) {
                 (Some(x), Some(y)) => Some(HoldSettings {
                     channel: x.channel.or(y.channel),
-                    approvers: if x.approvers.is_empty() { y.approvers } else { x.approvers },
+                    approvers: if x.approvers.is_empty() {
+                        y.approvers
+                    } else {
+                        x.approvers
+                    },
                     quorum: x.quorum.max(y.quorum),
                     timeout: x.timeout.min(y.timeout),
                 }),
                 (x, y) => x.or(y),
             };
-            Decision { action: a.action, rules, message: a.message.or(b.message), hold }
+            Decision {
+                action: a.action,
+                rules,
+                message: a.message.or(b.message),
+                hold,
+            }
         }
     }
 }
 
 fn unknown_effect(why: &str) -> Effect {
-    Effect { category: Category::Unknown, tables: vec![], functions: vec![], why: why.to_string() }
+    Effect {
+        category: Category::Unknown,
+        tables: vec![],
+        functions: vec![],
+        why: why.to_string(),
+    }
 }
 
 /// A name prepared again while it exists. PostgreSQL refuses the new
@@ -705,10 +824,22 @@ fn unknown_effect(why: &str) -> Effect {
 fn redefined(old: &Known, new: Known) -> Known {
     const MAX_DEFINITIONS: usize = 8;
     if old.class.statements.len() + new.class.statements.len() > MAX_DEFINITIONS {
-        return Known { class: unknown("a name prepared again and again while it existed"), sql: old.sql.clone() };
+        return Known {
+            class: unknown("a name prepared again and again while it existed"),
+            sql: old.sql.clone(),
+        };
     }
-    let statements = old.class.statements.iter().chain(new.class.statements.iter()).cloned().collect();
-    Known { class: Arc::new(Classification { statements }), sql: Arc::from(format!("{}\n{}", old.sql, new.sql)) }
+    let statements = old
+        .class
+        .statements
+        .iter()
+        .chain(new.class.statements.iter())
+        .cloned()
+        .collect();
+    Known {
+        class: Arc::new(Classification { statements }),
+        sql: Arc::from(format!("{}\n{}", old.sql, new.sql)),
+    }
 }
 
 /// A segment's text and bound values for its record and reviewers: each
@@ -718,12 +849,24 @@ fn redefined(old: &Known, new: Known) -> Known {
 /// same binding (the common case, one Execute) its values are shared, not
 /// copied.
 fn segment_text(execs: &[Exec], sql: &mut String) -> Option<Arc<[Option<String>]>> {
-    let same = |a: &Exec, b: &Exec| Arc::ptr_eq(&a.raw.sql, &b.raw.sql) && Arc::ptr_eq(&a.params, &b.params);
-    let distinct = || execs.iter().enumerate().filter(|&(i, e)| i == 0 || !same(&execs[i - 1], e)).map(|(_, e)| e);
+    let same = |a: &Exec, b: &Exec| {
+        Arc::ptr_eq(&a.raw.sql, &b.raw.sql) && Arc::ptr_eq(&a.params, &b.params)
+    };
+    let distinct = || {
+        execs
+            .iter()
+            .enumerate()
+            .filter(|&(i, e)| i == 0 || !same(&execs[i - 1], e))
+            .map(|(_, e)| e)
+    };
     sql.clear();
     for (i, e) in distinct().enumerate() {
         if i > 0 {
-            sql.push_str(if sql.trim_end().ends_with(';') { "\n" } else { ";\n" });
+            sql.push_str(if sql.trim_end().ends_with(';') {
+                "\n"
+            } else {
+                ";\n"
+            });
         }
         sql.push_str(&e.raw.sql);
     }
@@ -735,7 +878,13 @@ fn segment_text(execs: &[Exec], sql: &mut String) -> Option<Arc<[Option<String>]
 }
 
 pub(crate) fn unknown(why: &str) -> SharedClassification {
-    Arc::new(Classification { statements: vec![StatementClass { span: (0, 0), effects: Arc::from([unknown_effect(why)]), prepared: None }] })
+    Arc::new(Classification {
+        statements: vec![StatementClass {
+            span: (0, 0),
+            effects: Arc::from([unknown_effect(why)]),
+            prepared: None,
+        }],
+    })
 }
 
 /// Parameter values of a Bind, rendered for a human reviewer: text-format
@@ -772,7 +921,11 @@ fn bind_params(b: &mut Body<'_>) -> Result<Vec<Option<String>>, FrameError> {
 /// Classify `sql`, or take the classification computed off the session
 /// thread for exactly this text under this classifier (see
 /// [`Policy::preclassified`]).
-fn classify(pre: &mut Option<Pre>, classifier: &Arc<Classifier>, sql: &str) -> SharedClassification {
+fn classify(
+    pre: &mut Option<Pre>,
+    classifier: &Arc<Classifier>,
+    sql: &str,
+) -> SharedClassification {
     match pre.take() {
         Some(p) if Arc::ptr_eq(&p.classifier, classifier) && p.sql == sql => p.class,
         _ => classifier.classify(sql),
@@ -785,7 +938,14 @@ mod tests {
 
     fn exec(sql: &Arc<str>, params: &Arc<[Option<String>]>) -> Exec {
         let class = unknown("test");
-        Exec { raw: Known { class: class.clone(), sql: sql.clone() }, params: params.clone(), judged: class }
+        Exec {
+            raw: Known {
+                class: class.clone(),
+                sql: sql.clone(),
+            },
+            params: params.clone(),
+            judged: class,
+        }
     }
 
     /// A pipelined segment's record shows every Execute's own text and
@@ -793,7 +953,10 @@ mod tests {
     /// binding) appears once; one Execute shares its values.
     #[test]
     fn segment_text_lists_each_execution_in_order() {
-        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("SELECT $1"), Arc::from("DELETE FROM t WHERE id = $1;"));
+        let (a, b): (Arc<str>, Arc<str>) = (
+            Arc::from("SELECT $1"),
+            Arc::from("DELETE FROM t WHERE id = $1;"),
+        );
         let p1: Arc<[Option<String>]> = Arc::from([Some("1".to_string())]);
         let p2: Arc<[Option<String>]> = Arc::from([Some("2".to_string())]);
         let none: Arc<[Option<String>]> = Arc::from([]);
@@ -802,12 +965,33 @@ mod tests {
         assert_eq!(sql, "");
         let params = segment_text(&[exec(&a, &p1)], &mut sql);
         assert_eq!(sql, "SELECT $1");
-        assert!(Arc::ptr_eq(&params.unwrap(), &p1), "one Execute shares its values");
+        assert!(
+            Arc::ptr_eq(&params.unwrap(), &p1),
+            "one Execute shares its values"
+        );
         let params = segment_text(&[exec(&a, &p1), exec(&a, &p1)], &mut sql);
         assert_eq!(sql, "SELECT $1");
-        assert!(Arc::ptr_eq(&params.unwrap(), &p1), "a continued portal shares its values");
-        let params = segment_text(&[exec(&b, &p2), exec(&b, &p2), exec(&a, &p1), exec(&a, &none), exec(&b, &p1)], &mut sql);
-        assert_eq!(sql, "DELETE FROM t WHERE id = $1;\nSELECT $1;\nSELECT $1;\nDELETE FROM t WHERE id = $1;");
-        assert_eq!(&*params.unwrap(), [Some("2".into()), Some("1".into()), Some("1".into())]);
+        assert!(
+            Arc::ptr_eq(&params.unwrap(), &p1),
+            "a continued portal shares its values"
+        );
+        let params = segment_text(
+            &[
+                exec(&b, &p2),
+                exec(&b, &p2),
+                exec(&a, &p1),
+                exec(&a, &none),
+                exec(&b, &p1),
+            ],
+            &mut sql,
+        );
+        assert_eq!(
+            sql,
+            "DELETE FROM t WHERE id = $1;\nSELECT $1;\nSELECT $1;\nDELETE FROM t WHERE id = $1;"
+        );
+        assert_eq!(
+            &*params.unwrap(),
+            [Some("2".into()), Some("1".into()), Some("1".into())]
+        );
     }
 }

@@ -59,8 +59,16 @@ impl Draft {
         // (each sorted, unique) and rule ids (in the order they decided).
         let mut names: Vec<&str> = Vec::with_capacity(8);
         push_unique(&mut names, self.effects().map(|e| e.category.as_str()));
-        let tables_at = push_unique(&mut names, self.effects().flat_map(|e| e.tables.iter().map(String::as_str)));
-        let functions_at = push_unique(&mut names, self.effects().flat_map(|e| e.functions.iter().map(String::as_str)));
+        let tables_at = push_unique(
+            &mut names,
+            self.effects()
+                .flat_map(|e| e.tables.iter().map(String::as_str)),
+        );
+        let functions_at = push_unique(
+            &mut names,
+            self.effects()
+                .flat_map(|e| e.functions.iter().map(String::as_str)),
+        );
         let rules_at = names.len();
         names.extend(self.rules.iter().map(String::as_str));
         audit.statement(&StatementRecord {

@@ -15,19 +15,19 @@
 //! batch can never deadlock against a server streaming large results.
 
 use super::frame::{self, Body, FrameError, Tag};
+use super::inflight::InFlight;
+use super::inflight::UnitResult;
 use super::messages::{self, Severity};
 use super::policy::{Held, Policy, Unit, Verdict};
-use super::inflight::UnitResult;
-use crate::approval;
-use crate::audit::event::{self as audit, Event, EventKind, decision};
-use crate::audit::OutcomeRef;
 use super::record::Draft;
 use super::sqlstate;
 use super::{Proxy, client::Established};
+use crate::approval;
+use crate::audit::OutcomeRef;
+use crate::audit::event::{self as audit, Event, EventKind, decision};
 use bytes::{Buf, BytesMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use super::inflight::InFlight;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +45,10 @@ pub enum End {
     /// A refused unit ended in Flush, not Sync: there is no point in the
     /// protocol where a refusal can be answered without a Sync, so the
     /// session ends (with the refusal's own SQLSTATE) rather than run it.
-    RefusedUnsynced { code: &'static str, message: String },
+    RefusedUnsynced {
+        code: &'static str,
+        message: String,
+    },
     Io(std::io::Error),
 }
 
@@ -59,7 +62,10 @@ impl std::fmt::Display for End {
             End::ProtocolError(e) => write!(f, "protocol error: {e}"),
             End::UnsupportedMessage(t) => write!(f, "unsupported message {}", Tag(*t)),
             End::UnsafeServerSetting(s) => write!(f, "server reported unsafe setting {s}"),
-            End::RefusedUnsynced { message, .. } => write!(f, "refused statement in an extended batch without Sync: {message}"),
+            End::RefusedUnsynced { message, .. } => write!(
+                f,
+                "refused statement in an extended batch without Sync: {message}"
+            ),
             End::Io(e) => write!(f, "i/o error: {e}"),
         }
     }
@@ -88,13 +94,20 @@ impl Shared {
 }
 
 pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToken) {
-    let Established { info, client, client_buf, upstream } = est;
+    let Established {
+        info,
+        client,
+        client_buf,
+        upstream,
+    } = est;
     // The loop below polls its shutdown branch on every wake of the
     // session. Polling a token locks its node's mutex and its `Notify`'s:
     // on the proxy-wide token every session on every thread would take
     // the same two locks per wake. A child token's are this session's own.
     let shutdown = shutdown.child_token();
-    let key = proxy.cancel.register(upstream.backend_pid, upstream.backend_secret);
+    let key = proxy
+        .cancel
+        .register(upstream.backend_pid, upstream.backend_secret);
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut ur, mut uw) = tokio::io::split(upstream.stream);
 
@@ -117,17 +130,24 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         upstream_tls = upstream.tls, "session started"
     );
 
-    proxy.audit.emit(Event::now(EventKind::SessionStart(audit::SessionStart {
-        session: info.id.clone(),
-        agent: info.agent.clone(),
-        client_addr: info.client_addr.ip().to_string(),
-        client_port: info.client_addr.port(),
-        tls: info.tls,
-        client_cert_subject: info.client_cert_subject.clone(),
-        database: info.database.clone(),
-        application_name: Some(info.application_name.clone()).filter(|a| !a.is_empty()),
-    })));
-    let shared = Shared { txn: AtomicU8::new(b'I'), in_flight: InFlight::default(), at_boundary: AtomicBool::new(true), injecting: AtomicBool::new(false) };
+    proxy
+        .audit
+        .emit(Event::now(EventKind::SessionStart(audit::SessionStart {
+            session: info.id.clone(),
+            agent: info.agent.clone(),
+            client_addr: info.client_addr.ip().to_string(),
+            client_port: info.client_addr.port(),
+            tls: info.tls,
+            client_cert_subject: info.client_cert_subject.clone(),
+            database: info.database.clone(),
+            application_name: Some(info.application_name.clone()).filter(|a| !a.is_empty()),
+        })));
+    let shared = Shared {
+        txn: AtomicU8::new(b'I'),
+        in_flight: InFlight::default(),
+        at_boundary: AtomicBool::new(true),
+        injecting: AtomicBool::new(false),
+    };
     let (inject_tx, inject_rx) = mpsc::channel::<BytesMut>(16);
     let mut inbound = Inbound {
         buf: super::io::keep_if_nonempty(client_buf),
@@ -142,7 +162,14 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
 
     let end = {
         let a = inbound.run(&mut cr, &mut uw);
-        let b = outbound(&mut ur, &mut cw, upstream.leftover, &shared, inject_rx, &proxy.metrics);
+        let b = outbound(
+            &mut ur,
+            &mut cw,
+            upstream.leftover,
+            &shared,
+            inject_rx,
+            &proxy.metrics,
+        );
         tokio::pin!(a, b);
         let mut draining = false;
         let deadline = tokio::time::sleep(std::time::Duration::from_secs(365 * 86400));
@@ -167,19 +194,39 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
 
     if matches!(
         end,
-        End::Shutdown | End::ProtocolError(_) | End::UnsupportedMessage(_) | End::UnsafeServerSetting(_) | End::RefusedUnsynced { .. }
-    )
-        && shared.at_boundary.load(Ordering::Acquire)
+        End::Shutdown
+            | End::ProtocolError(_)
+            | End::UnsupportedMessage(_)
+            | End::UnsafeServerSetting(_)
+            | End::RefusedUnsynced { .. }
+    ) && shared.at_boundary.load(Ordering::Acquire)
     {
         let (code, msg) = match &end {
-            End::Shutdown => (sqlstate::ADMIN_SHUTDOWN, "terminating connection: pg-airlock is shutting down".to_string()),
-            End::UnsupportedMessage(t) if *t == b'F' => (sqlstate::FEATURE_NOT_SUPPORTED, "the function-call protocol is not supported through pg-airlock".to_string()),
-            End::UnsupportedMessage(t) => (sqlstate::PROTOCOL_VIOLATION, format!("unsupported frontend message type {}", Tag(*t))),
-            End::UnsafeServerSetting(s) => (sqlstate::PROTOCOL_VIOLATION, format!("terminating connection: {s}")),
-            End::RefusedUnsynced { code, message } => {
-                (*code, format!("{message} (terminating connection: the batch ended in Flush, not Sync, so the refusal cannot be answered in place)"))
+            End::Shutdown => (
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection: pg-airlock is shutting down".to_string(),
+            ),
+            End::UnsupportedMessage(t) if *t == b'F' => (
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "the function-call protocol is not supported through pg-airlock".to_string(),
+            ),
+            End::UnsupportedMessage(t) => (
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("unsupported frontend message type {}", Tag(*t)),
+            ),
+            End::UnsafeServerSetting(s) => (
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("terminating connection: {s}"),
+            ),
+            End::RefusedUnsynced { code, message } => (
+                *code,
+                format!(
+                    "{message} (terminating connection: the batch ended in Flush, not Sync, so the refusal cannot be answered in place)"
+                ),
+            ),
+            End::ProtocolError(FrameError::TooLarge { .. }) => {
+                (sqlstate::PROGRAM_LIMIT_EXCEEDED, end.to_string())
             }
-            End::ProtocolError(FrameError::TooLarge { .. }) => (sqlstate::PROGRAM_LIMIT_EXCEEDED, end.to_string()),
             _ => (sqlstate::PROTOCOL_VIOLATION, end.to_string()),
         };
         let mut out = BytesMut::new();
@@ -189,22 +236,32 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cw.shutdown()).await;
     // Tell the server we are leaving, so its backend ends now rather than
     // when it notices the closed socket.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), uw.write_all(&[b'X', 0, 0, 0, 4])).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        uw.write_all(&[b'X', 0, 0, 0, 4]),
+    )
+    .await;
 
     shared.in_flight.abandon(&end.to_string());
     if matches!(end, End::ProtocolError(_) | End::UnsupportedMessage(_)) {
         proxy.metrics.protocol_errors.inc();
     }
     proxy.metrics.sessions_active.dec();
-    let secs = info.started_at.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let secs = info
+        .started_at
+        .elapsed()
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
     tracing::info!(session = %info.id, agent = %info.agent, reason = %end, statements, duration_s = secs, "session ended");
-    proxy.audit.emit(Event::now(EventKind::SessionEnd(audit::SessionEnd {
-        session: info.id.clone(),
-        agent: info.agent.clone(),
-        started_at: Some(crate::audit::Timestamp::from_system(info.started_at)),
-        statements,
-        reason: end.to_string(),
-    })));
+    proxy
+        .audit
+        .emit(Event::now(EventKind::SessionEnd(audit::SessionEnd {
+            session: info.id.clone(),
+            agent: info.agent.clone(),
+            started_at: Some(crate::audit::Timestamp::from_system(info.started_at)),
+            statements,
+            reason: end.to_string(),
+        })));
     drop(key);
 }
 
@@ -243,7 +300,8 @@ impl Inbound<'_> {
                     break;
                 }
                 let range = seg_end..seg_end + h.total;
-                if (h.tag == b'P' || (h.tag == b'Q' && seg_end == 0)) && h.total > OFF_THREAD_BYTES {
+                if (h.tag == b'P' || (h.tag == b'Q' && seg_end == 0)) && h.total > OFF_THREAD_BYTES
+                {
                     self.preclassify(h.tag, range.clone()).await;
                 }
                 match h.tag {
@@ -255,7 +313,11 @@ impl Inbound<'_> {
                     }
                     b'S' | b'H' => {
                         seg_end = range.end;
-                        let kind = if h.tag == b'S' { Kind::SyncedSegment } else { Kind::OpenSegment };
+                        let kind = if h.tag == b'S' {
+                            Kind::SyncedSegment
+                        } else {
+                            Kind::OpenSegment
+                        };
                         if let Err(end) = self.decide(kind, seg_end, cr, uw).await {
                             return end;
                         }
@@ -345,7 +407,10 @@ impl Inbound<'_> {
                     return;
                 };
                 // Fail closed for this text.
-                (sql.to_string(), super::policy::unknown("the classifier failed on this statement"))
+                (
+                    sql.to_string(),
+                    super::policy::unknown("the classifier failed on this statement"),
+                )
             }
         };
         self.policy.proxy().metrics.classified_off_thread.inc();
@@ -354,7 +419,12 @@ impl Inbound<'_> {
 
     /// Decide an extended segment that ends without Sync/Flush because
     /// another kind of message follows.
-    async fn settle_open_segment<R, W>(&mut self, seg_end: usize, cr: &mut R, uw: &mut W) -> Result<(), End>
+    async fn settle_open_segment<R, W>(
+        &mut self,
+        seg_end: usize,
+        cr: &mut R,
+        uw: &mut W,
+    ) -> Result<(), End>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -366,7 +436,13 @@ impl Inbound<'_> {
 
     /// Ask the policy about one unit and put what must go upstream into `out`.
     /// The unit is `buf[..len]`.
-    async fn decide<R, W>(&mut self, kind: Kind, len: usize, cr: &mut R, uw: &mut W) -> Result<(), End>
+    async fn decide<R, W>(
+        &mut self,
+        kind: Kind,
+        len: usize,
+        cr: &mut R,
+        uw: &mut W,
+    ) -> Result<(), End>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -426,34 +502,51 @@ impl Inbound<'_> {
         };
         if !answered {
             // Flush-ended batch: its results come with a later Sync.
-            let sent = OutcomeRef::Ok { command_tag: "(sent; result reported with the next Sync)", rows: None };
+            let sent = OutcomeRef::Ok {
+                command_tag: "(sent; result reported with the next Sync)",
+                rows: None,
+            };
             draft.record(&audit, sent, 0);
             if let Some(p) = pending {
                 p.finish(Ok("sent".into()));
             }
             return;
         }
-        self.shared.in_flight.push(Some(Box::new(move |r: UnitResult| {
-            let outcome = match &r.error {
-                Some((code, message)) => OutcomeRef::Error { sqlstate: code, message },
-                None => {
-                    let tag = r.tag.as_str();
-                    let rows = tag.rsplit(' ').next().and_then(|n| n.parse().ok());
-                    OutcomeRef::Ok { command_tag: tag, rows }
+        self.shared
+            .in_flight
+            .push(Some(Box::new(move |r: UnitResult| {
+                let outcome = match &r.error {
+                    Some((code, message)) => OutcomeRef::Error {
+                        sqlstate: code,
+                        message,
+                    },
+                    None => {
+                        let tag = r.tag.as_str();
+                        let rows = tag.rsplit(' ').next().and_then(|n| n.parse().ok());
+                        OutcomeRef::Ok {
+                            command_tag: tag,
+                            rows,
+                        }
+                    }
+                };
+                draft.record(&audit, outcome, r.elapsed.as_micros() as u64);
+                if let Some(p) = pending {
+                    p.finish(r.summary());
                 }
-            };
-            draft.record(&audit, outcome, r.elapsed.as_micros() as u64);
-            if let Some(p) = pending {
-                p.finish(r.summary());
-            }
-        })));
+            })));
     }
 
     /// Put a refusal where the unit would have gone. Its audit record (the
     /// statement was not sent) is written when the refusal is answered, in
     /// order with the records of the units before it: a client may see an
     /// earlier error before that unit's ReadyForQuery and send on.
-    fn refuse(&mut self, kind: Kind, code: &'static str, message: &str, draft: Option<Draft>) -> Result<(), End> {
+    fn refuse(
+        &mut self,
+        kind: Kind,
+        code: &'static str,
+        message: &str,
+        draft: Option<Draft>,
+    ) -> Result<(), End> {
         let audit = self.policy.proxy().audit.clone();
         match kind {
             // Postgres answers the refusal with ErrorResponse +
@@ -461,9 +554,13 @@ impl Inbound<'_> {
             // an open transaction as the client is now told.
             Kind::Query | Kind::SyncedSegment => {
                 messages::query(&mut self.out, &messages::refusal_sql(code, message));
-                self.shared.in_flight.push(draft.map(|d| -> super::inflight::Done {
-                    Box::new(move |_refusal_answered: UnitResult| d.record(&audit, OutcomeRef::NotSent, 0))
-                }));
+                self.shared
+                    .in_flight
+                    .push(draft.map(|d| -> super::inflight::Done {
+                        Box::new(move |_refusal_answered: UnitResult| {
+                            d.record(&audit, OutcomeRef::NotSent, 0)
+                        })
+                    }));
                 Ok(())
             }
             // Without a Sync there is no safe place to inject a Query:
@@ -473,14 +570,23 @@ impl Inbound<'_> {
                     d.record(&audit, OutcomeRef::NotSent, 0);
                 }
                 tracing::warn!(session = %self.policy.info().id, "refused statement in an extended batch without Sync: ending session");
-                Err(End::RefusedUnsynced { code, message: message.to_string() })
+                Err(End::RefusedUnsynced {
+                    code,
+                    message: message.to_string(),
+                })
             }
         }
     }
 
     /// Wait for a human decision on a held unit, watching for the client
     /// cancelling or going away (either withdraws the request for good).
-    async fn hold<R>(&mut self, held: &Held, unit_len: usize, draft: &mut Draft, cr: &mut R) -> Result<HoldEnd, End>
+    async fn hold<R>(
+        &mut self,
+        held: &Held,
+        unit_len: usize,
+        draft: &mut Draft,
+        cr: &mut R,
+    ) -> Result<HoldEnd, End>
     where
         R: AsyncRead + Unpin,
     {
@@ -496,7 +602,14 @@ impl Inbound<'_> {
         // statement only and must not be forwarded (see `cancel_query`).
         let _holding = self.shared.in_flight.is_empty().then(|| cancel.holding());
 
-        let impact = crate::impact::estimate(&proxy.connector, &info.database, &held.sql, held.params.len(), &held.classification).await;
+        let impact = crate::impact::estimate(
+            &proxy.connector,
+            &info.database,
+            &held.sql,
+            held.params.len(),
+            &held.classification,
+        )
+        .await;
         let req = approval::ApprovalRequest {
             session_id: info.id.clone(),
             agent: info.agent.clone(),
@@ -508,7 +621,11 @@ impl Inbound<'_> {
             prepared: held.prepared.clone(),
             params: held.params.clone(),
             reason: crate::classify::extract_reason(&held.sql),
-            categories: held.categories.iter().map(|c| c.as_str().to_string()).collect(),
+            categories: held
+                .categories
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
             rules: held.decision.rules.to_vec(),
             impact,
             settings: held.settings.clone(),
@@ -524,7 +641,9 @@ impl Inbound<'_> {
                 tracing::error!(session = %info.id, error = %why, "approval channel down: held statement refused");
                 return Ok(HoldEnd::Refused {
                     code: sqlstate::CANNOT_CONNECT_NOW,
-                    message: format!("pg-airlock: statement needs approval but the approval channel is down ({why}); nothing was run"),
+                    message: format!(
+                        "pg-airlock: statement needs approval but the approval channel is down ({why}); nothing was run"
+                    ),
                 });
             }
         };
@@ -542,7 +661,11 @@ impl Inbound<'_> {
             ruleset: Some(draft.ruleset.to_string()),
             approvers: held.settings.approvers.clone(),
             quorum: held.settings.quorum,
-            channel: held.settings.channel.clone().unwrap_or_else(|| "default".into()),
+            channel: held
+                .settings
+                .channel
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             timeout_ms: held.settings.timeout.as_millis() as u64,
         }));
         if let Err(e) = proxy.audit.record_durable(requested).await {
@@ -550,7 +673,9 @@ impl Inbound<'_> {
             draft.decision = decision::WITHDRAWN;
             return Ok(HoldEnd::Refused {
                 code: sqlstate::CANNOT_CONNECT_NOW,
-                message: format!("pg-airlock: cannot record the approval request ({e}); nothing was run"),
+                message: format!(
+                    "pg-airlock: cannot record the approval request ({e}); nothing was run"
+                ),
             });
         }
         let mut notice = BytesMut::new();
@@ -564,7 +689,9 @@ impl Inbound<'_> {
                 held.settings.timeout
             ),
             None,
-            Some("the statement runs once a reviewer approves it; cancelling the query withdraws the request"),
+            Some(
+                "the statement runs once a reviewer approves it; cancelling the query withdraws the request",
+            ),
         );
         self.shared.injecting.store(true, Ordering::Release);
         let _ = self.policy.inject.send(notice).await;
@@ -577,7 +704,14 @@ impl Inbound<'_> {
         let started = std::time::Instant::now();
         if terminated_after(&self.buf, unit_len, self.max) {
             pending.withdraw("the client disconnected").await;
-            self.closed(&id, &info.id, "client disconnected", started, EventKind::ApprovalWithdrawn).await;
+            self.closed(
+                &id,
+                &info.id,
+                "client disconnected",
+                started,
+                EventKind::ApprovalWithdrawn,
+            )
+            .await;
             return Err(End::ClientGone);
         }
         let outcome = loop {
@@ -612,7 +746,11 @@ impl Inbound<'_> {
                 decision: d.to_string(),
                 approvers,
                 reason,
-                channel: held.settings.channel.clone().unwrap_or_else(|| "default".into()),
+                channel: held
+                    .settings
+                    .channel
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
                 latency_ms,
             }))
         };
@@ -621,20 +759,30 @@ impl Inbound<'_> {
                 // Exactly what was approved, or nothing.
                 let binding = approval::binding_hash(&info.id, &held.sql, &held.params);
                 if binding != pending.binding() {
-                    pending.withdraw("internal error: approved statement does not match").await;
+                    pending
+                        .withdraw("internal error: approved statement does not match")
+                        .await;
                     return Ok(HoldEnd::Refused {
                         code: sqlstate::INSUFFICIENT_PRIVILEGE,
-                        message: "pg-airlock: approval does not match this statement; nothing was run".into(),
+                        message:
+                            "pg-airlock: approval does not match this statement; nothing was run"
+                                .into(),
                     });
                 }
                 let names: Vec<String> = approvers.iter().map(approval::Decider::label).collect();
                 // The decision is on disk before the statement is sent.
-                if let Err(e) = proxy.audit.record_durable(decided(decision::APPROVED, names, None)).await {
+                if let Err(e) = proxy
+                    .audit
+                    .record_durable(decided(decision::APPROVED, names, None))
+                    .await
+                {
                     pending.withdraw("the audit trail is unavailable").await;
                     draft.decision = decision::WITHDRAWN;
                     return Ok(HoldEnd::Refused {
                         code: sqlstate::CANNOT_CONNECT_NOW,
-                        message: format!("pg-airlock: approved, but the decision cannot be recorded ({e}); nothing was run"),
+                        message: format!(
+                            "pg-airlock: approved, but the decision cannot be recorded ({e}); nothing was run"
+                        ),
                     });
                 }
                 draft.decision = decision::APPROVED;
@@ -643,7 +791,10 @@ impl Inbound<'_> {
             }
             approval::Outcome::Denied { by, reason } => {
                 let who = by.name.clone().unwrap_or_else(|| by.id.clone());
-                let _ = proxy.audit.record_durable(decided(decision::DENIED, vec![by.label()], reason.clone())).await;
+                let _ = proxy
+                    .audit
+                    .record_durable(decided(decision::DENIED, vec![by.label()], reason.clone()))
+                    .await;
                 draft.decision = decision::DENIED;
                 Ok(HoldEnd::Refused {
                     code: sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -654,18 +805,29 @@ impl Inbound<'_> {
                 })
             }
             approval::Outcome::TimedOut { after } => {
-                self.closed(&id, &info.id, "timed out", started, EventKind::ApprovalExpired).await;
+                self.closed(
+                    &id,
+                    &info.id,
+                    "timed out",
+                    started,
+                    EventKind::ApprovalExpired,
+                )
+                .await;
                 draft.decision = decision::EXPIRED;
                 Ok(HoldEnd::Refused {
                     code: sqlstate::QUERY_CANCELED,
-                    message: format!("pg-airlock: approval request {id} timed out after {after:?}; nothing was run"),
+                    message: format!(
+                        "pg-airlock: approval request {id} timed out after {after:?}; nothing was run"
+                    ),
                 })
             }
             approval::Outcome::ChannelDown { error } => {
                 draft.decision = "channel_down";
                 Ok(HoldEnd::Refused {
                     code: sqlstate::CANNOT_CONNECT_NOW,
-                    message: format!("pg-airlock: the approval channel is down ({error}); nothing was run"),
+                    message: format!(
+                        "pg-airlock: the approval channel is down ({error}); nothing was run"
+                    ),
                 })
             }
         }
@@ -766,10 +928,14 @@ where
                     let f = &buf[pos..pos + h.total];
                     match h.tag {
                         b'Z' => {
-                            shared.txn.store(f.get(5).copied().unwrap_or(b'I'), Ordering::Release);
+                            shared
+                                .txn
+                                .store(f.get(5).copied().unwrap_or(b'I'), Ordering::Release);
                             shared.in_flight.on_ready(&mut finished);
                         }
-                        b'C' => shared.in_flight.on_complete(f[5..].strip_suffix(&[0]).unwrap_or(&f[5..])),
+                        b'C' => shared
+                            .in_flight
+                            .on_complete(f[5..].strip_suffix(&[0]).unwrap_or(&f[5..])),
                         b'E' => {
                             let (code, message) = super::upstream::parse_error(f);
                             shared.in_flight.on_error(code, message);
@@ -789,7 +955,11 @@ where
             let written = cw.write_all(&buf[..pos]).await;
             finished.run();
             if let Err(e) = written {
-                return if is_disconnect(&e) { End::ClientGone } else { End::Io(e) };
+                return if is_disconnect(&e) {
+                    End::ClientGone
+                } else {
+                    End::Io(e)
+                };
             }
             metrics.bytes_to_clients.add(pos as u64);
             buf.advance(pos);
@@ -845,7 +1015,10 @@ fn check_parameter(frame: &[u8]) -> Result<(), String> {
         return Err("standard_conforming_strings is off".into());
     }
     if name == b"client_encoding" && value != b"UTF8" {
-        return Err(format!("client_encoding changed to {}", String::from_utf8_lossy(value)));
+        return Err(format!(
+            "client_encoding changed to {}",
+            String::from_utf8_lossy(value)
+        ));
     }
     Ok(())
 }
@@ -853,6 +1026,8 @@ fn check_parameter(frame: &[u8]) -> Result<(), String> {
 fn is_disconnect(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
-        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
     )
 }

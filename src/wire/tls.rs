@@ -12,7 +12,10 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: no certificate found in PEM file")]
     NoCert { path: PathBuf },
     #[error("{path}: no private key found in PEM file")]
@@ -28,8 +31,13 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let data = std::fs::read(path).map_err(|source| Error::Read { path: path.into(), source })?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &data[..]).filter_map(Result::ok).collect();
+    let data = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.into(),
+        source,
+    })?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &data[..])
+        .filter_map(Result::ok)
+        .collect();
     if certs.is_empty() {
         return Err(Error::NoCert { path: path.into() });
     }
@@ -37,7 +45,10 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
-    let data = std::fs::read(path).map_err(|source| Error::Read { path: path.into(), source })?;
+    let data = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.into(),
+        source,
+    })?;
     rustls_pemfile::private_key(&mut &data[..])
         .ok()
         .flatten()
@@ -49,17 +60,27 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
 pub fn server_config(cfg: &ListenTls) -> Result<Arc<ServerConfig>, Error> {
     let certs = load_certs(&cfg.cert)?;
     let key = load_key(&cfg.key)?;
-    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match &cfg.client_ca {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for c in load_certs(ca)? {
-                roots.add(c).map_err(|e| Error::ClientCa { path: ca.clone(), message: e.to_string() })?;
+                roots.add(c).map_err(|e| Error::ClientCa {
+                    path: ca.clone(),
+                    message: e.to_string(),
+                })?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| Error::ClientCa { path: ca.clone(), message: e.to_string() })?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| Error::ClientCa {
+                path: ca.clone(),
+                message: e.to_string(),
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -72,8 +93,12 @@ pub fn server_config(cfg: &ListenTls) -> Result<Arc<ServerConfig>, Error> {
 /// Upstream TLS. `prefer` and `require` encrypt without verifying the
 /// server (libpq's meaning of those modes); `verify-full` checks the chain
 /// against `tls_ca` (or the system roots) and the host name.
-pub fn client_config(mode: UpstreamTls, ca: Option<&Path>) -> Result<Option<Arc<ClientConfig>>, Error> {
-    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+pub fn client_config(
+    mode: UpstreamTls,
+    ca: Option<&Path>,
+) -> Result<Option<Arc<ClientConfig>>, Error> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let config = match mode {
         UpstreamTls::Disable => return Ok(None),
         UpstreamTls::Prefer | UpstreamTls::Require => builder
@@ -124,7 +149,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -133,7 +163,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -20,7 +20,10 @@ use tokio::net::TcpStream;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot connect to upstream {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("upstream {addr} did not answer within {secs}s")]
     Timeout { addr: String, secs: u64 },
     #[error("upstream {addr} refused TLS and upstream.tls is {mode:?}")]
@@ -52,7 +55,11 @@ pub enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
@@ -61,7 +68,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
@@ -125,8 +136,14 @@ impl Connector {
         let secs = self.cfg.connect_timeout.as_secs();
         let tcp = tokio::time::timeout(self.cfg.connect_timeout, TcpStream::connect(&addr))
             .await
-            .map_err(|_| Error::Timeout { addr: addr.clone(), secs })?
-            .map_err(|source| Error::Connect { addr: addr.clone(), source })?;
+            .map_err(|_| Error::Timeout {
+                addr: addr.clone(),
+                secs,
+            })?
+            .map_err(|source| Error::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
         tcp.set_nodelay(true)?;
         Ok(tcp)
     }
@@ -160,7 +177,10 @@ impl Connector {
                 } else if mode == UpstreamTls::Prefer {
                     Stream::Plain(tcp)
                 } else {
-                    return Err(Error::TlsRefused { addr: self.addr(), mode });
+                    return Err(Error::TlsRefused {
+                        addr: self.addr(),
+                        mode,
+                    });
                 }
             }
             (None, _) => Stream::Plain(tcp),
@@ -170,7 +190,9 @@ impl Connector {
         let mut out = BytesMut::with_capacity(256);
         out.put_i32(0);
         out.put_i32(196608); // protocol 3.0
-        for (k, v) in std::iter::once(("user", self.cfg.user.as_str())).chain(params.iter().copied()) {
+        for (k, v) in
+            std::iter::once(("user", self.cfg.user.as_str())).chain(params.iter().copied())
+        {
             out.extend_from_slice(k.as_bytes());
             out.put_u8(0);
             out.extend_from_slice(v.as_bytes());
@@ -203,7 +225,10 @@ impl Connector {
                         5 => {
                             let salt = b.bytes(4).map_err(|e| Error::Protocol(e.to_string()))?;
                             let pw = self.password()?;
-                            let inner = format!("{:x}", md5_digest(&[pw.0.as_bytes(), self.cfg.user.as_bytes()]));
+                            let inner = format!(
+                                "{:x}",
+                                md5_digest(&[pw.0.as_bytes(), self.cfg.user.as_bytes()])
+                            );
                             let outer = format!("md5{:x}", md5_digest(&[inner.as_bytes(), salt]));
                             let mut body = outer.into_bytes();
                             body.push(0);
@@ -212,7 +237,9 @@ impl Connector {
                         10 => {
                             let pw = self.password()?;
                             let client = ScramClientAuth::new(self.cfg.user.clone(), pw.0.clone());
-                            let (first, next) = client.build_client_first().map_err(|e| Error::Scram(e.to_string()))?;
+                            let (first, next) = client
+                                .build_client_first()
+                                .map_err(|e| Error::Scram(e.to_string()))?;
                             messages::sasl_initial(&mut out, "SCRAM-SHA-256", first.as_bytes());
                             scram = Some(Scram::First(next));
                         }
@@ -220,7 +247,9 @@ impl Connector {
                             let Some(Scram::First(st)) = scram.take() else {
                                 return Err(Error::Protocol("unexpected SASLContinue".into()));
                             };
-                            let (fin, next) = st.build_client_final(b.rest()).map_err(|e| Error::Scram(e.to_string()))?;
+                            let (fin, next) = st
+                                .build_client_final(b.rest())
+                                .map_err(|e| Error::Scram(e.to_string()))?;
                             messages::password_family(&mut out, fin.as_bytes());
                             scram = Some(Scram::Final(next));
                         }
@@ -228,7 +257,8 @@ impl Connector {
                             let Some(Scram::Final(st)) = scram.take() else {
                                 return Err(Error::Protocol("unexpected SASLFinal".into()));
                             };
-                            st.verify_server_final(b.rest()).map_err(|e| Error::Scram(e.to_string()))?;
+                            st.verify_server_final(b.rest())
+                                .map_err(|e| Error::Scram(e.to_string()))?;
                             continue;
                         }
                         other => return Err(Error::UnsupportedAuth(other)),
@@ -258,7 +288,12 @@ impl Connector {
                     return Err(Error::Server { code, message });
                 }
                 b'N' | b'v' => {} // notices / protocol negotiation: nothing to do
-                other => return Err(Error::Protocol(format!("unexpected message {:?} during login", other as char))),
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "unexpected message {:?} during login",
+                        other as char
+                    )));
+                }
             }
         }
     }

@@ -24,9 +24,21 @@ use tokio::task::JoinHandle;
 
 /// API tokens and the identities they speak for. `U0OWNER` is the default
 /// agent's owner in the harness config; the others are ordinary reviewers.
-const ALICE: (&str, &str, &str) = ("AIRLOCK_IT_TOKEN_ALICE", "alice-token-7f3a9c21e8d4b605", "U0ALICE");
-const BOB: (&str, &str, &str) = ("AIRLOCK_IT_TOKEN_BOB", "bob-token-51c2e9a0d7b3f418", "U0BOB");
-const OWNER: (&str, &str, &str) = ("AIRLOCK_IT_TOKEN_OWNER", "owner-token-c0ffee4d2a9b1e77", "U0OWNER");
+const ALICE: (&str, &str, &str) = (
+    "AIRLOCK_IT_TOKEN_ALICE",
+    "alice-token-7f3a9c21e8d4b605",
+    "U0ALICE",
+);
+const BOB: (&str, &str, &str) = (
+    "AIRLOCK_IT_TOKEN_BOB",
+    "bob-token-51c2e9a0d7b3f418",
+    "U0BOB",
+);
+const OWNER: (&str, &str, &str) = (
+    "AIRLOCK_IT_TOKEN_OWNER",
+    "owner-token-c0ffee4d2a9b1e77",
+    "U0OWNER",
+);
 
 const SLACK_BOT: (&str, &str) = ("AIRLOCK_IT_SLACK_BOT", "xoxb-it-bot-token");
 const SLACK_SIGNING: (&str, &str) = ("AIRLOCK_IT_SLACK_SIGNING", "it-signing-secret-5d1e0b9a77c3");
@@ -43,8 +55,14 @@ const WAIT: Duration = Duration::from_secs(15);
 /// when `ddl_quorum` is given, the `hold-ddl` rule needing that many
 /// approvals. The directory must outlive the proxy (the rules reload).
 fn rules(timeout: &str, ddl_quorum: Option<u32>) -> (tempfile::TempDir, Vec<PathBuf>) {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")).unwrap();
-    assert!(text.contains("name = \"hold-ddl\""), "rules/default.toml has no hold-ddl rule");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml"),
+    )
+    .unwrap();
+    assert!(
+        text.contains("name = \"hold-ddl\""),
+        "rules/default.toml has no hold-ddl rule"
+    );
     let mut out = Vec::new();
     let mut replaced = 0;
     for line in text.lines() {
@@ -73,14 +91,21 @@ fn token_toml() -> String {
 }
 
 fn token_secrets() -> Vec<(&'static str, &'static str)> {
-    [ALICE, BOB, OWNER].iter().map(|(env, tok, _)| (*env, *tok)).collect()
+    [ALICE, BOB, OWNER]
+        .iter()
+        .map(|(env, tok, _)| (*env, *tok))
+        .collect()
 }
 
 /// A proxy with the default rules (hold timeout `timeout`) and the API
 /// tokens; approvals go through the admin API only (no Slack).
 async fn api_proxy(timeout: &str, ddl_quorum: Option<u32>) -> (tempfile::TempDir, TestProxy) {
     let (rules_dir, paths) = rules(timeout, ddl_quorum);
-    let p = proxy().rules(&paths).extra(&token_toml()).start_with_secrets(&token_secrets()).await;
+    let p = proxy()
+        .rules(&paths)
+        .extra(&token_toml())
+        .start_with_secrets(&token_secrets())
+        .await;
     (rules_dir, p)
 }
 
@@ -103,23 +128,47 @@ async fn setup(db: &str) {
 /// Checked directly, bypassing the proxy.
 async fn table_exists(db: &str, name: &str) -> bool {
     let d = pg().direct(db).await;
-    let r = d.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await.unwrap();
+    let r = d
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .unwrap();
     r.get(0)
 }
 
 async fn counter(db: &str) -> i32 {
-    pg().direct(db).await.query_one("SELECT n FROM counter", &[]).await.unwrap().get(0)
+    pg().direct(db)
+        .await
+        .query_one("SELECT n FROM counter", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 async fn t_rows(db: &str) -> i64 {
-    pg().direct(db).await.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0)
+    pg().direct(db)
+        .await
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// A client through the proxy whose NoticeResponses arrive on a channel,
 /// and the handle of the task that drives its socket (abort it to cut the
 /// connection as a crashed client would).
-async fn connect_with_notices(p: &TestProxy, db: &str) -> (Arc<tokio_postgres::Client>, mpsc::UnboundedReceiver<String>, JoinHandle<()>) {
-    let (client, mut conn) = p.config(AGENT, AGENT_PASSWORD, db).connect(tokio_postgres::NoTls).await.expect("connect through proxy");
+async fn connect_with_notices(
+    p: &TestProxy,
+    db: &str,
+) -> (
+    Arc<tokio_postgres::Client>,
+    mpsc::UnboundedReceiver<String>,
+    JoinHandle<()>,
+) {
+    let (client, mut conn) = p
+        .config(AGENT, AGENT_PASSWORD, db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect through proxy");
     let (tx, rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
@@ -137,30 +186,48 @@ async fn connect_with_notices(p: &TestProxy, db: &str) -> (Arc<tokio_postgres::C
 }
 
 /// Runs `sql` (simple protocol) on a task, so the test can act while it is held.
-fn spawn_query(c: &Arc<tokio_postgres::Client>, sql: &str) -> JoinHandle<Result<(), tokio_postgres::Error>> {
+fn spawn_query(
+    c: &Arc<tokio_postgres::Client>,
+    sql: &str,
+) -> JoinHandle<Result<(), tokio_postgres::Error>> {
     let (c, sql) = (c.clone(), sql.to_string());
     tokio::spawn(async move { c.batch_execute(&sql).await })
 }
 
 async fn finish<T>(h: JoinHandle<T>) -> T {
-    tokio::time::timeout(WAIT, h).await.expect("held query finishes after the decision").expect("query task")
+    tokio::time::timeout(WAIT, h)
+        .await
+        .expect("held query finishes after the decision")
+        .expect("query task")
 }
 
 fn assert_sqlstate(r: Result<(), tokio_postgres::Error>, want: &str) -> String {
     let e = r.expect_err("the statement must fail");
     assert_eq!(code(&e), want, "{e}");
-    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default()
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------
 // The admin API, spoken over a raw socket so no product code is on the
 // reviewer's side of the test.
 
-pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+pub(crate) async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
     let go = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect admin port");
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect admin port");
         let body = body.unwrap_or("");
-        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -170,11 +237,24 @@ pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, token: Opti
         s.read_to_end(&mut resp).await.unwrap();
         let text = String::from_utf8(resp).expect("UTF-8 response");
         let (head, rest) = text.split_once("\r\n\r\n").expect("HTTP head");
-        let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status code");
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("status code");
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     };
-    tokio::time::timeout(WAIT, go).await.expect("admin API answers")
+    tokio::time::timeout(WAIT, go)
+        .await
+        .expect("admin API answers")
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -204,18 +284,39 @@ impl Api {
     }
 
     async fn show(&self, id: &str) -> Value {
-        let (s, v) = http(self.0, "GET", &format!("/approvals/{id}"), Some(ALICE.1), None).await;
+        let (s, v) = http(
+            self.0,
+            "GET",
+            &format!("/approvals/{id}"),
+            Some(ALICE.1),
+            None,
+        )
+        .await;
         assert_eq!(s, 200, "{v}");
         v
     }
 
     async fn approve(&self, id: &str, token: &str) -> (u16, Value) {
-        http(self.0, "POST", &format!("/approvals/{id}/approve"), Some(token), None).await
+        http(
+            self.0,
+            "POST",
+            &format!("/approvals/{id}/approve"),
+            Some(token),
+            None,
+        )
+        .await
     }
 
     async fn deny(&self, id: &str, token: &str, reason: &str) -> (u16, Value) {
         let body = json!({ "reason": reason }).to_string();
-        http(self.0, "POST", &format!("/approvals/{id}/deny"), Some(token), Some(&body)).await
+        http(
+            self.0,
+            "POST",
+            &format!("/approvals/{id}/deny"),
+            Some(token),
+            Some(&body),
+        )
+        .await
     }
 
     /// Waits until a request for exactly `sql` is pending; returns its view.
@@ -228,7 +329,11 @@ impl Api {
             hit
         })
         .await;
-        assert!(ok, "no pending approval request for {sql:?}: {:#?}", self.pending().await);
+        assert!(
+            ok,
+            "no pending approval request for {sql:?}: {:#?}",
+            self.pending().await
+        );
         found.into_inner().unwrap().unwrap()
     }
 
@@ -240,7 +345,10 @@ impl Api {
         assert!(held, "nothing was held");
         assert_eq!(t_rows(db).await, 10, "nothing ran while held");
         let view = self.pending().await.remove(0);
-        assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
+        assert!(
+            strings(&view["categories"]).contains(&"destructive".to_string()),
+            "{view:#}"
+        );
         view
     }
 
@@ -265,7 +373,13 @@ fn id_of(view: &Value) -> String {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------
@@ -284,13 +398,19 @@ fn audit_records(p: &TestProxy) -> Vec<Value> {
 async fn audit_record(p: &TestProxy, ty: &str, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let found = Mutex::new(None);
     let ok = eventually(WAIT, || async {
-        let v = audit_records(p).into_iter().find(|r| r["type"] == ty && r["request_id"] == id && pred(r));
+        let v = audit_records(p)
+            .into_iter()
+            .find(|r| r["type"] == ty && r["request_id"] == id && pred(r));
         let hit = v.is_some();
         *found.lock().unwrap() = v;
         hit
     })
     .await;
-    assert!(ok, "no {ty} record for request {id}; trail:\n{:#?}", audit_records(p));
+    assert!(
+        ok,
+        "no {ty} record for request {id}; trail:\n{:#?}",
+        audit_records(p)
+    );
     found.into_inner().unwrap().unwrap()
 }
 
@@ -312,29 +432,62 @@ async fn api_approval_runs_the_held_statement_exactly_once() {
     assert_eq!(held["agent"], AGENT);
     assert_eq!(held["owner"], "U0OWNER");
     assert_eq!(held["database"], db.as_str());
-    assert!(strings(&held["rules"]).contains(&"hold-ddl".to_string()), "{held:#}");
-    assert!(strings(&held["categories"]).contains(&"ddl".to_string()), "{held:#}");
     assert!(
-        strings(&held["impact"]).iter().any(|l| l.starts_with("table t") || l.starts_with("table public.t")),
+        strings(&held["rules"]).contains(&"hold-ddl".to_string()),
+        "{held:#}"
+    );
+    assert!(
+        strings(&held["categories"]).contains(&"ddl".to_string()),
+        "{held:#}"
+    );
+    assert!(
+        strings(&held["impact"])
+            .iter()
+            .any(|l| l.starts_with("table t") || l.starts_with("table public.t")),
         "the reviewer is told what would be lost: {held:#}"
     );
     assert_eq!(held["quorum"], 1);
 
     // The client was told it waits, and under which request id.
-    let notice = tokio::time::timeout(WAIT, notices.recv()).await.expect("a notice while held").expect("notice channel");
-    assert!(notice.contains("held for approval") && notice.contains(&id), "{notice}");
+    let notice = tokio::time::timeout(WAIT, notices.recv())
+        .await
+        .expect("a notice while held")
+        .expect("notice channel");
+    assert!(
+        notice.contains("held for approval") && notice.contains(&id),
+        "{notice}"
+    );
 
     // Nothing ran yet, and the reviewer's API needs a token.
     assert!(table_exists(&db, "t").await);
-    assert!(!q.is_finished(), "the client's query waits for the decision");
+    assert!(
+        !q.is_finished(),
+        "the client's query waits for the decision"
+    );
     assert_eq!(http(api.0, "GET", "/approvals", None, None).await.0, 401);
-    assert_eq!(http(api.0, "GET", "/approvals", Some("not-a-configured-token"), None).await.0, 401);
+    assert_eq!(
+        http(
+            api.0,
+            "GET",
+            "/approvals",
+            Some("not-a-configured-token"),
+            None
+        )
+        .await
+        .0,
+        401
+    );
     assert_eq!(api.approve(&id, "not-a-configured-token").await.0, 401);
-    assert!(table_exists(&db, "t").await, "an unauthenticated approve changed nothing");
+    assert!(
+        table_exists(&db, "t").await,
+        "an unauthenticated approve changed nothing"
+    );
 
     let (s, v) = api.approve(&id, ALICE.1).await;
     assert_eq!((s, v["result"].as_str()), (200, Some("approved")), "{v}");
-    finish(q).await.expect("the approved statement succeeds for the client");
+    finish(q)
+        .await
+        .expect("the approved statement succeeds for the client");
     assert!(!table_exists(&db, "t").await, "the approved DROP ran");
 
     // A decided request refuses further votes; the view shows who and what happened.
@@ -364,7 +517,11 @@ async fn api_approval_runs_the_held_statement_exactly_once() {
     finish(q).await.unwrap();
     assert_eq!(api.approve(&id2, ALICE.1).await.0, 409);
     // Anything the proxy forwarded for this session went before this query.
-    let n: i32 = c.query_one("SELECT n FROM counter", &[]).await.unwrap().get(0);
+    let n: i32 = c
+        .query_one("SELECT n FROM counter", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
     assert_eq!(counter(&db).await, 1, "ran exactly once");
     p.shutdown().await;
@@ -384,23 +541,40 @@ async fn api_denial_with_reason_reaches_the_client_and_runs_nothing() {
     let id = id_of(&api.held("DROP TABLE t").await);
     // The reason travels to the client inside SQL the proxy sends upstream
     // (DO ... RAISE): quotes and dollar-quote tags must stay text.
-    const REASON: &str = "not during month-end close: it's 100% wrong'; $airlock_refusal$ END; DROP TABLE t; -- ✓";
+    const REASON: &str =
+        "not during month-end close: it's 100% wrong'; $airlock_refusal$ END; DROP TABLE t; -- ✓";
     let (s, v) = api.deny(&id, BOB.1, REASON).await;
     assert_eq!((s, v["result"].as_str()), (200, Some("denied")), "{v}");
     let msg = assert_sqlstate(finish(q).await, "42501");
     assert!(msg.contains("U0BOB") && msg.contains(&id), "{msg}");
-    assert!(msg.ends_with(&REASON.replace("$airlock_refusal$", "$ airlock_refusal$")), "reason kept as text: {msg}");
-    assert!(table_exists(&db, "t").await, "a denied statement never runs");
+    assert!(
+        msg.ends_with(&REASON.replace("$airlock_refusal$", "$ airlock_refusal$")),
+        "reason kept as text: {msg}"
+    );
+    assert!(
+        table_exists(&db, "t").await,
+        "a denied statement never runs"
+    );
 
     let view = api.settled(&id, "denied").await;
     assert_eq!(view["decision"]["reason"], REASON);
     assert_eq!(view["decision"]["by"][0]["id"], "U0BOB");
-    assert_eq!(api.approve(&id, ALICE.1).await.0, 409, "no approval after a denial");
+    assert_eq!(
+        api.approve(&id, ALICE.1).await.0,
+        409,
+        "no approval after a denial"
+    );
 
     // The session carries on.
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 10);
-    c.batch_execute("INSERT INTO t VALUES (11, 'after denial')").await.unwrap();
+    c.batch_execute("INSERT INTO t VALUES (11, 'after denial')")
+        .await
+        .unwrap();
     assert_eq!(t_rows(&db).await, 11);
 
     let decided = audit_record(&p, "approval_decided", &id, |r| r["decision"] == "denied").await;
@@ -424,8 +598,15 @@ async fn timeout_refuses_with_57014_and_runs_nothing() {
 
     let started = Instant::now();
     let msg = assert_sqlstate(c.batch_execute("DROP TABLE t").await, "57014");
-    assert!(started.elapsed() >= Duration::from_millis(300), "refused before the timeout: {:?}", started.elapsed());
-    assert!(msg.contains("timed out") && msg.contains("nothing was run"), "{msg}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "refused before the timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        msg.contains("timed out") && msg.contains("nothing was run"),
+        "{msg}"
+    );
     let id = msg
         .split_whitespace()
         .skip_while(|w| *w != "request")
@@ -435,9 +616,19 @@ async fn timeout_refuses_with_57014_and_runs_nothing() {
     assert!(table_exists(&db, "t").await);
     let view = api.settled(&id, "expired").await;
     assert!(view["execution"].is_null(), "{view:#}");
-    assert_eq!(api.approve(&id, ALICE.1).await.0, 409, "an expired request cannot be approved");
+    assert_eq!(
+        api.approve(&id, ALICE.1).await.0,
+        409,
+        "an expired request cannot be approved"
+    );
     assert!(table_exists(&db, "t").await);
-    assert_eq!(c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0), 10);
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        10
+    );
     audit_record(&p, "approval_expired", &id, |_| true).await;
     p.shutdown().await;
 }
@@ -459,11 +650,23 @@ async fn client_disconnect_withdraws_the_request_for_good() {
     driver.abort();
     drop(c);
     let view = api.settled(&id, "withdrawn").await;
-    assert!(view["decision"]["reason"].as_str().unwrap_or("").contains("disconnected"), "{view:#}");
+    assert!(
+        view["decision"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("disconnected"),
+        "{view:#}"
+    );
     let (s, v) = api.approve(&id, ALICE.1).await;
     assert_eq!(s, 409, "{v}");
-    assert!(v["error"].as_str().unwrap_or("").contains("withdrawn"), "{v}");
-    assert!(table_exists(&db, "t").await, "a withdrawn statement never runs");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("withdrawn"),
+        "{v}"
+    );
+    assert!(
+        table_exists(&db, "t").await,
+        "a withdrawn statement never runs"
+    );
     audit_record(&p, "approval_withdrawn", &id, |_| true).await;
 
     // libpq's PQfinish while a query waits: Terminate, then close.
@@ -495,12 +698,21 @@ async fn terminate_while_held_withdraws_even_if_the_socket_stays_open() {
     s.write_all(&TERMINATE).await.unwrap();
     // Let the proxy read the Terminate (a decision before it arrived would
     // be legitimate), then approve as a reviewer who did not notice.
-    let withdrawn = eventually(Duration::from_secs(3), || async { api.show(&id).await["status"] == "withdrawn" }).await;
+    let withdrawn = eventually(Duration::from_secs(3), || async {
+        api.show(&id).await["status"] == "withdrawn"
+    })
+    .await;
     let (status, v) = api.approve(&id, ALICE.1).await;
-    let ran = eventually(Duration::from_secs(2), || async { !table_exists(&db, "t").await }).await;
+    let ran = eventually(Duration::from_secs(2), || async {
+        !table_exists(&db, "t").await
+    })
+    .await;
     drop(s);
     p.shutdown().await;
-    assert!(withdrawn, "Terminate while held did not withdraw request {id} (approve then answered {status}: {v}; DROP ran: {ran})");
+    assert!(
+        withdrawn,
+        "Terminate while held did not withdraw request {id} (approve then answered {status}: {v}; DROP ran: {ran})"
+    );
     assert!(!ran, "the DROP ran for a client that had sent Terminate");
 }
 
@@ -516,13 +728,20 @@ fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
 
 /// Parse of `sql` as statement `name` (no parameter types).
 fn parse_frame(name: &str, sql: &str) -> Vec<u8> {
-    frame(b'P', &[name.as_bytes(), b"\0", sql.as_bytes(), b"\0\0\0"].concat())
+    frame(
+        b'P',
+        &[name.as_bytes(), b"\0", sql.as_bytes(), b"\0\0\0"].concat(),
+    )
 }
 
 /// Bind of statement `stmt` to the unnamed portal, no values, then
 /// Execute of that portal (all rows).
 fn bind_execute_frames(stmt: &str) -> Vec<u8> {
-    [frame(b'B', &[b"\0", stmt.as_bytes(), b"\0\0\0\0\0\0\0"].concat()), frame(b'E', b"\0\0\0\0\0")].concat()
+    [
+        frame(b'B', &[b"\0", stmt.as_bytes(), b"\0\0\0\0\0\0\0"].concat()),
+        frame(b'E', b"\0\0\0\0\0"),
+    ]
+    .concat()
 }
 
 fn query_frame(sql: &str) -> Vec<u8> {
@@ -539,7 +758,10 @@ async fn raw_session(p: &TestProxy, db: &str) -> tokio::net::TcpStream {
     use pgwire::api::auth::sasl::scram::ScramClientAuth;
     async fn read_msg(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
         let mut h = [0u8; 5];
-        tokio::time::timeout(WAIT, s.read_exact(&mut h)).await.expect("message in time").expect("message");
+        tokio::time::timeout(WAIT, s.read_exact(&mut h))
+            .await
+            .expect("message in time")
+            .expect("message");
         let mut body = vec![0u8; i32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize - 4];
         s.read_exact(&mut body).await.unwrap();
         (h[0], body)
@@ -553,7 +775,9 @@ async fn raw_session(p: &TestProxy, db: &str) -> tokio::net::TcpStream {
         m[1..5].copy_from_slice(&n.to_be_bytes());
         m
     }
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port())).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", p.port()))
+        .await
+        .unwrap();
     let mut startup = vec![0, 0, 0, 0, 0, 3, 0, 0];
     for (k, v) in [("user", AGENT), ("database", db)] {
         startup.extend_from_slice(format!("{k}\0{v}\0").as_bytes());
@@ -562,12 +786,22 @@ async fn raw_session(p: &TestProxy, db: &str) -> tokio::net::TcpStream {
     let n = startup.len() as i32;
     startup[..4].copy_from_slice(&n.to_be_bytes());
     s.write_all(&startup).await.unwrap();
-    let (first, st) = ScramClientAuth::new(AGENT.into(), AGENT_PASSWORD.into()).build_client_first().unwrap();
+    let (first, st) = ScramClientAuth::new(AGENT.into(), AGENT_PASSWORD.into())
+        .build_client_first()
+        .unwrap();
     assert_eq!(read_msg(&mut s).await.0, b'R', "AuthenticationSASL");
-    s.write_all(&password_message(&[b"SCRAM-SHA-256\0", &(first.len() as i32).to_be_bytes(), first.as_bytes()])).await.unwrap();
+    s.write_all(&password_message(&[
+        b"SCRAM-SHA-256\0",
+        &(first.len() as i32).to_be_bytes(),
+        first.as_bytes(),
+    ]))
+    .await
+    .unwrap();
     let (_, cont) = read_msg(&mut s).await;
     let (fin, st2) = st.build_client_final(&cont[4..]).unwrap();
-    s.write_all(&password_message(&[fin.as_bytes()])).await.unwrap();
+    s.write_all(&password_message(&[fin.as_bytes()]))
+        .await
+        .unwrap();
     let (_, fin_msg) = read_msg(&mut s).await;
     st2.verify_server_final(&fin_msg[4..]).unwrap();
     while read_msg(&mut s).await.0 != b'Z' {}
@@ -586,7 +820,10 @@ async fn cancel_while_held_withdraws_and_answers_57014() {
 
     let q = spawn_query(&c, "DROP TABLE t");
     let id = id_of(&api.held("DROP TABLE t").await);
-    c.cancel_token().cancel_query(tokio_postgres::NoTls).await.expect("cancel request sent");
+    c.cancel_token()
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel request sent");
     let msg = assert_sqlstate(finish(q).await, "57014");
     assert!(msg.contains("withdrawn") && msg.contains(&id), "{msg}");
     api.settled(&id, "withdrawn").await;
@@ -594,7 +831,13 @@ async fn cancel_while_held_withdraws_and_answers_57014() {
     assert!(table_exists(&db, "t").await);
 
     // The session is usable, and an old cancel does not hit the next hold.
-    assert_eq!(c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0), 10);
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        10
+    );
     let q = spawn_query(&c, "DROP TABLE other");
     let id2 = id_of(&api.held("DROP TABLE other").await);
     assert_eq!(api.approve(&id2, ALICE.1).await.0, 200);
@@ -622,13 +865,26 @@ async fn owner_cannot_approve_and_quorum_needs_distinct_approvers() {
 
     let (s, v) = api.approve(&id, OWNER.1).await;
     assert_eq!(s, 403, "{v}");
-    assert!(v["error"].as_str().unwrap_or("").contains("owns this agent"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("owns this agent"),
+        "{v}"
+    );
 
     let (s, v) = api.approve(&id, ALICE.1).await;
-    assert_eq!((s, v["result"].as_str(), v["votes"].as_u64()), (200, Some("recorded"), Some(1)), "{v}");
+    assert_eq!(
+        (s, v["result"].as_str(), v["votes"].as_u64()),
+        (200, Some("recorded"), Some(1)),
+        "{v}"
+    );
     let (s, v) = api.approve(&id, ALICE.1).await;
     assert_eq!(s, 409, "the same approver twice counts once: {v}");
-    assert!(table_exists(&db, "t").await, "one approval of two runs nothing");
+    assert!(
+        table_exists(&db, "t").await,
+        "one approval of two runs nothing"
+    );
     assert!(!q.is_finished());
     let view = api.show(&id).await;
     assert_eq!(view["status"], "pending");
@@ -636,16 +892,28 @@ async fn owner_cannot_approve_and_quorum_needs_distinct_approvers() {
 
     let (s, v) = api.approve(&id, BOB.1).await;
     assert_eq!((s, v["result"].as_str()), (200, Some("approved")), "{v}");
-    finish(q).await.expect("runs after the second distinct approval");
+    finish(q)
+        .await
+        .expect("runs after the second distinct approval");
     assert!(!table_exists(&db, "t").await);
     let view = api.show(&id).await;
-    let voters: Vec<&str> = view["votes"].as_array().unwrap().iter().filter_map(|v| v["id"].as_str()).collect();
+    let voters: Vec<&str> = view["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["id"].as_str())
+        .collect();
     assert_eq!(voters, ["U0ALICE", "U0BOB"]);
 
     // The owner may still deny (stopping their own agent is always allowed).
     let q = spawn_query(&c, "DROP TABLE other");
     let id2 = id_of(&api.held("DROP TABLE other").await);
-    assert_eq!(api.deny(&id2, OWNER.1, "my agent should not do this").await.0, 200);
+    assert_eq!(
+        api.deny(&id2, OWNER.1, "my agent should not do this")
+            .await
+            .0,
+        200
+    );
     assert_sqlstate(finish(q).await, "42501");
     assert!(table_exists(&db, "other").await);
     p.shutdown().await;
@@ -692,16 +960,35 @@ async fn extended_protocol_hold_shows_parameter_values() {
     });
     let held = api.held(SQL).await;
     let id = id_of(&held);
-    assert_eq!(held["params"], json!(["approved-value", "\\x00000007"]), "{held:#}");
+    assert_eq!(
+        held["params"],
+        json!(["approved-value", "\\x00000007"]),
+        "{held:#}"
+    );
     assert_eq!(api.show(&id).await["params"], held["params"]);
-    assert!(strings(&held["categories"]).contains(&"destructive".to_string()), "{held:#}");
-    let untouched: i64 = pg().direct(&db).await.query_one("SELECT count(*) FROM t WHERE v = 'approved-value'", &[]).await.unwrap().get(0);
+    assert!(
+        strings(&held["categories"]).contains(&"destructive".to_string()),
+        "{held:#}"
+    );
+    let untouched: i64 = pg()
+        .direct(&db)
+        .await
+        .query_one("SELECT count(*) FROM t WHERE v = 'approved-value'", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(untouched, 0);
 
     assert_eq!(api.approve(&id, ALICE.1).await.0, 200);
     let n = finish(q).await.expect("approved extended statement runs");
     assert_eq!(n, 10, "rows updated, reported to the client");
-    let done: i64 = pg().direct(&db).await.query_one("SELECT count(*) FROM t WHERE v = 'approved-value'", &[]).await.unwrap().get(0);
+    let done: i64 = pg()
+        .direct(&db)
+        .await
+        .query_one("SELECT count(*) FROM t WHERE v = 'approved-value'", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(done, 10, "ran with the values the reviewer saw");
 
     // Same text, other values: a new request, bound to the new values.
@@ -712,10 +999,19 @@ async fn extended_protocol_hold_shows_parameter_values() {
     let held2 = api.held(SQL).await;
     assert_ne!(id_of(&held2), id);
     assert_eq!(held2["params"], json!(["second", "\\x00000008"]));
-    assert_ne!(held2["binding"], held["binding"], "the binding covers the values");
+    assert_ne!(
+        held2["binding"], held["binding"],
+        "the binding covers the values"
+    );
     assert_eq!(api.deny(&id_of(&held2), ALICE.1, "no").await.0, 200);
     assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
-    let second: i64 = pg().direct(&db).await.query_one("SELECT count(*) FROM t WHERE v = 'second'", &[]).await.unwrap().get(0);
+    let second: i64 = pg()
+        .direct(&db)
+        .await
+        .query_one("SELECT count(*) FROM t WHERE v = 'second'", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(second, 0);
     p.shutdown().await;
 }
@@ -738,10 +1034,19 @@ async fn held_statement_with_parameters_gets_an_impact_estimate() {
     });
     let held = api.held(SQL).await;
     let impact = strings(&held["impact"]);
-    assert_eq!(api.deny(&id_of(&held), ALICE.1, "estimate check").await.0, 200);
+    assert_eq!(
+        api.deny(&id_of(&held), ALICE.1, "estimate check").await.0,
+        200
+    );
     assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
-    assert!(impact.iter().any(|l| l.starts_with("planner estimate")), "no row estimate for a parameterized UPDATE: {impact:?}");
-    assert!(!impact.iter().any(|l| l.contains("no estimate")), "an estimate failed: {impact:?}");
+    assert!(
+        impact.iter().any(|l| l.starts_with("planner estimate")),
+        "no row estimate for a parameterized UPDATE: {impact:?}"
+    );
+    assert!(
+        !impact.iter().any(|l| l.contains("no estimate")),
+        "an estimate failed: {impact:?}"
+    );
     p.shutdown().await;
 }
 
@@ -769,18 +1074,39 @@ async fn impact_estimate_never_lets_the_planner_run_user_functions() {
     let q = spawn_query(&c, "UPDATE t SET v = pick()");
     let held = api.held("UPDATE t SET v = pick()").await;
     let impact = strings(&held["impact"]);
-    assert_eq!(api.deny(&id_of(&held), ALICE.1, "estimate check").await.0, 200);
+    assert_eq!(
+        api.deny(&id_of(&held), ALICE.1, "estimate check").await.0,
+        200
+    );
     assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
-    assert!(!impact.iter().any(|l| l.contains("called at plan time")), "planning ran the user function: {impact:?}");
-    assert!(impact.iter().any(|l| l.contains("no planner estimate") && l.contains("public.pick")), "{impact:?}");
+    assert!(
+        !impact.iter().any(|l| l.contains("called at plan time")),
+        "planning ran the user function: {impact:?}"
+    );
+    assert!(
+        impact
+            .iter()
+            .any(|l| l.contains("no planner estimate") && l.contains("public.pick")),
+        "{impact:?}"
+    );
     // Without such functions the estimate is back (the function is gone).
-    pg().direct(&db).await.batch_execute("DROP FUNCTION pick()").await.unwrap();
+    pg().direct(&db)
+        .await
+        .batch_execute("DROP FUNCTION pick()")
+        .await
+        .unwrap();
     let q = spawn_query(&c, "UPDATE t SET v = 'x'");
     let held = api.held("UPDATE t SET v = 'x'").await;
     let impact = strings(&held["impact"]);
-    assert_eq!(api.deny(&id_of(&held), ALICE.1, "estimate check").await.0, 200);
+    assert_eq!(
+        api.deny(&id_of(&held), ALICE.1, "estimate check").await.0,
+        200
+    );
     assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
-    assert!(impact.iter().any(|l| l.starts_with("planner estimate")), "{impact:?}");
+    assert!(
+        impact.iter().any(|l| l.starts_with("planner estimate")),
+        "{impact:?}"
+    );
     p.shutdown().await;
 }
 
@@ -798,7 +1124,10 @@ async fn approval_covers_one_execution_of_a_prepared_statement() {
 
     // Extended protocol: one Parse, two Bind/Execute.
     const SQL: &str = "UPDATE counter SET n = n + $1";
-    let stmt = c.prepare(SQL).await.expect("Parse/Describe runs nothing and passes");
+    let stmt = c
+        .prepare(SQL)
+        .await
+        .expect("Parse/Describe runs nothing and passes");
     // Parsed after it and harmless: the reviewer must still see the text
     // of the statement that runs, not the session's last Parse.
     let _decoy = c.prepare("SELECT 1").await.unwrap();
@@ -814,21 +1143,39 @@ async fn approval_covers_one_execution_of_a_prepared_statement() {
     assert_eq!(counter(&db).await, 1);
     let q = run(100);
     let second = api.held(SQL).await;
-    assert_ne!(id_of(&second), id_of(&first), "a second execution is a new request");
+    assert_ne!(
+        id_of(&second),
+        id_of(&first),
+        "a second execution is a new request"
+    );
     assert_eq!(second["params"], json!(["\\x00000064"]));
-    assert_eq!(api.deny(&id_of(&second), ALICE.1, "once was enough").await.0, 200);
+    assert_eq!(
+        api.deny(&id_of(&second), ALICE.1, "once was enough")
+            .await
+            .0,
+        200
+    );
     assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
-    assert_eq!(counter(&db).await, 1, "the first approval did not cover the second execution");
+    assert_eq!(
+        counter(&db).await,
+        1,
+        "the first approval did not cover the second execution"
+    );
 
     // SQL-level PREPARE / EXECUTE: PREPARE runs nothing and passes; each
     // EXECUTE is judged as what it runs.
-    c.batch_execute("PREPARE bump AS UPDATE counter SET n = n + 10").await.expect("PREPARE runs nothing");
+    c.batch_execute("PREPARE bump AS UPDATE counter SET n = n + 10")
+        .await
+        .expect("PREPARE runs nothing");
     assert_eq!(counter(&db).await, 1);
     for round in 0..2 {
         let q = spawn_query(&c, "EXECUTE bump");
         let view = api.held("EXECUTE bump").await;
         // `EXECUTE bump` alone hides what runs: the request shows it.
-        assert_eq!(view["prepared"], json!([{ "name": "bump", "sql": "PREPARE bump AS UPDATE counter SET n = n + 10" }]));
+        assert_eq!(
+            view["prepared"],
+            json!([{ "name": "bump", "sql": "PREPARE bump AS UPDATE counter SET n = n + 10" }])
+        );
         let id = id_of(&view);
         if round == 0 {
             assert_eq!(api.approve(&id, BOB.1).await.0, 200);
@@ -846,19 +1193,47 @@ async fn approval_covers_one_execution_of_a_prepared_statement() {
 /// at once (57P03) instead of waiting for a decision nobody can make.
 #[tokio::test]
 async fn slack_down_fails_closed_end_to_end() {
-    let SlackCase { fake, db, _rules, p, api, c, _notices, _driver } = slack_case("http").await;
+    let SlackCase {
+        fake,
+        db,
+        _rules,
+        p,
+        api,
+        c,
+        _notices,
+        _driver,
+    } = slack_case("http").await;
     fake.set_down(true);
     let msg = assert_sqlstate(c.batch_execute("DROP TABLE t").await, "57P03");
-    assert!(msg.contains("approval channel is down") && msg.contains("nothing was run"), "{msg}");
+    assert!(
+        msg.contains("approval channel is down") && msg.contains("nothing was run"),
+        "{msg}"
+    );
     assert!(api.pending().await.is_empty(), "no request left waiting");
     assert!(table_exists(&db, "t").await);
-    assert_eq!(c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0), 10);
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        10
+    );
     // Back up: holds work again.
     fake.set_down(false);
     let q = spawn_query(&c, "DROP TABLE t");
     let id = id_of(&api.held("DROP TABLE t").await);
     let post = posted(&fake, &id).await;
-    assert_eq!(click(&p, "U0ALICE", &post, pg_airlock::approval::ACTION_APPROVE, SLACK_SIGNING.1).await, 200);
+    assert_eq!(
+        click(
+            &p,
+            "U0ALICE",
+            &post,
+            pg_airlock::approval::ACTION_APPROVE,
+            SLACK_SIGNING.1
+        )
+        .await,
+        200
+    );
     finish(q).await.unwrap();
     assert!(!table_exists(&db, "t").await);
     p.shutdown().await;
@@ -876,8 +1251,14 @@ async fn shutdown_while_held_denies_and_runs_nothing() {
     api.held("DROP TABLE t").await;
     let started = Instant::now();
     p.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(10), "shutdown waited for the hold: {:?}", started.elapsed());
-    let e = finish(q).await.expect_err("a held statement is refused at shutdown");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown waited for the hold: {:?}",
+        started.elapsed()
+    );
+    let e = finish(q)
+        .await
+        .expect_err("a held statement is refused at shutdown");
     assert!(matches!(code(&e).as_str(), "42501" | "57P01"), "{e}");
     if code(&e) == "42501" {
         assert!(e.to_string().contains("shutting down"), "{e}");
@@ -909,7 +1290,13 @@ async fn approved_statement_that_fails_reports_the_failure() {
     .await;
     let view = view.into_inner().unwrap();
     assert!(reported, "{view:#}");
-    assert!(view["execution"]["detail"].as_str().unwrap_or("").contains("no_such_table"), "{view:#}");
+    assert!(
+        view["execution"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no_such_table"),
+        "{view:#}"
+    );
     let stmt = audit_record(&p, "statement", &id, |_| true).await;
     assert_eq!(stmt["decision"], "approved");
     assert_eq!(stmt["outcome"]["status"], "error");
@@ -941,13 +1328,20 @@ async fn pipelined_queries_wait_behind_a_hold_in_order() {
     // The INSERT was forwarded before the DROP was held, but the request
     // can be listed before the server has finished the INSERT: wait for
     // it (while the DROP stays held) rather than race it.
-    assert!(eventually(WAIT, || async { t_rows(&db).await == 11 }).await, "the INSERT before the hold ran");
+    assert!(
+        eventually(WAIT, || async { t_rows(&db).await == 11 }).await,
+        "the INSERT before the hold ran"
+    );
     assert!(!run.is_finished(), "the SELECT after the hold waits for it");
     assert_eq!(api.deny(&id, ALICE.1, "keep it").await.0, 200);
     let (a, b, d) = finish(run).await;
     a.unwrap();
     assert_sqlstate(b, "42501");
-    assert_eq!(d.unwrap(), 11, "the SELECT after the denied DROP ran, in order");
+    assert_eq!(
+        d.unwrap(),
+        11,
+        "the SELECT after the denied DROP ran, in order"
+    );
     assert!(table_exists(&db, "t").await);
     p.shutdown().await;
 }
@@ -963,7 +1357,9 @@ async fn approved_hold_inside_a_transaction_commits_with_it() {
     let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
 
     c.batch_execute("BEGIN").await.unwrap();
-    c.batch_execute("INSERT INTO t VALUES (11, 'in txn')").await.unwrap();
+    c.batch_execute("INSERT INTO t VALUES (11, 'in txn')")
+        .await
+        .unwrap();
     let q = spawn_query(&c, "DROP TABLE other");
     let id = id_of(&api.held("DROP TABLE other").await);
     assert_eq!(api.approve(&id, ALICE.1).await.0, 200);
@@ -972,7 +1368,10 @@ async fn approved_hold_inside_a_transaction_commits_with_it() {
     assert!(table_exists(&db, "other").await);
     assert_eq!(t_rows(&db).await, 10);
     c.batch_execute("COMMIT").await.unwrap();
-    assert!(!table_exists(&db, "other").await, "the approved DROP committed");
+    assert!(
+        !table_exists(&db, "other").await,
+        "the approved DROP committed"
+    );
     assert_eq!(t_rows(&db).await, 11, "the INSERT before it committed too");
     p.shutdown().await;
 }
@@ -986,17 +1385,37 @@ async fn denied_hold_inside_a_transaction_rolls_it_all_back() {
     let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
 
     c.batch_execute("BEGIN").await.unwrap();
-    c.batch_execute("INSERT INTO t VALUES (11, 'in txn')").await.unwrap();
+    c.batch_execute("INSERT INTO t VALUES (11, 'in txn')")
+        .await
+        .unwrap();
     let q = spawn_query(&c, "DROP TABLE other");
     let id = id_of(&api.held("DROP TABLE other").await);
-    assert_eq!(api.deny(&id, ALICE.1, "not in this transaction").await.0, 200);
+    assert_eq!(
+        api.deny(&id, ALICE.1, "not in this transaction").await.0,
+        200
+    );
     assert_sqlstate(finish(q).await, "42501");
     // The transaction is aborted, as the client was told.
-    assert_eq!(code(&c.batch_execute("SELECT 1").await.unwrap_err()), "25P02");
-    c.batch_execute("COMMIT").await.expect("COMMIT of an aborted transaction rolls back");
+    assert_eq!(
+        code(&c.batch_execute("SELECT 1").await.unwrap_err()),
+        "25P02"
+    );
+    c.batch_execute("COMMIT")
+        .await
+        .expect("COMMIT of an aborted transaction rolls back");
     assert!(table_exists(&db, "other").await);
-    assert_eq!(t_rows(&db).await, 10, "the INSERT was rolled back with the transaction");
-    assert_eq!(c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0), 10);
+    assert_eq!(
+        t_rows(&db).await,
+        10,
+        "the INSERT was rolled back with the transaction"
+    );
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        10
+    );
     p.shutdown().await;
 }
 
@@ -1019,7 +1438,11 @@ async fn slack_proxy(fake: &FakeSlack, mode: &str) -> (tempfile::TempDir, TestPr
     let (rules_dir, paths) = rules("20s", None);
     let mut secrets = token_secrets();
     secrets.extend([SLACK_BOT, SLACK_SIGNING, SLACK_APP]);
-    let p = proxy().rules(&paths).extra(&slack_toml(fake, mode)).start_with_secrets(&secrets).await;
+    let p = proxy()
+        .rules(&paths)
+        .extra(&slack_toml(fake, mode))
+        .start_with_secrets(&secrets)
+        .await;
     (rules_dir, p)
 }
 
@@ -1043,72 +1466,184 @@ async fn slack_case(mode: &str) -> SlackCase {
     let (_rules, p) = slack_proxy(&fake, mode).await;
     let api = Api::of(&p);
     let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
-    SlackCase { fake, db, _rules, p, api, c, _notices, _driver }
+    SlackCase {
+        fake,
+        db,
+        _rules,
+        p,
+        api,
+        c,
+        _notices,
+        _driver,
+    }
 }
 
 /// The request message for request `id` (not a thread reply).
 async fn posted(fake: &FakeSlack, id: &str) -> fake_slack::Call {
     let id = id.to_string();
-    fake.wait_for("chat.postMessage", move |c| c.text().contains(&id) && c.body["thread_ts"].is_null(), WAIT).await
+    fake.wait_for(
+        "chat.postMessage",
+        move |c| c.text().contains(&id) && c.body["thread_ts"].is_null(),
+        WAIT,
+    )
+    .await
 }
 
 async fn edited(fake: &FakeSlack, id: &str, needle: &str) -> fake_slack::Call {
     let (id, needle) = (id.to_string(), needle.to_string());
-    fake.wait_for("chat.update", move |c| c.text().contains(&id) && c.text().contains(&needle), WAIT).await
+    fake.wait_for(
+        "chat.update",
+        move |c| c.text().contains(&id) && c.text().contains(&needle),
+        WAIT,
+    )
+    .await
 }
 
 /// Signs and POSTs a button click to the proxy's admin port, as Slack does.
-async fn click(p: &TestProxy, user: &str, post: &fake_slack::Call, action: &str, secret: &str) -> u16 {
+async fn click(
+    p: &TestProxy,
+    user: &str,
+    post: &fake_slack::Call,
+    action: &str,
+    secret: &str,
+) -> u16 {
     click_typed(p, user, post, action, secret, None).await
 }
 
 /// A click with `reason` typed into the message's reason input, if given.
-async fn click_typed(p: &TestProxy, user: &str, post: &fake_slack::Call, action: &str, secret: &str, reason: Option<&str>) -> u16 {
+async fn click_typed(
+    p: &TestProxy,
+    user: &str,
+    post: &fake_slack::Call,
+    action: &str,
+    secret: &str,
+    reason: Option<&str>,
+) -> u16 {
     let value = post.button_value(action).expect("button on the message");
     let mut payload = fake_slack::block_actions(user, CHANNEL, "1700000000.000001", action, &value);
     if let Some(r) = reason {
-        payload = fake_slack::with_input(payload, pg_airlock::slack::REASON_BLOCK, pg_airlock::slack::REASON_ACTION, r);
+        payload = fake_slack::with_input(
+            payload,
+            pg_airlock::slack::REASON_BLOCK,
+            pg_airlock::slack::REASON_ACTION,
+            r,
+        );
     }
     let body = fake_slack::form_body(&payload);
     let (ts, sig) = fake_slack::signed(secret, fake_slack::now_unix(), &body);
-    let url = format!("http://{}{}", p.running.admin_addr.unwrap(), pg_airlock::slack::INTERACTIONS_PATH);
-    tokio::time::timeout(WAIT, fake_slack::post_signed(&url, &body, &ts, &sig)).await.expect("interactions endpoint answers")
+    let url = format!(
+        "http://{}{}",
+        p.running.admin_addr.unwrap(),
+        pg_airlock::slack::INTERACTIONS_PATH
+    );
+    tokio::time::timeout(WAIT, fake_slack::post_signed(&url, &body, &ts, &sig))
+        .await
+        .expect("interactions endpoint answers")
 }
 
 #[tokio::test]
 async fn slack_http_mode_message_click_and_update() {
-    let SlackCase { fake, db, _rules, p, api, c, _notices, _driver } = slack_case("http").await;
+    let SlackCase {
+        fake,
+        db,
+        _rules,
+        p,
+        api,
+        c,
+        _notices,
+        _driver,
+    } = slack_case("http").await;
 
     let q = spawn_query(&c, "DROP TABLE t");
     let held = api.held("DROP TABLE t").await;
     let id = id_of(&held);
     let post = posted(&fake, &id).await;
-    assert_eq!(post.auth.as_deref(), Some(format!("Bearer {}", SLACK_BOT.1).as_str()));
+    assert_eq!(
+        post.auth.as_deref(),
+        Some(format!("Bearer {}", SLACK_BOT.1).as_str())
+    );
     assert_eq!(post.body["channel"], CHANNEL);
     let text = post.text();
     let session = held["session_id"].as_str().unwrap();
-    for needle in [AGENT, "U0OWNER", session, db.as_str(), "DROP TABLE t", "hold-ddl", "table t", "airlock_approve", "airlock_deny"] {
+    for needle in [
+        AGENT,
+        "U0OWNER",
+        session,
+        db.as_str(),
+        "DROP TABLE t",
+        "hold-ddl",
+        "table t",
+        "airlock_approve",
+        "airlock_deny",
+    ] {
         assert!(text.contains(needle), "message lacks {needle:?}: {text}");
     }
-    assert_eq!(post.button_value(pg_airlock::approval::ACTION_APPROVE).unwrap(), format!("{id}:{}", held["binding"].as_str().unwrap()));
+    assert_eq!(
+        post.button_value(pg_airlock::approval::ACTION_APPROVE)
+            .unwrap(),
+        format!("{id}:{}", held["binding"].as_str().unwrap())
+    );
 
     // A click signed with the wrong secret is rejected and changes nothing.
-    assert_eq!(click(&p, "U0ALICE", &post, pg_airlock::approval::ACTION_APPROVE, "not-the-signing-secret").await, 401);
+    assert_eq!(
+        click(
+            &p,
+            "U0ALICE",
+            &post,
+            pg_airlock::approval::ACTION_APPROVE,
+            "not-the-signing-secret"
+        )
+        .await,
+        401
+    );
     // The owner's genuine click is refused (ephemerally) and changes nothing.
-    assert_eq!(click(&p, "U0OWNER", &post, pg_airlock::approval::ACTION_APPROVE, SLACK_SIGNING.1).await, 200);
-    fake.wait_for("chat.postEphemeral", |c| c.body["user"] == "U0OWNER" && c.text().contains("cannot approve"), WAIT).await;
+    assert_eq!(
+        click(
+            &p,
+            "U0OWNER",
+            &post,
+            pg_airlock::approval::ACTION_APPROVE,
+            SLACK_SIGNING.1
+        )
+        .await,
+        200
+    );
+    fake.wait_for(
+        "chat.postEphemeral",
+        |c| c.body["user"] == "U0OWNER" && c.text().contains("cannot approve"),
+        WAIT,
+    )
+    .await;
     assert_eq!(api.show(&id).await["status"], "pending");
     assert!(table_exists(&db, "t").await);
     assert!(!q.is_finished());
 
-    assert_eq!(click(&p, "U0ALICE", &post, pg_airlock::approval::ACTION_APPROVE, SLACK_SIGNING.1).await, 200);
-    finish(q).await.expect("approved from Slack, the statement runs");
+    assert_eq!(
+        click(
+            &p,
+            "U0ALICE",
+            &post,
+            pg_airlock::approval::ACTION_APPROVE,
+            SLACK_SIGNING.1
+        )
+        .await,
+        200
+    );
+    finish(q)
+        .await
+        .expect("approved from Slack, the statement runs");
     assert!(!table_exists(&db, "t").await);
     let upd = edited(&fake, &id, "*Approved* by <@U0ALICE>").await;
     assert_eq!(upd.body["channel"], CHANNEL);
     // The fake hands out message timestamps "1700000000.NNNNNN": the edit
     // targets a posted message, not a new one.
-    assert!(upd.body["ts"].as_str().is_some_and(|t| t.starts_with("1700000000.")), "{:?}", upd.body);
+    assert!(
+        upd.body["ts"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("1700000000.")),
+        "{:?}",
+        upd.body
+    );
     edited(&fake, &id, "*Executed:* `DROP TABLE`").await;
 
     // Second statement: a planner estimate in the message; the click is
@@ -1116,14 +1651,62 @@ async fn slack_http_mode_message_click_and_update() {
     let q = spawn_query(&c, "UPDATE counter SET n = n + 1");
     let id2 = id_of(&api.held("UPDATE counter SET n = n + 1").await);
     let post2 = posted(&fake, &id2).await;
-    assert!(post2.text().contains("planner estimate"), "{}", post2.text());
-    assert_eq!(click(&p, "U0BOB", &post2, pg_airlock::approval::ACTION_APPROVE, SLACK_SIGNING.1).await, 200);
+    assert!(
+        post2.text().contains("planner estimate"),
+        "{}",
+        post2.text()
+    );
+    assert_eq!(
+        click(
+            &p,
+            "U0BOB",
+            &post2,
+            pg_airlock::approval::ACTION_APPROVE,
+            SLACK_SIGNING.1
+        )
+        .await,
+        200
+    );
     finish(q).await.unwrap();
-    assert_eq!(click(&p, "U0BOB", &post2, pg_airlock::approval::ACTION_APPROVE, SLACK_SIGNING.1).await, 200);
-    assert_eq!(click(&p, "U0ALICE", &post2, pg_airlock::approval::ACTION_DENY, SLACK_SIGNING.1).await, 200);
-    fake.wait_for("chat.postEphemeral", |c| c.body["user"] == "U0BOB" && c.text().contains("already approved"), WAIT).await;
-    fake.wait_for("chat.postEphemeral", |c| c.body["user"] == "U0ALICE" && c.text().contains("already approved"), WAIT).await;
-    let n: i32 = c.query_one("SELECT n FROM counter", &[]).await.unwrap().get(0);
+    assert_eq!(
+        click(
+            &p,
+            "U0BOB",
+            &post2,
+            pg_airlock::approval::ACTION_APPROVE,
+            SLACK_SIGNING.1
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        click(
+            &p,
+            "U0ALICE",
+            &post2,
+            pg_airlock::approval::ACTION_DENY,
+            SLACK_SIGNING.1
+        )
+        .await,
+        200
+    );
+    fake.wait_for(
+        "chat.postEphemeral",
+        |c| c.body["user"] == "U0BOB" && c.text().contains("already approved"),
+        WAIT,
+    )
+    .await;
+    fake.wait_for(
+        "chat.postEphemeral",
+        |c| c.body["user"] == "U0ALICE" && c.text().contains("already approved"),
+        WAIT,
+    )
+    .await;
+    let n: i32 = c
+        .query_one("SELECT n FROM counter", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1, "a replayed click runs nothing");
     assert_eq!(api.show(&id2).await["status"], "approved");
     p.shutdown().await;
@@ -1131,7 +1714,16 @@ async fn slack_http_mode_message_click_and_update() {
 
 #[tokio::test]
 async fn slack_deny_carries_the_typed_reason_to_the_agent() {
-    let SlackCase { fake, db, _rules, p, api, c, _notices, _driver } = slack_case("http").await;
+    let SlackCase {
+        fake,
+        db,
+        _rules,
+        p,
+        api,
+        c,
+        _notices,
+        _driver,
+    } = slack_case("http").await;
 
     let q = spawn_query(&c, "DROP TABLE t");
     let id = id_of(&api.held("DROP TABLE t").await);
@@ -1140,14 +1732,30 @@ async fn slack_deny_carries_the_typed_reason_to_the_agent() {
     // quotes and a dollar-quote tag must stay text on the way upstream.
     const REASON: &str = "not before the backup; it's $$ risky";
     let deny = pg_airlock::approval::ACTION_DENY;
-    assert_eq!(click_typed(&p, "U0ALICE", &post, deny, SLACK_SIGNING.1, Some(REASON)).await, 200);
+    assert_eq!(
+        click_typed(&p, "U0ALICE", &post, deny, SLACK_SIGNING.1, Some(REASON)).await,
+        200
+    );
 
     let msg = assert_sqlstate(finish(q).await, "42501");
-    assert!(msg.contains("denied by u0alice") && msg.ends_with(REASON), "{msg}");
-    assert!(table_exists(&db, "t").await, "a denied statement never runs");
-    assert_eq!(api.settled(&id, "denied").await["decision"]["reason"], REASON);
+    assert!(
+        msg.contains("denied by u0alice") && msg.ends_with(REASON),
+        "{msg}"
+    );
+    assert!(
+        table_exists(&db, "t").await,
+        "a denied statement never runs"
+    );
+    assert_eq!(
+        api.settled(&id, "denied").await["decision"]["reason"],
+        REASON
+    );
     edited(&fake, &id, "not before the backup").await;
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 10, "the session carries on");
     p.shutdown().await;
 }
@@ -1156,24 +1764,50 @@ async fn slack_deny_carries_the_typed_reason_to_the_agent() {
 
 #[tokio::test]
 async fn slack_socket_mode_approval_runs_the_statement() {
-    let SlackCase { fake, db, _rules, p, api, c, _notices, _driver } = slack_case("socket").await;
+    let SlackCase {
+        fake,
+        db,
+        _rules,
+        p,
+        api,
+        c,
+        _notices,
+        _driver,
+    } = slack_case("socket").await;
     fake.wait_sockets(1, WAIT).await;
 
     let q = spawn_query(&c, "DROP TABLE t");
     let id = id_of(&api.held("DROP TABLE t").await);
     let post = posted(&fake, &id).await;
-    let value = post.button_value(pg_airlock::approval::ACTION_APPROVE).unwrap();
+    let value = post
+        .button_value(pg_airlock::approval::ACTION_APPROVE)
+        .unwrap();
 
     // An owner's click over the socket is acknowledged and refused.
-    let env = fake.send_interactive(fake_slack::block_actions("U0OWNER", CHANNEL, "1", pg_airlock::approval::ACTION_APPROVE, &value));
+    let env = fake.send_interactive(fake_slack::block_actions(
+        "U0OWNER",
+        CHANNEL,
+        "1",
+        pg_airlock::approval::ACTION_APPROVE,
+        &value,
+    ));
     fake.wait_ack(&env, WAIT).await;
-    fake.wait_for("chat.postEphemeral", |c| c.body["user"] == "U0OWNER", WAIT).await;
+    fake.wait_for("chat.postEphemeral", |c| c.body["user"] == "U0OWNER", WAIT)
+        .await;
     assert!(table_exists(&db, "t").await);
     assert_eq!(api.show(&id).await["status"], "pending");
 
-    let env = fake.send_interactive(fake_slack::block_actions("U0ALICE", CHANNEL, "1", pg_airlock::approval::ACTION_APPROVE, &value));
+    let env = fake.send_interactive(fake_slack::block_actions(
+        "U0ALICE",
+        CHANNEL,
+        "1",
+        pg_airlock::approval::ACTION_APPROVE,
+        &value,
+    ));
     fake.wait_ack(&env, WAIT).await;
-    finish(q).await.expect("approved over Socket Mode, the statement runs");
+    finish(q)
+        .await
+        .expect("approved over Socket Mode, the statement runs");
     assert!(!table_exists(&db, "t").await);
     edited(&fake, &id, "*Approved* by <@U0ALICE>").await;
     p.shutdown().await;
@@ -1201,9 +1835,19 @@ async fn two_hundred_holds_do_not_slow_other_sessions() {
         let wave = join_all((0..25).map(|_| p.connect(&db))).await;
         clients.extend(wave.into_iter().map(Arc::new));
     }
-    let holds: Vec<_> = clients.iter().map(|c| spawn_query(c, "DROP TABLE t")).collect();
-    let all_held = eventually(Duration::from_secs(40), || async { api.pending().await.len() == HELD }).await;
-    assert!(all_held, "only {} of {HELD} held", api.pending().await.len());
+    let holds: Vec<_> = clients
+        .iter()
+        .map(|c| spawn_query(c, "DROP TABLE t"))
+        .collect();
+    let all_held = eventually(Duration::from_secs(40), || async {
+        api.pending().await.len() == HELD
+    })
+    .await;
+    assert!(
+        all_held,
+        "only {} of {HELD} held",
+        api.pending().await.len()
+    );
 
     // Ordinary work on another session runs at normal speed meanwhile.
     let other = p.connect(&db).await;
@@ -1213,8 +1857,15 @@ async fn two_hundred_holds_do_not_slow_other_sessions() {
         assert_eq!(r.get::<_, i32>(0), i + 1);
     }
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "500 SELECTs took {took:?} beside {HELD} holds");
-    assert_eq!(api.pending().await.len(), HELD, "the holds were pending throughout");
+    assert!(
+        took < Duration::from_secs(5),
+        "500 SELECTs took {took:?} beside {HELD} holds"
+    );
+    assert_eq!(
+        api.pending().await.len(),
+        HELD,
+        "the holds were pending throughout"
+    );
     assert!(table_exists(&db, "t").await);
 
     // Deny them all; every client hears 42501 and nothing ran.
@@ -1251,7 +1902,10 @@ async fn audit_trail_records_request_decision_and_statement() {
     assert_eq!(requested["sql"], "DROP TABLE t");
     assert_eq!(requested["agent"], AGENT);
     assert_eq!(requested["session"], held["session_id"]);
-    assert!(strings(&requested["rules"]).contains(&"hold-ddl".to_string()), "{requested:#}");
+    assert!(
+        strings(&requested["rules"]).contains(&"hold-ddl".to_string()),
+        "{requested:#}"
+    );
     assert_eq!(requested["quorum"], 1);
 
     assert_eq!(api.approve(&id, ALICE.1).await.0, 200);
@@ -1268,7 +1922,12 @@ async fn audit_trail_records_request_decision_and_statement() {
 
     // The decision was written before the statement's result.
     let records = audit_records(&p);
-    let pos = |ty: &str| records.iter().position(|r| r["type"] == ty && r["request_id"] == id.as_str()).unwrap();
+    let pos = |ty: &str| {
+        records
+            .iter()
+            .position(|r| r["type"] == ty && r["request_id"] == id.as_str())
+            .unwrap()
+    };
     assert!(pos("approval_requested") < pos("approval_decided"));
     assert!(pos("approval_decided") < pos("statement"));
     p.shutdown().await;
@@ -1285,13 +1944,22 @@ async fn a_name_reprepared_in_the_same_unit_is_judged_as_the_new_statement() {
     let (_rules, p) = api_proxy("20s", None).await;
     let api = Api::of(&p);
     let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
-    c.batch_execute("PREPARE x AS SELECT 1").await.expect("a harmless statement under the name");
+    c.batch_execute("PREPARE x AS SELECT 1")
+        .await
+        .expect("a harmless statement under the name");
     const SWAP: &str = "DEALLOCATE x; PREPARE x AS DELETE FROM t; EXECUTE x";
     let q = spawn_query(&c, SWAP);
     let view = api.held(SWAP).await;
     assert_eq!(t_rows(&db).await, 10, "nothing ran while held");
-    assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
-    assert_eq!(view["prepared"], json!([{ "name": "x", "sql": "PREPARE x AS DELETE FROM t" }]), "{view:#}");
+    assert!(
+        strings(&view["categories"]).contains(&"destructive".to_string()),
+        "{view:#}"
+    );
+    assert_eq!(
+        view["prepared"],
+        json!([{ "name": "x", "sql": "PREPARE x AS DELETE FROM t" }]),
+        "{view:#}"
+    );
     assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
     assert_sqlstate(finish(q).await, "42501");
     assert_eq!(t_rows(&db).await, 10);
@@ -1308,7 +1976,9 @@ async fn a_name_reprepared_in_one_segment_is_judged_as_the_new_statement() {
     let (_rules, p) = api_proxy("20s", None).await;
     let api = Api::of(&p);
     let mut s = raw_session(&p, &db).await;
-    s.write_all(&query_frame("PREPARE x AS SELECT 1")).await.unwrap();
+    s.write_all(&query_frame("PREPARE x AS SELECT 1"))
+        .await
+        .unwrap();
     let mut seg = Vec::new();
     for sql in ["DEALLOCATE x", "PREPARE x AS DELETE FROM t", "EXECUTE x"] {
         seg.extend(parse_frame("", sql));
@@ -1317,7 +1987,11 @@ async fn a_name_reprepared_in_one_segment_is_judged_as_the_new_statement() {
     seg.extend(frame(b'S', b""));
     s.write_all(&seg).await.unwrap();
     let view = api.pending_destructive(&db).await;
-    assert_eq!(view["prepared"], json!([{ "name": "x", "sql": "PREPARE x AS DELETE FROM t" }]), "{view:#}");
+    assert_eq!(
+        view["prepared"],
+        json!([{ "name": "x", "sql": "PREPARE x AS DELETE FROM t" }]),
+        "{view:#}"
+    );
     assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
     api.settled(&id_of(&view), "denied").await;
     assert_eq!(t_rows(&db).await, 10);
@@ -1338,15 +2012,29 @@ async fn a_second_prepare_of_a_name_cannot_launder_it() {
     let (_rules, p) = api_proxy("20s", None).await;
     let api = Api::of(&p);
     let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
-    c.batch_execute("PREPARE x AS DELETE FROM t").await.expect("PREPARE runs nothing");
-    let e = c.batch_execute("PREPARE x AS SELECT 1").await.expect_err("the server refuses a second PREPARE of x");
+    c.batch_execute("PREPARE x AS DELETE FROM t")
+        .await
+        .expect("PREPARE runs nothing");
+    let e = c
+        .batch_execute("PREPARE x AS SELECT 1")
+        .await
+        .expect_err("the server refuses a second PREPARE of x");
     assert_eq!(code(&e), "42P05", "{e}");
     let q = spawn_query(&c, "EXECUTE x");
     let view = api.held("EXECUTE x").await;
     assert_eq!(t_rows(&db).await, 10, "nothing ran while held");
-    assert!(strings(&view["categories"]).contains(&"destructive".to_string()), "{view:#}");
-    let shown = view["prepared"][0]["sql"].as_str().unwrap_or_default().to_string();
-    assert!(shown.contains("DELETE FROM t") && shown.contains("SELECT 1"), "{view:#}");
+    assert!(
+        strings(&view["categories"]).contains(&"destructive".to_string()),
+        "{view:#}"
+    );
+    let shown = view["prepared"][0]["sql"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        shown.contains("DELETE FROM t") && shown.contains("SELECT 1"),
+        "{view:#}"
+    );
     assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
     assert_sqlstate(finish(q).await, "42501");
     assert_eq!(t_rows(&db).await, 10);
@@ -1355,9 +2043,13 @@ async fn a_second_prepare_of_a_name_cannot_launder_it() {
     // same name is parsed twice by hand.
     let mut s = raw_session(&p, &db).await;
     for sql in ["DELETE FROM t", "SELECT 1"] {
-        s.write_all(&[parse_frame("s1", sql), frame(b'S', b"")].concat()).await.unwrap();
+        s.write_all(&[parse_frame("s1", sql), frame(b'S', b"")].concat())
+            .await
+            .unwrap();
     }
-    s.write_all(&[bind_execute_frames("s1"), frame(b'S', b"")].concat()).await.unwrap();
+    s.write_all(&[bind_execute_frames("s1"), frame(b'S', b"")].concat())
+        .await
+        .unwrap();
     let view = api.pending_destructive(&db).await;
     assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
     api.settled(&id_of(&view), "denied").await;

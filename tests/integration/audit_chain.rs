@@ -308,7 +308,8 @@ async fn record_durable_is_on_disk_when_it_returns() {
     // The head sidecar may lag the log (it is written after the durable
     // record is released), never lead it; a flush brings it up to date.
     let head = || -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("audit.jsonl.head")).unwrap()).unwrap()
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("audit.jsonl.head")).unwrap())
+            .unwrap()
     };
     assert!(head()["seq"].as_u64().unwrap() <= 3);
     a.flush().await.unwrap();

@@ -31,7 +31,10 @@ pub fn stmt(session: &str, n: u64, sql: &str, decision: &str) -> Event {
         rules: vec![],
         ruleset: Some("rs1".into()),
         request_id: None,
-        outcome: Outcome::Ok { command_tag: "SELECT 1".into(), rows: Some(1) },
+        outcome: Outcome::Ok {
+            command_tag: "SELECT 1".into(),
+            rows: Some(1),
+        },
         duration_us: 1200,
     }))
 }
@@ -61,7 +64,14 @@ pub async fn write_trail(dir: &Path, n: u64, mut cfg: AuditConfig) -> Vec<PathBu
     cfg.flush_interval = Duration::from_millis(5);
     let (a, task) = Auditor::start(cfg).await.unwrap();
     for i in 1..=n {
-        a.record(stmt("s-1", i, &format!("SELECT * FROM t WHERE id = {i}"), "allow")).await.unwrap();
+        a.record(stmt(
+            "s-1",
+            i,
+            &format!("SELECT * FROM t WHERE id = {i}"),
+            "allow",
+        ))
+        .await
+        .unwrap();
     }
     a.shutdown().await.unwrap();
     task.join().await.unwrap();
@@ -69,7 +79,11 @@ pub async fn write_trail(dir: &Path, n: u64, mut cfg: AuditConfig) -> Vec<PathBu
 }
 
 pub fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p).unwrap().lines().map(str::to_string).collect()
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 pub fn write_lines(p: &Path, lines: &[String]) {
@@ -80,7 +94,8 @@ pub fn write_lines(p: &Path, lines: &[String]) {
 
 /// Every record of a trail, in chain order (`files` as `trail_files` gives them).
 pub fn records(files: &[PathBuf]) -> Vec<Record> {
-    pg_airlock::audit::chain::read_records(files).unwrap_or_else(|e| panic!("reading {files:?}: {e}"))
+    pg_airlock::audit::chain::read_records(files)
+        .unwrap_or_else(|e| panic!("reading {files:?}: {e}"))
 }
 
 /// The files of the trail whose active file is `active`, in chain order.

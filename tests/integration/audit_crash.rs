@@ -45,13 +45,23 @@ impl ProxyProcess {
         let admin = free_port();
         let text = proxy()
             .rules(rules)
-            .extra(&format!("[[api_token]]\ntoken_env = \"{APPROVER_TOKEN_ENV}\"\nidentity = \"api:alice\"\n"))
+            .extra(&format!(
+                "[[api_token]]\ntoken_env = \"{APPROVER_TOKEN_ENV}\"\nidentity = \"api:alice\"\n"
+            ))
             .config_text(dir);
         // The harness listens on port 0 (listen first, admin second); a
         // separate process must be told its ports.
         let text = text
-            .replacen("address = \"127.0.0.1:0\"", &format!("address = \"127.0.0.1:{port}\""), 1)
-            .replacen("address = \"127.0.0.1:0\"", &format!("address = \"127.0.0.1:{admin}\""), 1);
+            .replacen(
+                "address = \"127.0.0.1:0\"",
+                &format!("address = \"127.0.0.1:{port}\""),
+                1,
+            )
+            .replacen(
+                "address = \"127.0.0.1:0\"",
+                &format!("address = \"127.0.0.1:{admin}\""),
+                1,
+            );
         let config = dir.join("airlock.toml");
         std::fs::write(&config, text).unwrap();
         let stderr = dir.join("proxy.stderr");
@@ -65,19 +75,31 @@ impl ProxyProcess {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        ProxyProcess { child, port, admin, stderr }
+        ProxyProcess {
+            child,
+            port,
+            admin,
+            stderr,
+        }
     }
 
     async fn wait_listening(&mut self) {
         let end = Instant::now() + Duration::from_secs(20);
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
                 return;
             }
             if let Some(st) = self.child.try_wait().unwrap() {
                 panic!("pg-airlock exited with {st}: {}", self.log());
             }
-            assert!(Instant::now() < end, "pg-airlock did not listen within 20s: {}", self.log());
+            assert!(
+                Instant::now() < end,
+                "pg-airlock did not listen within 20s: {}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -90,7 +112,11 @@ impl ProxyProcess {
 
     fn config(&self, db: &str) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host("127.0.0.1").port(self.port).user(AGENT).password(AGENT_PASSWORD).dbname(db);
+        c.host("127.0.0.1")
+            .port(self.port)
+            .user(AGENT)
+            .password(AGENT_PASSWORD)
+            .dbname(db);
         c.connect_timeout(Duration::from_secs(10));
         c
     }
@@ -114,12 +140,20 @@ fn read_crashed(files: &[PathBuf]) -> (Vec<Record>, bool) {
         let complete = text.ends_with('\n') || text.is_empty();
         let mut ls: Vec<&str> = text.lines().collect();
         if !complete {
-            assert_eq!(i, files.len() - 1, "partial line in rotated file {}", f.display());
+            assert_eq!(
+                i,
+                files.len() - 1,
+                "partial line in rotated file {}",
+                f.display()
+            );
             ls.pop();
             torn = true;
         }
         for l in ls {
-            out.push(serde_json::from_str::<Record>(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", f.display())));
+            out.push(
+                serde_json::from_str::<Record>(l)
+                    .unwrap_or_else(|e| panic!("{}: {e}: {l}", f.display())),
+            );
         }
     }
     out.sort_by_key(|r| r.seq);
@@ -129,7 +163,11 @@ fn read_crashed(files: &[PathBuf]) -> (Vec<Record>, bool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_proxy_keeps_durable_decisions_and_loses_at_most_the_flush_window() {
     let db = pg().create_db();
-    pg().direct(&db).await.batch_execute("CREATE TABLE victim (id int)").await.unwrap();
+    pg().direct(&db)
+        .await
+        .batch_execute("CREATE TABLE victim (id int)")
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let rules = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")];
     let mut px = ProxyProcess::spawn(dir.path(), &rules);
@@ -167,29 +205,69 @@ async fn killed_proxy_keeps_durable_decisions_and_loses_at_most_the_flush_window
         }
     });
     let held = tokio::spawn(async move { b.simple_query("DROP TABLE victim").await.map(|_| ()) });
-    let notice = tokio::time::timeout(Duration::from_secs(10), nrx.recv()).await.expect("held notice").unwrap();
-    let id = notice.split("(request ").nth(1).and_then(|s| s.split(',').next()).unwrap_or_else(|| panic!("{notice}")).to_string();
+    let notice = tokio::time::timeout(Duration::from_secs(10), nrx.recv())
+        .await
+        .expect("held notice")
+        .unwrap();
+    let id = notice
+        .split("(request ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or_else(|| panic!("{notice}"))
+        .to_string();
     let on_disk = std::fs::read_to_string(&active).unwrap();
     assert!(
-        on_disk.lines().any(|l| l.contains("\"type\":\"approval_requested\"") && l.contains(&id)),
+        on_disk
+            .lines()
+            .any(|l| l.contains("\"type\":\"approval_requested\"") && l.contains(&id)),
         "approval request {id} not on disk when the client was told it is held"
     );
 
     // Approve through the CLI; the DROP runs; kill as soon as its result is in.
     let out = Command::new(env!("CARGO_BIN_EXE_pg-airlock"))
-        .args(["approvals", "approve", &id, "--admin", &format!("http://127.0.0.1:{}", px.admin), "--token", APPROVER_TOKEN])
+        .args([
+            "approvals",
+            "approve",
+            &id,
+            "--admin",
+            &format!("http://127.0.0.1:{}", px.admin),
+            "--token",
+            APPROVER_TOKEN,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "approve: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    tokio::time::timeout(Duration::from_secs(10), held).await.expect("approved statement finished").unwrap().expect("approved DROP ran");
+    assert!(
+        out.status.success(),
+        "approve: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("approved statement finished")
+        .unwrap()
+        .expect("approved DROP ran");
     // Let the stream run a little longer so the kill lands mid-stream.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let n_before = received.lock().unwrap().len();
-    assert!(n_before >= 10, "only {n_before} statements went through before the kill");
+    assert!(
+        n_before >= 10,
+        "only {n_before} statements went through before the kill"
+    );
     let killed_at = px.kill9();
-    tokio::time::timeout(Duration::from_secs(10), stream).await.expect("stream ends with the proxy").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream)
+        .await
+        .expect("stream ends with the proxy")
+        .unwrap();
     let received = received.lock().unwrap().clone();
-    let dropped = pg().direct(&db).await.query_opt("SELECT to_regclass('victim')::text", &[]).await.unwrap().unwrap().get::<_, Option<String>>(0);
+    let dropped = pg()
+        .direct(&db)
+        .await
+        .query_opt("SELECT to_regclass('victim')::text", &[])
+        .await
+        .unwrap()
+        .unwrap()
+        .get::<_, Option<String>>(0);
     assert_eq!(dropped, None, "the approved DROP ran");
 
     // The file after the crash: a valid chain, at most a torn last line.
@@ -197,7 +275,11 @@ async fn killed_proxy_keeps_durable_decisions_and_loses_at_most_the_flush_window
     let rep = pg_airlock::audit::verify(&files);
     if !rep.ok {
         let p = rep.problem.as_ref().unwrap();
-        assert_eq!(p.kind, ProblemKind::PartialLine, "crash left more than a torn last line:\n{rep}");
+        assert_eq!(
+            p.kind,
+            ProblemKind::PartialLine,
+            "crash left more than a torn last line:\n{rep}"
+        );
         assert_eq!(p.file, active);
     }
     let (recs, torn) = read_crashed(&files);
@@ -225,10 +307,20 @@ async fn killed_proxy_keeps_durable_decisions_and_loses_at_most_the_flush_window
             .collect();
         assert_eq!(starts.len(), 2, "two sessions were started");
         // A ran many statements, B one.
-        let counts: Vec<usize> = starts.iter().map(|s| statements(&recs, &s.session).len()).collect();
-        if counts[0] >= counts[1] { starts[0].session.clone() } else { starts[1].session.clone() }
+        let counts: Vec<usize> = starts
+            .iter()
+            .map(|s| statements(&recs, &s.session).len())
+            .collect();
+        if counts[0] >= counts[1] {
+            starts[0].session.clone()
+        } else {
+            starts[1].session.clone()
+        }
     };
-    let recorded: std::collections::HashSet<u64> = statements(&recs, &session_a).iter().map(|s| s.statement).collect();
+    let recorded: std::collections::HashSet<u64> = statements(&recs, &session_a)
+        .iter()
+        .map(|s| s.statement)
+        .collect();
     let lost: Vec<(u64, Duration)> = received
         .iter()
         .filter(|(n, _)| !recorded.contains(n))
@@ -244,15 +336,30 @@ async fn killed_proxy_keeps_durable_decisions_and_loses_at_most_the_flush_window
     );
     // The lost ones are a suffix: records are written in order.
     if let Some((first_lost, _)) = lost.first() {
-        assert!(received.iter().filter(|(n, _)| n > first_lost).all(|(n, _)| !recorded.contains(n)), "a hole in the trail: {lost:?}");
+        assert!(
+            received
+                .iter()
+                .filter(|(n, _)| n > first_lost)
+                .all(|(n, _)| !recorded.contains(n)),
+            "a hole in the trail: {lost:?}"
+        );
     }
     // Bound: flush_interval + one fsync + scheduling on a loaded 2-core box.
     let bound = flush_interval + Duration::from_millis(200);
-    assert!(oldest_lost <= bound, "a result received {oldest_lost:?} before the crash is not on the record (bound {bound:?}): {lost:?}");
+    assert!(
+        oldest_lost <= bound,
+        "a result received {oldest_lost:?} before the crash is not on the record (bound {bound:?}): {lost:?}"
+    );
 
     // Restart on the crashed trail: the torn line is cut (and the cut
     // recorded), the chain continues and verifies across both runs.
-    let p = proxy().extra(&format!("[audit]\nfile = {:?}\n", active.display().to_string())).start().await;
+    let p = proxy()
+        .extra(&format!(
+            "[audit]\nfile = {:?}\n",
+            active.display().to_string()
+        ))
+        .start()
+        .await;
     p.shutdown().await;
     let files = trail(&active);
     let rep = assert_verifies(&files);
@@ -265,5 +372,10 @@ async fn killed_proxy_keeps_durable_decisions_and_loses_at_most_the_flush_window
         })
         .collect();
     assert_eq!(starts.len(), 2, "{rep}");
-    assert_eq!(starts[1].recovered.is_some(), torn, "{:?}", starts[1].recovered);
+    assert_eq!(
+        starts[1].recovered.is_some(),
+        torn,
+        "{:?}",
+        starts[1].recovered
+    );
 }

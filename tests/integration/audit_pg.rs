@@ -13,35 +13,59 @@ use pg_airlock::audit::*;
 
 /// The superuser over loopback (trusted by the harness's pg_hba).
 fn sink_url(db: &str) -> String {
-    format!("host=127.0.0.1 port={} user=postgres dbname={db} connect_timeout=5", pg().port)
+    format!(
+        "host=127.0.0.1 port={} user=postgres dbname={db} connect_timeout=5",
+        pg().port
+    )
 }
 
 async fn superuser(db: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(&sink_url(db), tokio_postgres::NoTls).await.expect("superuser connection");
+    let (c, conn) = tokio_postgres::connect(&sink_url(db), tokio_postgres::NoTls)
+        .await
+        .expect("superuser connection");
     tokio::spawn(conn);
     c
 }
 
 /// Every row of `table` equals the same-seq line of the file trail, and
 /// there is one row per line.
-async fn assert_table_matches_files(client: &tokio_postgres::Client, table: &str, files: &[PathBuf]) -> usize {
+async fn assert_table_matches_files(
+    client: &tokio_postgres::Client,
+    table: &str,
+    files: &[PathBuf],
+) -> usize {
     let mut file_lines = Vec::new();
     for f in files {
         file_lines.extend(lines(f));
     }
-    let mut by_seq: Vec<(u64, String)> =
-        file_lines.into_iter().map(|l| (serde_json::from_str::<Record>(&l).unwrap().seq, l)).collect();
+    let mut by_seq: Vec<(u64, String)> = file_lines
+        .into_iter()
+        .map(|l| (serde_json::from_str::<Record>(&l).unwrap().seq, l))
+        .collect();
     by_seq.sort_by_key(|(s, _)| *s);
     let rows = client
-        .query(&format!("SELECT seq, prev, hash, line, event->>'type', type FROM {table} ORDER BY seq"), &[])
+        .query(
+            &format!(
+                "SELECT seq, prev, hash, line, event->>'type', type FROM {table} ORDER BY seq"
+            ),
+            &[],
+        )
         .await
         .unwrap();
-    assert_eq!(rows.len(), by_seq.len(), "table {table} and the file trail hold different numbers of records");
+    assert_eq!(
+        rows.len(),
+        by_seq.len(),
+        "table {table} and the file trail hold different numbers of records"
+    );
     for (row, (seq, line)) in rows.iter().zip(&by_seq) {
         let rec: Record = serde_json::from_str(line).unwrap();
         assert_eq!(row.get::<_, i64>(0) as u64, *seq);
         assert_eq!(row.get::<_, String>(1), rec.prev, "seq {seq}");
-        assert_eq!(row.get::<_, String>(2), chain::hash_line(line.as_bytes()), "seq {seq}");
+        assert_eq!(
+            row.get::<_, String>(2),
+            chain::hash_line(line.as_bytes()),
+            "seq {seq}"
+        );
         assert_eq!(&row.get::<_, String>(3), line, "seq {seq}");
         assert_eq!(row.get::<_, String>(4), rec.event.type_name());
         assert_eq!(row.get::<_, String>(5), rec.event.type_name());
@@ -64,7 +88,10 @@ async fn postgres_sink_holds_the_same_lines_and_refuses_edits() {
     let files2 = write_trail(dir.path(), 10, c.clone()).await;
     assert_eq!(files, files2);
     assert_verifies(&files);
-    assert_eq!(assert_table_matches_files(&client, "audit.trail", &files).await, 314);
+    assert_eq!(
+        assert_table_matches_files(&client, "audit.trail", &files).await,
+        314
+    );
 
     for sql in [
         "UPDATE audit.trail SET line = 'x' WHERE seq = 2",
@@ -80,7 +107,10 @@ async fn postgres_sink_holds_the_same_lines_and_refuses_edits() {
     let mut c2 = cfg(other.path());
     c2.postgres_url = Some(sink_url(&db));
     c2.postgres_table = "audit.trail".into();
-    let err = Auditor::start(c2).await.err().expect("foreign chain refused");
+    let err = Auditor::start(c2)
+        .await
+        .err()
+        .expect("foreign chain refused");
     assert!(err.to_string().contains("another chain"), "{err}");
 }
 
@@ -88,7 +118,10 @@ async fn postgres_sink_holds_the_same_lines_and_refuses_edits() {
 async fn unreachable_postgres_fails_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path());
-    c.postgres_url = Some(format!("host=127.0.0.1 port={} user=x connect_timeout=2", free_port()));
+    c.postgres_url = Some(format!(
+        "host=127.0.0.1 port={} user=x connect_timeout=2",
+        free_port()
+    ));
     let err = Auditor::start(c).await.err().expect("must fail");
     assert!(err.to_string().contains("postgres"), "{err}");
 }
@@ -119,8 +152,13 @@ async fn postgres_sink_errors_carry_the_servers_message() {
     assert!(!a.is_healthy());
     let last = a.metrics().last_error().unwrap_or_default();
     // Let the writer finish cleanly before judging the messages.
-    su.batch_execute("DROP TRIGGER audit_outage ON airlock_audit").await.unwrap();
-    tokio::time::timeout(Duration::from_secs(15), a.shutdown()).await.expect("shutdown after recovery").unwrap();
+    su.batch_execute("DROP TRIGGER audit_outage ON airlock_audit")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(15), a.shutdown())
+        .await
+        .expect("shutdown after recovery")
+        .unwrap();
     task.join().await.unwrap();
     assert_verifies(&dir_files(dir.path()));
 
@@ -131,7 +169,11 @@ async fn postgres_sink_errors_carry_the_servers_message() {
         "host=127.0.0.1 port={} user={UPSTREAM_USER} password=wrong-pw-4711 dbname=postgres connect_timeout=5",
         pg().port
     ));
-    let start = Auditor::start(c).await.err().expect("wrong password accepted").to_string();
+    let start = Auditor::start(c)
+        .await
+        .err()
+        .expect("wrong password accepted")
+        .to_string();
     assert!(!start.contains("wrong-pw-4711"), "password echoed: {start}");
 
     let hidden: Vec<&String> = [
@@ -143,7 +185,10 @@ async fn postgres_sink_errors_carry_the_servers_message() {
     .filter(|(msg, cause)| !msg.contains(cause))
     .map(|(msg, _)| msg)
     .collect();
-    assert!(hidden.is_empty(), "PostgreSQL sink errors hide their cause: {hidden:#?}");
+    assert!(
+        hidden.is_empty(),
+        "PostgreSQL sink errors hide their cause: {hidden:#?}"
+    );
 }
 
 /// Under `refuse` the writer gives up on a failing sink at shutdown rather
@@ -167,21 +212,33 @@ async fn refuse_policy_shutdown_does_not_wait_for_a_failing_sink() {
     assert!(eventually(Duration::from_secs(5), || async { !a.is_healthy() }).await);
     let res = tokio::time::timeout(Duration::from_secs(8), a.shutdown()).await;
     // Whatever happened, let the writer end so the test leaks nothing.
-    su.batch_execute("DROP TRIGGER audit_outage ON airlock_audit").await.unwrap();
+    su.batch_execute("DROP TRIGGER audit_outage ON airlock_audit")
+        .await
+        .unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(15), a.shutdown()).await;
     let _ = tokio::time::timeout(Duration::from_secs(15), task.join()).await;
     match res {
-        Ok(r) => assert!(r.is_err(), "shutdown reported success with records not stored"),
+        Ok(r) => assert!(
+            r.is_err(),
+            "shutdown reported success with records not stored"
+        ),
         Err(_) => panic!("shutdown under on_sink_failure = refuse waited 8s for a failing sink"),
     }
 }
 
 fn audit_section(db: &str, extra: &str) -> String {
-    format!("[audit]\nfile = \"audit.jsonl\"\npostgres_url = \"{}\"\nflush_interval = \"20ms\"\n{extra}", sink_url(db))
+    format!(
+        "[audit]\nfile = \"audit.jsonl\"\npostgres_url = \"{}\"\nflush_interval = \"20ms\"\n{extra}",
+        sink_url(db)
+    )
 }
 
 async fn make_table(db: &str) {
-    pg().direct(db).await.batch_execute("CREATE TABLE t (id int primary key, v text)").await.unwrap();
+    pg().direct(db)
+        .await
+        .batch_execute("CREATE TABLE t (id int primary key, v text)")
+        .await
+        .unwrap();
 }
 
 /// Through the real proxy: sessions, statements, a refused login, policy
@@ -194,9 +251,18 @@ async fn proxy_trail_in_postgres_equals_the_file() {
     assert!(p.try_connect(AGENT, "not-the-password", &db).await.is_err());
     let c = p.connect(&db).await;
     for i in 0..20 {
-        c.execute("INSERT INTO t VALUES ($1, 'x')", &[&i]).await.unwrap();
+        c.execute("INSERT INTO t VALUES ($1, 'x')", &[&i])
+            .await
+            .unwrap();
     }
-    assert_eq!(code(&c.simple_query("SELECT * FROM no_such_table").await.unwrap_err()), "42P01");
+    assert_eq!(
+        code(
+            &c.simple_query("SELECT * FROM no_such_table")
+                .await
+                .unwrap_err()
+        ),
+        "42P01"
+    );
     drop(c);
     let dir = p.shutdown_keep_dir().await;
     let files = trail(&dir.path().join("audit.jsonl"));
@@ -210,7 +276,15 @@ async fn proxy_trail_in_postgres_equals_the_file() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for t in ["audit_started", "audit_stopped", "login_refused", "policy_loaded", "session_end", "session_start", "statement"] {
+    for t in [
+        "audit_started",
+        "audit_stopped",
+        "login_refused",
+        "policy_loaded",
+        "session_end",
+        "session_start",
+        "statement",
+    ] {
         assert!(types.iter().any(|x| x == t), "no {t} row in {types:?}");
     }
     assert!(n >= 27, "{n} rows");
@@ -224,9 +298,14 @@ async fn proxy_trail_in_postgres_equals_the_file() {
 async fn refuse_policy_stops_statements_while_the_postgres_sink_fails() {
     let db = pg().create_db();
     make_table(&db).await;
-    let p = proxy().extra(&audit_section(&db, "on_sink_failure = \"refuse\"\n")).start().await;
+    let p = proxy()
+        .extra(&audit_section(&db, "on_sink_failure = \"refuse\"\n"))
+        .start()
+        .await;
     let c = p.connect(&db).await;
-    c.batch_execute("INSERT INTO t VALUES (1, 'before')").await.unwrap();
+    c.batch_execute("INSERT INTO t VALUES (1, 'before')")
+        .await
+        .unwrap();
     let su = superuser(&db).await;
     su.batch_execute(
         "CREATE FUNCTION audit_outage() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'simulated audit outage'; END $$;
@@ -240,7 +319,10 @@ async fn refuse_policy_stops_statements_while_the_postgres_sink_fails() {
     let mut ran = 1;
     let mut refused = None;
     for i in 2..2000 {
-        match c.simple_query(&format!("INSERT INTO t VALUES ({i}, 'during')")).await {
+        match c
+            .simple_query(&format!("INSERT INTO t VALUES ({i}, 'during')"))
+            .await
+        {
             Ok(_) => ran += 1,
             Err(e) => {
                 refused = Some(e);
@@ -251,19 +333,60 @@ async fn refuse_policy_stops_statements_while_the_postgres_sink_fails() {
     }
     let e = refused.expect("statements were never refused while the audit table failed");
     assert_eq!(code(&e), "57P03", "{e}");
-    assert!(e.as_db_error().unwrap().message().contains("audit trail is unavailable"), "{e}");
+    assert!(
+        e.as_db_error()
+            .unwrap()
+            .message()
+            .contains("audit trail is unavailable"),
+        "{e}"
+    );
     assert!(!p.running.proxy.audit.is_healthy());
-    let last = p.running.proxy.audit.metrics().last_error().unwrap_or_default();
-    assert!(last.contains("postgres") && last.contains("airlock_audit"), "{last}");
-    let count = |c: tokio_postgres::Client| async move { c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get::<_, i64>(0) };
-    assert_eq!(count(pg().direct(&db).await).await, ran, "a refused statement ran");
+    let last = p
+        .running
+        .proxy
+        .audit
+        .metrics()
+        .last_error()
+        .unwrap_or_default();
+    assert!(
+        last.contains("postgres") && last.contains("airlock_audit"),
+        "{last}"
+    );
+    let count = |c: tokio_postgres::Client| async move {
+        c.query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(
+        count(pg().direct(&db).await).await,
+        ran,
+        "a refused statement ran"
+    );
     // Still refused on the next try: the session stays usable but runs nothing.
-    assert_eq!(code(&c.simple_query("INSERT INTO t VALUES (9999, 'no')").await.unwrap_err()), "57P03");
+    assert_eq!(
+        code(
+            &c.simple_query("INSERT INTO t VALUES (9999, 'no')")
+                .await
+                .unwrap_err()
+        ),
+        "57P03"
+    );
 
-    su.batch_execute("DROP TRIGGER audit_outage ON airlock_audit").await.unwrap();
-    let healthy = eventually(Duration::from_secs(15), || async { p.running.proxy.audit.is_healthy() }).await;
-    assert!(healthy, "audit sink did not recover after the table was fixed");
-    c.batch_execute("INSERT INTO t VALUES (10000, 'after')").await.unwrap();
+    su.batch_execute("DROP TRIGGER audit_outage ON airlock_audit")
+        .await
+        .unwrap();
+    let healthy = eventually(Duration::from_secs(15), || async {
+        p.running.proxy.audit.is_healthy()
+    })
+    .await;
+    assert!(
+        healthy,
+        "audit sink did not recover after the table was fixed"
+    );
+    c.batch_execute("INSERT INTO t VALUES (10000, 'after')")
+        .await
+        .unwrap();
     assert_eq!(count(pg().direct(&db).await).await, ran + 1);
     drop(c);
     let dir = p.shutdown_keep_dir().await;
@@ -276,5 +399,9 @@ async fn refuse_policy_stops_statements_while_the_postgres_sink_fails() {
         .iter()
         .filter(|r| matches!(&r.event.kind, pg_airlock::audit::EventKind::Statement(s) if s.outcome != Outcome::NotSent))
         .count() as i64;
-    assert_eq!(inserts, ran + 1, "every statement that ran is in the trail, and nothing else");
+    assert_eq!(
+        inserts,
+        ran + 1,
+        "every statement that ran is in the trail, and nothing else"
+    );
 }

@@ -34,21 +34,37 @@ const ACCEPTED: &[&str] = &["25001", "25P01", "42501", "2BP01", "55006", "0A000"
 
 fn own_transaction_control(sql: &str) -> bool {
     let l = sql.to_ascii_lowercase();
-    ["commit", "rollback", "begin", "start transaction", "end", "abort", "savepoint", "release", "prepare transaction"]
-        .iter()
-        .any(|k| l.contains(k))
+    [
+        "commit",
+        "rollback",
+        "begin",
+        "start transaction",
+        "end",
+        "abort",
+        "savepoint",
+        "release",
+        "prepare transaction",
+    ]
+    .iter()
+    .any(|k| l.contains(k))
 }
 
 #[tokio::test]
 async fn corpus_statements_marked_valid_are_valid_postgres() {
-    let text = std::fs::read_to_string(fixture("classify/corpus.toml")).expect("fixtures/classify/corpus.toml");
+    let text = std::fs::read_to_string(fixture("classify/corpus.toml"))
+        .expect("fixtures/classify/corpus.toml");
     let corpus: Corpus = toml::from_str(&text).expect("corpus parses");
     let pg = pg();
     let runner = "corpus_runner";
     let _ = pg.cluster.psql("postgres", &format!("DO $$ BEGIN CREATE ROLE {runner} LOGIN PASSWORD 'x'; EXCEPTION WHEN duplicate_object THEN NULL; END $$"));
     let _ = pg.cluster.psql("postgres", "DO $$ BEGIN CREATE ROLE readonly NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
     let template = pg.create_db();
-    pg.psql(&template, &format!("ALTER DATABASE {template} OWNER TO {runner}; ALTER SCHEMA public OWNER TO {runner}"));
+    pg.psql(
+        &template,
+        &format!(
+            "ALTER DATABASE {template} OWNER TO {runner}; ALTER SCHEMA public OWNER TO {runner}"
+        ),
+    );
     pg.psql(&template, &format!("SET ROLE {runner}; {SCHEMA}"));
 
     let connect = |db: String| async move {
@@ -64,7 +80,10 @@ async fn corpus_statements_marked_valid_are_valid_postgres() {
         c
     };
     let work = format!("{template}_work");
-    pg.psql("postgres", &format!("CREATE DATABASE {work} TEMPLATE {template} OWNER {runner}"));
+    pg.psql(
+        "postgres",
+        &format!("CREATE DATABASE {work} TEMPLATE {template} OWNER {runner}"),
+    );
     let shared = connect(work).await;
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -72,7 +91,10 @@ async fn corpus_statements_marked_valid_are_valid_postgres() {
         checked += 1;
         let result = if own_transaction_control(&case.sql) {
             let db = format!("{template}_c{checked}");
-            pg.psql("postgres", &format!("CREATE DATABASE {db} TEMPLATE {template} OWNER {runner}"));
+            pg.psql(
+                "postgres",
+                &format!("CREATE DATABASE {db} TEMPLATE {template} OWNER {runner}"),
+            );
             let c = connect(db.clone()).await;
             let r = c.simple_query(&case.sql).await.map(|_| ());
             drop(c);
@@ -87,10 +109,22 @@ async fn corpus_statements_marked_valid_are_valid_postgres() {
         if let Err(e) = result {
             let code = code(&e);
             if !ACCEPTED.contains(&code.as_str()) {
-                failures.push(format!("{:?}: {} ({code})", case.sql, e.as_db_error().map(|d| d.message()).unwrap_or("?")));
+                failures.push(format!(
+                    "{:?}: {} ({code})",
+                    case.sql,
+                    e.as_db_error().map(|d| d.message()).unwrap_or("?")
+                ));
             }
         }
     }
-    assert!(checked >= 200, "only {checked} corpus cases are marked pg_valid");
-    assert!(failures.is_empty(), "{} of {checked} pg_valid corpus cases are not valid PostgreSQL:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        checked >= 200,
+        "only {checked} corpus cases are marked pg_valid"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} pg_valid corpus cases are not valid PostgreSQL:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

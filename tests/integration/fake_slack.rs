@@ -393,7 +393,8 @@ pub fn block_actions(
 /// `payload` as Slack sends it when the message's plain-text input `block` /
 /// `action` holds `text` at the time of the click (`state.values`).
 pub fn with_input(mut payload: Value, block: &str, action: &str, text: &str) -> Value {
-    payload["state"] = json!({"values": {block: {action: {"type": "plain_text_input", "value": text}}}});
+    payload["state"] =
+        json!({"values": {block: {action: {"type": "plain_text_input", "value": text}}}});
     payload
 }
 

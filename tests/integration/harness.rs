@@ -57,8 +57,15 @@ impl TestPg {
 
     /// A fresh database for one test, owned by the upstream user.
     pub fn create_db(&self) -> String {
-        let name = format!("t{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::Relaxed));
-        self.psql("postgres", &format!("CREATE DATABASE {name} OWNER {UPSTREAM_USER}"));
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            DB_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} OWNER {UPSTREAM_USER}"),
+        );
         name
     }
 
@@ -91,10 +98,13 @@ pub struct ProxyBuilder {
 }
 
 pub fn proxy() -> ProxyBuilder {
-    let limits = [("startup_timeout", "\"3s\""), ("shutdown_timeout", "\"2s\"")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let limits = [
+        ("startup_timeout", "\"3s\""),
+        ("shutdown_timeout", "\"2s\""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     ProxyBuilder {
         extra: String::new(),
         listen_extra: String::new(),
@@ -111,7 +121,9 @@ pub struct TestProxy {
 }
 
 pub fn fixture(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(p)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(p)
 }
 
 impl ProxyBuilder {
@@ -171,7 +183,9 @@ impl ProxyBuilder {
             Some(body) => body.clone(),
             None => {
                 let port = self.upstream_port.unwrap_or_else(|| pg().port);
-                format!("host = \"127.0.0.1\"\nport = {port}\nuser = \"{UPSTREAM_USER}\"\npassword_file = \"upstream.pw\"\ntls = \"disable\"\n")
+                format!(
+                    "host = \"127.0.0.1\"\nport = {port}\nuser = \"{UPSTREAM_USER}\"\npassword_file = \"upstream.pw\"\ntls = \"disable\"\n"
+                )
             }
         };
         format!(
@@ -207,7 +221,11 @@ databases = ["only_this_db"]
 "#,
             listen_extra = self.listen_extra,
             rules = self.rules,
-            limits = self.limits.iter().map(|(k, v)| format!("{k} = {v}\n")).collect::<String>(),
+            limits = self
+                .limits
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}\n"))
+                .collect::<String>(),
             extra = self.extra,
         )
     }
@@ -217,7 +235,8 @@ databases = ["only_this_db"]
         let text = self.config_text(dir.path());
         let path = dir.path().join("airlock.toml");
         std::fs::write(&path, &text).unwrap();
-        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+        let cfg =
+            Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
         let running = app::start(cfg).await.expect("proxy starts");
         TestProxy { running, dir }
     }
@@ -230,35 +249,56 @@ impl TestProxy {
 
     pub fn config(&self, agent: &str, password: &str, db: &str) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host("127.0.0.1").port(self.port()).user(agent).password(password).dbname(db);
+        c.host("127.0.0.1")
+            .port(self.port())
+            .user(agent)
+            .password(password)
+            .dbname(db);
         c.connect_timeout(Duration::from_secs(10));
         c
     }
 
     /// Connect as the default agent.
     pub async fn connect(&self, db: &str) -> tokio_postgres::Client {
-        self.try_connect(AGENT, AGENT_PASSWORD, db).await.expect("connect through proxy")
+        self.try_connect(AGENT, AGENT_PASSWORD, db)
+            .await
+            .expect("connect through proxy")
     }
 
-    pub async fn try_connect(&self, agent: &str, password: &str, db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (c, conn) = self.config(agent, password, db).connect(tokio_postgres::NoTls).await?;
+    pub async fn try_connect(
+        &self,
+        agent: &str,
+        password: &str,
+        db: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (c, conn) = self
+            .config(agent, password, db)
+            .connect(tokio_postgres::NoTls)
+            .await?;
         tokio::spawn(conn);
         Ok(c)
     }
 
     /// libpq connection string for psql / pgbench.
     pub fn url(&self, db: &str) -> String {
-        format!("postgresql://{AGENT}:{AGENT_PASSWORD}@127.0.0.1:{}/{db}?sslmode=disable", self.port())
+        format!(
+            "postgresql://{AGENT}:{AGENT_PASSWORD}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port()
+        )
     }
 
     pub async fn shutdown(self) {
-        tokio::time::timeout(Duration::from_secs(20), self.running.shutdown()).await.expect("proxy shuts down in time");
+        tokio::time::timeout(Duration::from_secs(20), self.running.shutdown())
+            .await
+            .expect("proxy shuts down in time");
     }
 }
 
 /// SQLSTATE of a tokio-postgres error, for assertions.
 pub fn code(e: &tokio_postgres::Error) -> String {
-    e.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("<no sqlstate: {e}>"))
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("<no sqlstate: {e}>"))
 }
 
 /// Poll `f` until it returns true or `timeout` passes (no bare sleeps in
@@ -305,7 +345,9 @@ impl TestProxy {
     /// lives there); `shutdown` would delete it with the proxy.
     pub async fn shutdown_keep_dir(self) -> tempfile::TempDir {
         let TestProxy { running, dir } = self;
-        tokio::time::timeout(Duration::from_secs(20), running.shutdown()).await.expect("proxy shuts down in time");
+        tokio::time::timeout(Duration::from_secs(20), running.shutdown())
+            .await
+            .expect("proxy shuts down in time");
         dir
     }
 }
@@ -319,13 +361,17 @@ impl ProxyBuilder {
     pub async fn start_with_secrets(self, secrets: &[(&str, &str)]) -> TestProxy {
         let dir = tempfile::tempdir().unwrap();
         for (name, value) in secrets {
-            assert!(std::env::var_os(name).is_none(), "{name} is set in the environment; the test expects the file");
+            assert!(
+                std::env::var_os(name).is_none(),
+                "{name} is set in the environment; the test expects the file"
+            );
             std::fs::write(dir.path().join(name), value).unwrap();
         }
         let text = format!("secrets_dir = \".\"\n{}", self.config_text(dir.path()));
         let path = dir.path().join("airlock.toml");
         std::fs::write(&path, &text).unwrap();
-        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+        let cfg =
+            Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
         let running = app::start(cfg).await.expect("proxy starts");
         TestProxy { running, dir }
     }

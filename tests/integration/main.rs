@@ -1,12 +1,7 @@
 //! Integration tests: the real proxy in-process against a real PostgreSQL
 //! started by the harness. One binary (STYLE 7); modules by capability.
 
-mod corpus;
-mod harness;
-mod relay;
-mod policy;
-mod robustness;
-mod upstream_auth;
+mod approval;
 mod audit;
 mod audit_chain;
 mod audit_common;
@@ -14,6 +9,11 @@ mod audit_crash;
 mod audit_pg;
 mod audit_render;
 mod audit_tools;
-mod approval;
+mod corpus;
 mod demo;
 mod fake_slack;
+mod harness;
+mod policy;
+mod relay;
+mod robustness;
+mod upstream_auth;

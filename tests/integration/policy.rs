@@ -9,14 +9,28 @@ use std::time::Duration;
 /// A shipped rule file with its hold timeout cut to 250 ms, so a held
 /// statement nobody approves is refused quickly. Kept alive by the caller.
 fn fast(name: &str) -> (tempfile::TempDir, Vec<PathBuf>) {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(name)).unwrap();
-    assert!(text.contains("timeout = \"60s\""), "{name} has no 60s default timeout to shorten");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("rules")
+            .join(name),
+    )
+    .unwrap();
+    assert!(
+        text.contains("timeout = \"60s\""),
+        "{name} has no 60s default timeout to shorten"
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     // Every timeout, the default and any rule's own.
     let fast: String = text
         .lines()
-        .map(|l| if l.trim_start().starts_with("timeout = ") { "timeout = \"250ms\"".to_string() } else { l.to_string() })
+        .map(|l| {
+            if l.trim_start().starts_with("timeout = ") {
+                "timeout = \"250ms\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&path, fast).unwrap();
@@ -45,7 +59,10 @@ async fn rows(db: &str) -> i64 {
 fn assert_held(e: &tokio_postgres::Error) {
     assert_eq!(code(e), "57014", "{e}");
     let msg = e.as_db_error().unwrap().message();
-    assert!(msg.contains("approval request") && msg.contains("timed out"), "{msg}");
+    assert!(
+        msg.contains("approval request") && msg.contains("timed out"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -84,15 +101,26 @@ async fn held_statements_never_reach_the_database_in_the_simple_protocol() {
         "ALTER TABLE t ADD COLUMN w int",
         "this is not sql at all",
     ] {
-        let e = c.simple_query(sql).await.err().unwrap_or_else(|| panic!("{sql:?} was not stopped"));
+        let e = c
+            .simple_query(sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{sql:?} was not stopped"));
         assert_held(&e);
         assert_eq!(rows(&db).await, 10, "{sql:?} changed the table");
     }
     // The session is still usable and ordinary work passes.
-    c.batch_execute("INSERT INTO t VALUES (11, 'eleven')").await.unwrap();
-    c.execute("UPDATE t SET v = 'x' WHERE id = $1", &[&11i32]).await.unwrap();
+    c.batch_execute("INSERT INTO t VALUES (11, 'eleven')")
+        .await
+        .unwrap();
+    c.execute("UPDATE t SET v = 'x' WHERE id = $1", &[&11i32])
+        .await
+        .unwrap();
     c.execute("DELETE FROM t WHERE id = 11", &[]).await.unwrap();
-    let msgs = c.simple_query("SELECT 'DROP TABLE t' AS harmless, \"grant\" FROM (SELECT 1 AS \"grant\") x").await.unwrap();
+    let msgs = c
+        .simple_query("SELECT 'DROP TABLE t' AS harmless, \"grant\" FROM (SELECT 1 AS \"grant\") x")
+        .await
+        .unwrap();
     assert_eq!(msgs.len(), 3);
     assert_eq!(rows(&db).await, 10);
     assert!(p.running.proxy.metrics.statements_held.get() >= 27);
@@ -107,14 +135,24 @@ async fn held_statements_never_reach_the_database_in_the_extended_protocol() {
     let p = proxy().rules(&paths).start().await;
     let c = p.connect(&db).await;
     // Parse/Describe alone runs nothing and is allowed; Execute is judged.
-    let stmt = c.prepare("DROP TABLE t").await.expect("preparing runs nothing");
+    let stmt = c
+        .prepare("DROP TABLE t")
+        .await
+        .expect("preparing runs nothing");
     assert_held(&c.execute(&stmt, &[]).await.unwrap_err());
     assert_held(&c.execute("DELETE FROM t", &[]).await.unwrap_err());
-    assert_held(&c.query("SELECT pg_read_file($1)", &[&"/etc/passwd"]).await.unwrap_err());
+    assert_held(
+        &c.query("SELECT pg_read_file($1)", &[&"/etc/passwd"])
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(rows(&db).await, 10);
     // A pipeline mixing allowed and held statements: answers stay in order
     // and only the allowed ones run.
-    let ins = c.prepare("INSERT INTO t VALUES ($1, 'p') RETURNING id").await.unwrap();
+    let ins = c
+        .prepare("INSERT INTO t VALUES ($1, 'p') RETURNING id")
+        .await
+        .unwrap();
     let del = c.prepare("DELETE FROM t").await.unwrap();
     let futs = (100..130).map(|i| {
         let (c, ins, del) = (&c, &ins, &del);
@@ -145,13 +183,23 @@ async fn sql_level_prepare_is_judged_at_execute() {
     let (_rules, paths) = fast("default.toml");
     let p = proxy().rules(&paths).start().await;
     let c = p.connect(&db).await;
-    c.batch_execute("PREPARE wipe AS DELETE FROM t").await.expect("PREPARE runs nothing");
+    c.batch_execute("PREPARE wipe AS DELETE FROM t")
+        .await
+        .expect("PREPARE runs nothing");
     assert_held(&c.simple_query("EXECUTE wipe").await.unwrap_err());
-    assert_held(&c.simple_query("explain analyze execute wipe").await.unwrap_err());
-    c.batch_execute("PREPARE one(int) AS SELECT v FROM t WHERE id = $1").await.unwrap();
+    assert_held(
+        &c.simple_query("explain analyze execute wipe")
+            .await
+            .unwrap_err(),
+    );
+    c.batch_execute("PREPARE one(int) AS SELECT v FROM t WHERE id = $1")
+        .await
+        .unwrap();
     c.batch_execute("EXECUTE one(3)").await.unwrap();
     // Re-using a name after DEALLOCATE: the new meaning counts.
-    c.batch_execute("DEALLOCATE one; PREPARE one AS DELETE FROM t").await.unwrap();
+    c.batch_execute("DEALLOCATE one; PREPARE one AS DELETE FROM t")
+        .await
+        .unwrap();
     assert_held(&c.simple_query("EXECUTE one").await.unwrap_err());
     // EXECUTE of a name the proxy never saw prepared fails closed.
     assert_held(&c.simple_query("EXECUTE never_seen").await.unwrap_err());
@@ -167,14 +215,25 @@ async fn refusal_inside_a_transaction_aborts_it_as_the_client_is_told() {
     let p = proxy().rules(&paths).start().await;
     let c = p.connect(&db).await;
     c.batch_execute("BEGIN").await.unwrap();
-    c.execute("INSERT INTO t VALUES (50, 'in txn')", &[]).await.unwrap();
+    c.execute("INSERT INTO t VALUES (50, 'in txn')", &[])
+        .await
+        .unwrap();
     assert_held(&c.simple_query("DROP TABLE t").await.unwrap_err());
     // The server's transaction is aborted, exactly as the client now believes.
-    assert_eq!(code(&c.simple_query("SELECT 1").await.unwrap_err()), "25P02");
+    assert_eq!(
+        code(&c.simple_query("SELECT 1").await.unwrap_err()),
+        "25P02"
+    );
     c.batch_execute("COMMIT").await.unwrap(); // reported as ROLLBACK by the server
-    assert_eq!(rows(&db).await, 10, "the insert before the refusal was rolled back");
+    assert_eq!(
+        rows(&db).await,
+        10,
+        "the insert before the refusal was rolled back"
+    );
     // A fresh transaction works.
-    c.batch_execute("BEGIN; INSERT INTO t VALUES (51, 'ok'); COMMIT").await.unwrap();
+    c.batch_execute("BEGIN; INSERT INTO t VALUES (51, 'ok'); COMMIT")
+        .await
+        .unwrap();
     assert_eq!(rows(&db).await, 11);
     p.shutdown().await;
 }
@@ -186,12 +245,29 @@ async fn deny_rules_answer_with_their_message() {
     let (_rules, strict) = fast("strict.toml");
     let p = proxy().rules(&strict).start().await;
     let c = p.connect(&db).await;
-    let e = c.simple_query("GRANT SELECT ON t TO PUBLIC").await.unwrap_err();
+    let e = c
+        .simple_query("GRANT SELECT ON t TO PUBLIC")
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "42501");
-    assert!(e.as_db_error().unwrap().message().contains("denied by rule"), "{e}");
+    assert!(
+        e.as_db_error()
+            .unwrap()
+            .message()
+            .contains("denied by rule"),
+        "{e}"
+    );
     // strict also holds reads of *pii* / *secret* tables.
-    pg().direct(&db).await.batch_execute("CREATE TABLE customer_pii (ssn text)").await.unwrap();
-    assert_held(&c.simple_query("SELECT * FROM customer_pii").await.unwrap_err());
+    pg().direct(&db)
+        .await
+        .batch_execute("CREATE TABLE customer_pii (ssn text)")
+        .await
+        .unwrap();
+    assert_held(
+        &c.simple_query("SELECT * FROM customer_pii")
+            .await
+            .unwrap_err(),
+    );
     c.simple_query("SELECT * FROM t").await.unwrap();
     p.shutdown().await;
 }
@@ -209,14 +285,23 @@ async fn rules_reload_on_change_and_bad_files_keep_the_old_rules() {
     assert_held(&c.simple_query("CREATE TABLE x (a int)").await.unwrap_err());
 
     // A broken file is refused; the old rules stay in force.
-    std::fs::write(&file, "[[rule]]\nname = \"broken\"\naction = \"sometimes\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[[rule]]\nname = \"broken\"\naction = \"sometimes\"\n",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_held(&c.simple_query("CREATE TABLE x (a int)").await.unwrap_err());
     c.simple_query("SELECT 1").await.unwrap();
 
     // A valid change takes effect without a restart.
     std::fs::write(&file, format!("{hold_ddl}\n[[rule]]\nname = \"ddl-ok\"\ndescription = \"d\"\naction = \"allow\"\ncategories = [\"ddl\"]\n")).unwrap();
-    let ok = eventually(Duration::from_secs(5), || async { c.simple_query("CREATE TABLE IF NOT EXISTS x (a int)").await.is_ok() }).await;
+    let ok = eventually(Duration::from_secs(5), || async {
+        c.simple_query("CREATE TABLE IF NOT EXISTS x (a int)")
+            .await
+            .is_ok()
+    })
+    .await;
     assert!(ok, "new rules were not picked up");
     p.shutdown().await;
 }
@@ -230,17 +315,32 @@ async fn large_statements_are_classified_off_the_session_thread_and_judged_alike
     let db = pg().create_db();
     setup(&db).await;
     let (_rules, default) = fast("default.toml");
-    let p = proxy().rules(&default).limit("session_threads", "1").start().await;
+    let p = proxy()
+        .rules(&default)
+        .limit("session_threads", "1")
+        .start()
+        .await;
     let c = p.connect(&db).await;
     let off_thread = || p.running.proxy.metrics.classified_off_thread.get();
     // About 20 KB each, past the 8 KiB threshold.
-    let values: String = (100..1100).map(|i| format!("({i}, 'row {i}')")).collect::<Vec<_>>().join(", ");
-    c.simple_query(&format!("INSERT INTO t VALUES {values}")).await.unwrap();
+    let values: String = (100..1100)
+        .map(|i| format!("({i}, 'row {i}')"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    c.simple_query(&format!("INSERT INTO t VALUES {values}"))
+        .await
+        .unwrap();
     assert_eq!(off_thread(), 1);
     assert_eq!(rows(&db).await, 1010);
-    let ids: String = (100..4000).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    let ids: String = (100..4000)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let n: i64 = c
-        .query_one(&format!("SELECT count(*) FROM t WHERE id IN ({ids}) AND v <> $1"), &[&"x"])
+        .query_one(
+            &format!("SELECT count(*) FROM t WHERE id IN ({ids}) AND v <> $1"),
+            &[&"x"],
+        )
         .await
         .unwrap()
         .get(0);
@@ -249,8 +349,16 @@ async fn large_statements_are_classified_off_the_session_thread_and_judged_alike
     // Destructive, with the danger at the end of a long text: held, then
     // refused at the timeout, in both protocols; nothing deleted.
     let padding = format!("/* {} */", "x".repeat(20_000));
-    assert_held(&c.simple_query(&format!("{padding} DELETE FROM t")).await.unwrap_err());
-    assert_held(&c.execute(&format!("{padding} DELETE FROM t"), &[]).await.unwrap_err());
+    assert_held(
+        &c.simple_query(&format!("{padding} DELETE FROM t"))
+            .await
+            .unwrap_err(),
+    );
+    assert_held(
+        &c.execute(&format!("{padding} DELETE FROM t"), &[])
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(off_thread(), 4);
     assert_eq!(rows(&db).await, 1010);
     // The session is still fine, and small texts stay on the thread.

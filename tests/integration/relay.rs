@@ -12,8 +12,15 @@ async fn simple_and_extended_queries_and_transactions_work() {
     let db = pg().create_db();
     let p = proxy().start().await;
     let c = p.connect(&db).await;
-    c.batch_execute("CREATE TABLE t (id int primary key, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b')").await.unwrap();
-    let rows = c.query("SELECT id, v FROM t WHERE id > $1 ORDER BY id", &[&0i32]).await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE t (id int primary key, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+    )
+    .await
+    .unwrap();
+    let rows = c
+        .query("SELECT id, v FROM t WHERE id > $1 ORDER BY id", &[&0i32])
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1].get::<_, &str>(1), "b");
 
@@ -21,11 +28,24 @@ async fn simple_and_extended_queries_and_transactions_work() {
     let e = c.simple_query("SELEC 1").await.unwrap_err();
     assert_eq!(code(&e), "42601");
     c.batch_execute("BEGIN").await.unwrap();
-    c.execute("INSERT INTO t VALUES (3, 'c')", &[]).await.unwrap();
-    assert_eq!(code(&c.execute("INSERT INTO t VALUES (3, 'dup')", &[]).await.unwrap_err()), "23505");
+    c.execute("INSERT INTO t VALUES (3, 'c')", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            &c.execute("INSERT INTO t VALUES (3, 'dup')", &[])
+                .await
+                .unwrap_err()
+        ),
+        "23505"
+    );
     assert_eq!(code(&c.query("SELECT 1", &[]).await.unwrap_err()), "25P02");
     c.batch_execute("ROLLBACK").await.unwrap();
-    let n: i64 = c.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 2);
     p.shutdown().await;
 }
@@ -35,7 +55,10 @@ async fn pipelined_extended_queries_keep_order() {
     let db = pg().create_db();
     let p = proxy().start().await;
     let c = p.connect(&db).await;
-    let stmt = c.prepare("SELECT $1::int * 2, pg_backend_pid()").await.unwrap();
+    let stmt = c
+        .prepare("SELECT $1::int * 2, pg_backend_pid()")
+        .await
+        .unwrap();
     // tokio-postgres pipelines concurrent requests on one connection:
     // hundreds of Bind/Execute/Sync batches are in flight at once.
     let futs = (0..500).map(|i| {
@@ -58,12 +81,19 @@ async fn binary_and_text_values_survive_byte_for_byte() {
     let db = pg().create_db();
     let p = proxy().start().await;
     let c = p.connect(&db).await;
-    c.batch_execute("CREATE TABLE b (id int, data bytea, t text)").await.unwrap();
+    c.batch_execute("CREATE TABLE b (id int, data bytea, t text)")
+        .await
+        .unwrap();
     let all: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     let text = "naïve ☃ 𝄞 \u{7f} tab\tnewline\n 'quote' \"dq\" \\backslash";
-    c.execute("INSERT INTO b VALUES (1, $1, $2)", &[&all, &text]).await.unwrap();
+    c.execute("INSERT INTO b VALUES (1, $1, $2)", &[&all, &text])
+        .await
+        .unwrap();
     // Binary result format (tokio-postgres default for typed queries).
-    let row = c.query_one("SELECT data, t FROM b WHERE id = 1", &[]).await.unwrap();
+    let row = c
+        .query_one("SELECT data, t FROM b WHERE id = 1", &[])
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, Vec<u8>>(0), all);
     assert_eq!(row.get::<_, &str>(1), text);
     // Text result format through the simple protocol: bytea hex output.
@@ -75,7 +105,11 @@ async fn binary_and_text_values_survive_byte_for_byte() {
         .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
         .collect();
     let direct = pg().direct(&db).await;
-    let want: String = direct.query_one("SELECT encode(sha256(data), 'hex') FROM b", &[]).await.unwrap().get(0);
+    let want: String = direct
+        .query_one("SELECT encode(sha256(data), 'hex') FROM b", &[])
+        .await
+        .unwrap()
+        .get(0);
     match &msgs[0] {
         tokio_postgres::SimpleQueryMessage::Row(r) => {
             assert_eq!(r.get(0), Some(want.as_str()));
@@ -93,7 +127,9 @@ async fn copy_in_and_out_work() {
     let db = pg().create_db();
     let p = proxy().start().await;
     let c = p.connect(&db).await;
-    c.batch_execute("CREATE TABLE c (id int, v text)").await.unwrap();
+    c.batch_execute("CREATE TABLE c (id int, v text)")
+        .await
+        .unwrap();
     let sink = c.copy_in("COPY c FROM STDIN").await.unwrap();
     futures::pin_mut!(sink);
     let mut data = String::new();
@@ -105,7 +141,10 @@ async fn copy_in_and_out_work() {
     }
     assert_eq!(sink.finish().await.unwrap(), 20_000);
 
-    let out = c.copy_out("COPY (SELECT * FROM c ORDER BY id) TO STDOUT").await.unwrap();
+    let out = c
+        .copy_out("COPY (SELECT * FROM c ORDER BY id) TO STDOUT")
+        .await
+        .unwrap();
     let chunks: Vec<Bytes> = out.map(|r| r.unwrap()).collect().await;
     let got: Vec<u8> = chunks.concat();
     assert_eq!(String::from_utf8(got).unwrap(), data);
@@ -114,7 +153,13 @@ async fn copy_in_and_out_work() {
     // the simple protocol here.)
     let e = c.simple_query("COPY nope FROM STDIN").await.unwrap_err();
     assert_eq!(code(&e), "42P01");
-    assert_eq!(c.query_one("SELECT count(*) FROM c", &[]).await.unwrap().get::<_, i64>(0), 20_000);
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM c", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        20_000
+    );
     p.shutdown().await;
 }
 
@@ -123,7 +168,11 @@ async fn notices_notifications_and_parameter_status_are_relayed() {
     use tokio_postgres::AsyncMessage;
     let db = pg().create_db();
     let p = proxy().start().await;
-    let (c, mut conn) = p.config(AGENT, AGENT_PASSWORD, &db).connect(tokio_postgres::NoTls).await.unwrap();
+    let (c, mut conn) = p
+        .config(AGENT, AGENT_PASSWORD, &db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut stream = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
@@ -133,8 +182,14 @@ async fn notices_notifications_and_parameter_status_are_relayed() {
     });
     c.batch_execute("LISTEN airlock_chan").await.unwrap();
     let other = p.connect(&db).await;
-    other.batch_execute("NOTIFY airlock_chan, 'hello there'").await.unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    other
+        .batch_execute("NOTIFY airlock_chan, 'hello there'")
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     match m {
         AsyncMessage::Notification(n) => {
             assert_eq!(n.channel(), "airlock_chan");
@@ -143,9 +198,17 @@ async fn notices_notifications_and_parameter_status_are_relayed() {
         other => panic!("expected a notification, got {other:?}"),
     }
     // A notice raised by the server (a CHECK on a missing object is a notice).
-    c.batch_execute("DROP TABLE IF EXISTS surely_missing").await.unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
-    assert!(matches!(m, AsyncMessage::Notice(ref n) if n.message().contains("does not exist")), "{m:?}");
+    c.batch_execute("DROP TABLE IF EXISTS surely_missing")
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(m, AsyncMessage::Notice(ref n) if n.message().contains("does not exist")),
+        "{m:?}"
+    );
     p.shutdown().await;
 }
 
@@ -157,9 +220,17 @@ async fn upstream_session_is_tagged_with_the_agent() {
     cfg.application_name("nightly-job");
     let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
-    let name: String = c.query_one("SELECT current_setting('application_name')", &[]).await.unwrap().get(0);
+    let name: String = c
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(name, "airlock:billing-bot:nightly-job");
-    let pinned: String = c.query_one("SELECT current_setting('standard_conforming_strings')", &[]).await.unwrap().get(0);
+    let pinned: String = c
+        .query_one("SELECT current_setting('standard_conforming_strings')", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(pinned, "on");
     p.shutdown().await;
 }
@@ -173,13 +244,25 @@ async fn wrong_password_unknown_agent_and_forbidden_database_are_refused() {
     let e2 = p.try_connect("nobody", "whatever", &db).await.unwrap_err();
     assert_eq!(code(&e2), "28P01");
     // Same message shape for both: no agent enumeration.
-    let strip = |e: &tokio_postgres::Error, who: &str| e.as_db_error().unwrap().message().replace(who, "X");
+    let strip =
+        |e: &tokio_postgres::Error, who: &str| e.as_db_error().unwrap().message().replace(who, "X");
     assert_eq!(strip(&e, AGENT), strip(&e2, "nobody"));
-    let e = p.try_connect(OTHER_AGENT, OTHER_PASSWORD, &db).await.unwrap_err();
+    let e = p
+        .try_connect(OTHER_AGENT, OTHER_PASSWORD, &db)
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "28000");
-    assert!(e.as_db_error().unwrap().message().contains("not allowed to connect to database"));
+    assert!(
+        e.as_db_error()
+            .unwrap()
+            .message()
+            .contains("not allowed to connect to database")
+    );
     // A database that does not exist: the server's own answer.
-    let e = p.try_connect(AGENT, AGENT_PASSWORD, "no_such_db").await.unwrap_err();
+    let e = p
+        .try_connect(AGENT, AGENT_PASSWORD, "no_such_db")
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "3D000");
     assert_eq!(p.running.proxy.metrics.logins_refused.get(), 3);
     p.shutdown().await;
@@ -191,17 +274,28 @@ async fn dangerous_startup_parameters_are_refused() {
     let p = proxy().start().await;
     let mut cfg = p.config(AGENT, AGENT_PASSWORD, &db);
     cfg.options("-c role=postgres");
-    let e = cfg.connect(tokio_postgres::NoTls).await.err().expect("role via options must be refused");
+    let e = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("role via options must be refused");
     assert_eq!(code(&e), "22023");
     let mut cfg = p.config(AGENT, AGENT_PASSWORD, &db);
     cfg.options("-c session_authorization=postgres");
-    assert_eq!(code(&cfg.connect(tokio_postgres::NoTls).await.err().unwrap()), "22023");
+    assert_eq!(
+        code(&cfg.connect(tokio_postgres::NoTls).await.err().unwrap()),
+        "22023"
+    );
     // Harmless settings pass through.
     let mut cfg = p.config(AGENT, AGENT_PASSWORD, &db);
     cfg.options("-c statement_timeout=1234");
     let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
-    let v: String = c.query_one("SHOW statement_timeout", &[]).await.unwrap().get(0);
+    let v: String = c
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, "1234ms");
     p.shutdown().await;
 }
@@ -233,10 +327,18 @@ async fn cancel_reaches_the_right_query_and_forged_keys_do_nothing() {
     }
     assert_eq!(forged, 3);
     token.cancel_query(tokio_postgres::NoTls).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), q).await.unwrap().unwrap().unwrap_err();
+    let e = tokio::time::timeout(Duration::from_secs(5), q)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
     assert_eq!(code(&e), "57014");
     // The other session's query was not cancelled by anything above.
-    tokio::time::timeout(Duration::from_secs(5), slow).await.unwrap().unwrap().expect("bystander query completes");
+    tokio::time::timeout(Duration::from_secs(5), slow)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("bystander query completes");
     assert_eq!(p.running.proxy.metrics.cancels_rejected.get(), 3);
     p.shutdown().await;
 }
@@ -250,21 +352,33 @@ async fn two_hundred_concurrent_sessions() {
     let db = pg().create_db();
     let p = proxy().start().await;
     let setup = p.connect(&db).await;
-    setup.batch_execute("CREATE TABLE hits (session int, n int)").await.unwrap();
+    setup
+        .batch_execute("CREATE TABLE hits (session int, n int)")
+        .await
+        .unwrap();
     let futs = (0..200).map(|i| {
         let p = &p;
         let db = &db;
         async move {
             let c = p.connect(db).await;
             for n in 0..5 {
-                c.execute("INSERT INTO hits VALUES ($1, $2)", &[&i, &n]).await.unwrap();
+                c.execute("INSERT INTO hits VALUES ($1, $2)", &[&i, &n])
+                    .await
+                    .unwrap();
             }
-            c.query_one("SELECT count(*) FROM hits WHERE session = $1", &[&i]).await.unwrap().get::<_, i64>(0)
+            c.query_one("SELECT count(*) FROM hits WHERE session = $1", &[&i])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
         }
     });
     let counts = join_all(futs).await;
     assert!(counts.iter().all(|&n| n == 5));
-    let total: i64 = setup.query_one("SELECT count(*) FROM hits", &[]).await.unwrap().get(0);
+    let total: i64 = setup
+        .query_one("SELECT count(*) FROM hits", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(total, 1000);
     p.shutdown().await;
 }
@@ -274,7 +388,10 @@ async fn upstream_down_gives_a_clean_error_quickly() {
     let dead = free_port();
     let p = proxy().upstream_port(dead).start().await;
     let start = std::time::Instant::now();
-    let e = p.try_connect(AGENT, AGENT_PASSWORD, "postgres").await.unwrap_err();
+    let e = p
+        .try_connect(AGENT, AGENT_PASSWORD, "postgres")
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "57P03");
     assert!(start.elapsed() < Duration::from_secs(5));
     p.shutdown().await;

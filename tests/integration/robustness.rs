@@ -9,7 +9,9 @@ use tokio::net::TcpStream;
 /// Read until the server closes; return everything it sent.
 async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.expect("server closes the connection");
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("server closes the connection");
     out
 }
 
@@ -61,7 +63,10 @@ fn fix_len(m: &mut [u8]) {
 
 async fn read_msg(s: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut h = [0u8; 5];
-    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut h)).await.expect("message in time").expect("message");
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut h))
+        .await
+        .expect("message in time")
+        .expect("message");
     let len = i32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize - 4;
     let mut body = vec![0u8; len];
     s.read_exact(&mut body).await.unwrap();
@@ -82,12 +87,16 @@ async fn malformed_frames_end_only_that_connection() {
 
     // Garbage before startup.
     let mut s = TcpStream::connect(("127.0.0.1", p.port())).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let _ = read_to_close(&mut s).await;
 
     // A startup packet claiming to be huge.
     let mut s = TcpStream::connect(("127.0.0.1", p.port())).await.unwrap();
-    s.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).await.unwrap();
+    s.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0])
+        .await
+        .unwrap();
     let _ = read_to_close(&mut s).await;
 
     // After login: a negative length.
@@ -110,18 +119,26 @@ async fn malformed_frames_end_only_that_connection() {
 
     // FunctionCall is refused with a clear error.
     let mut s = raw_session(&p, &db).await;
-    s.write_all(&[b'F', 0, 0, 0, 12, 0, 0, 0x04, 0xd2, 0, 0, 0, 0]).await.unwrap();
+    s.write_all(&[b'F', 0, 0, 0, 12, 0, 0, 0x04, 0xd2, 0, 0, 0, 0])
+        .await
+        .unwrap();
     let out = read_to_close(&mut s).await;
     assert_eq!(sqlstate_in(&out).as_deref(), Some("0A000"), "{out:?}");
     assert!(String::from_utf8_lossy(&out).contains("function-call protocol"));
 
     // A truncated message, then the client vanishes.
     let mut s = raw_session(&p, &db).await;
-    s.write_all(&[b'Q', 0, 0, 0, 100, b'S', b'E']).await.unwrap();
+    s.write_all(&[b'Q', 0, 0, 0, 100, b'S', b'E'])
+        .await
+        .unwrap();
     drop(s);
 
     // The healthy session never noticed.
-    let v: i32 = healthy.query_one("SELECT 41 + 1", &[]).await.unwrap().get(0);
+    let v: i32 = healthy
+        .query_one("SELECT 41 + 1", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, 42);
     assert!(p.running.proxy.metrics.protocol_errors.get() >= 4);
     p.shutdown().await;
@@ -133,7 +150,11 @@ async fn silent_clients_time_out_at_startup() {
     let mut s = TcpStream::connect(("127.0.0.1", p.port())).await.unwrap();
     let start = std::time::Instant::now();
     let _ = read_to_close(&mut s).await;
-    assert!(start.elapsed() < Duration::from_secs(3), "closed after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        start.elapsed()
+    );
     p.shutdown().await;
 }
 
@@ -177,16 +198,34 @@ async fn psql_over_tls_with_client_certificate() {
         fixture("tls/client.crt").display(),
         key.display()
     );
-    let out = tokio::task::spawn_blocking(move || psql(&url, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::spawn_blocking(move || {
+        psql(
+            &url,
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The proxy's own TLS is to the client; upstream here is plain (tls = disable).
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "f");
 
     // Plain connections are refused when TLS is required.
     let url = p.url(&db);
-    let out = tokio::task::spawn_blocking(move || psql(&url, "SELECT 1", &[])).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || psql(&url, "SELECT 1", &[]))
+        .await
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("requires TLS"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires TLS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     p.shutdown().await;
 }
 
@@ -199,11 +238,13 @@ async fn direct_tls_with_alpn_is_accepted() {
     for c in rustls_pemfile::certs(&mut &pem[..]) {
         roots.add(c.unwrap()).unwrap();
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     cfg.alpn_protocols = vec![b"postgresql".to_vec()];
     let tcp = TcpStream::connect(("127.0.0.1", p.port())).await.unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
@@ -233,11 +274,21 @@ async fn pgbench_runs_through_the_proxy_in_every_protocol_mode() {
     let url = p.url(&db);
     let bin = pg().bin.join("pgbench");
     let out = tokio::task::spawn_blocking(move || {
-        let init = Command::new(&bin).args(["-i", "-q", "-s", "1", &url]).output().unwrap();
-        assert!(init.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
+        let init = Command::new(&bin)
+            .args(["-i", "-q", "-s", "1", &url])
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "pgbench -i: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
         let mut outs = Vec::new();
         for mode in ["simple", "extended", "prepared"] {
-            let o = Command::new(&bin).args(["-M", mode, "-c", "4", "-j", "2", "-t", "50", "-n", &url]).output().unwrap();
+            let o = Command::new(&bin)
+                .args(["-M", mode, "-c", "4", "-j", "2", "-t", "50", "-n", &url])
+                .output()
+                .unwrap();
             outs.push((mode, o));
         }
         outs
@@ -246,9 +297,19 @@ async fn pgbench_runs_through_the_proxy_in_every_protocol_mode() {
     .unwrap();
     for (mode, o) in out {
         let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "pgbench -M {mode}: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(stdout.contains("number of transactions actually processed: 200/200"), "{mode}: {stdout}");
-        assert!(stdout.contains("number of failed transactions: 0"), "{mode}: {stdout}");
+        assert!(
+            o.status.success(),
+            "pgbench -M {mode}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            stdout.contains("number of transactions actually processed: 200/200"),
+            "{mode}: {stdout}"
+        );
+        assert!(
+            stdout.contains("number of failed transactions: 0"),
+            "{mode}: {stdout}"
+        );
     }
     p.shutdown().await;
 }
@@ -256,22 +317,37 @@ async fn pgbench_runs_through_the_proxy_in_every_protocol_mode() {
 #[tokio::test]
 async fn shutdown_lets_transactions_finish_then_sends_57p01() {
     let db = pg().create_db();
-    let p = proxy().limit("shutdown_timeout", "\"1500ms\"").start().await;
+    let p = proxy()
+        .limit("shutdown_timeout", "\"1500ms\"")
+        .start()
+        .await;
     let idle = p.connect(&db).await;
     let busy = p.connect(&db).await;
     busy.batch_execute("CREATE TABLE s (v int)").await.unwrap();
-    busy.batch_execute("BEGIN; INSERT INTO s VALUES (1)").await.unwrap();
+    busy.batch_execute("BEGIN; INSERT INTO s VALUES (1)")
+        .await
+        .unwrap();
     let token = p.running.token();
     token.cancel();
     // The idle session is ended promptly with 57P01...
     let closed = eventually(Duration::from_secs(3), || async { idle.is_closed() }).await;
     assert!(closed, "idle session not closed");
     // ...while the open transaction may still commit within the deadline.
-    busy.batch_execute("INSERT INTO s VALUES (2); COMMIT").await.unwrap();
+    busy.batch_execute("INSERT INTO s VALUES (2); COMMIT")
+        .await
+        .unwrap();
     // No new connections are accepted.
     assert!(p.try_connect(AGENT, AGENT_PASSWORD, &db).await.is_err());
-    tokio::time::timeout(Duration::from_secs(10), p.running.wait()).await.expect("proxy stops");
-    let n: i64 = pg().direct(&db).await.query_one("SELECT count(*) FROM s", &[]).await.unwrap().get(0);
+    tokio::time::timeout(Duration::from_secs(10), p.running.wait())
+        .await
+        .expect("proxy stops");
+    let n: i64 = pg()
+        .direct(&db)
+        .await
+        .query_one("SELECT count(*) FROM s", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 2);
 }
 
@@ -281,13 +357,23 @@ async fn shutdown_deadline_ends_open_transactions_with_57p01() {
     let p = proxy().limit("shutdown_timeout", "\"300ms\"").start().await;
     let busy = p.connect(&db).await;
     busy.batch_execute("CREATE TABLE s (v int)").await.unwrap();
-    busy.batch_execute("BEGIN; INSERT INTO s VALUES (1)").await.unwrap();
+    busy.batch_execute("BEGIN; INSERT INTO s VALUES (1)")
+        .await
+        .unwrap();
     p.running.token().cancel();
-    tokio::time::timeout(Duration::from_secs(10), p.running.wait()).await.expect("proxy stops");
+    tokio::time::timeout(Duration::from_secs(10), p.running.wait())
+        .await
+        .expect("proxy stops");
     let e = busy.batch_execute("COMMIT").await.unwrap_err();
     // The client saw the FATAL 57P01 (tokio-postgres reports it on the next call) or a closed socket.
     assert!(e.code().map(|c| c.code() == "57P01").unwrap_or(true), "{e}");
-    let n: i64 = pg().direct(&db).await.query_one("SELECT count(*) FROM s", &[]).await.unwrap().get(0);
+    let n: i64 = pg()
+        .direct(&db)
+        .await
+        .query_one("SELECT count(*) FROM s", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0, "the unfinished transaction was rolled back");
 }
 
@@ -310,25 +396,52 @@ fn extended_batch(sql: &str, end: u8) -> Vec<u8> {
 #[tokio::test]
 async fn refused_statement_in_a_flush_ended_batch_ends_the_session_with_its_own_code() {
     let db = pg().create_db();
-    pg().direct(&db).await.batch_execute("CREATE TABLE t (id int)").await.unwrap();
+    pg().direct(&db)
+        .await
+        .batch_execute("CREATE TABLE t (id int)")
+        .await
+        .unwrap();
     let strict = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/strict.toml");
     let p = proxy().rules(&[strict]).start().await;
 
     // Allowed work in a Flush-ended batch is answered as it goes; Sync ends it.
     let mut s = raw_session(&p, &db).await;
-    s.write_all(&extended_batch("SELECT 1", b'H')).await.unwrap();
-    let tags: Vec<u8> = [read_msg(&mut s).await.0, read_msg(&mut s).await.0, read_msg(&mut s).await.0, read_msg(&mut s).await.0].into();
-    assert_eq!(tags, b"12DC", "ParseComplete, BindComplete, DataRow, CommandComplete before any Sync");
+    s.write_all(&extended_batch("SELECT 1", b'H'))
+        .await
+        .unwrap();
+    let tags: Vec<u8> = [
+        read_msg(&mut s).await.0,
+        read_msg(&mut s).await.0,
+        read_msg(&mut s).await.0,
+        read_msg(&mut s).await.0,
+    ]
+    .into();
+    assert_eq!(
+        tags, b"12DC",
+        "ParseComplete, BindComplete, DataRow, CommandComplete before any Sync"
+    );
     s.write_all(&[b'S', 0, 0, 0, 4]).await.unwrap();
     assert_eq!(read_msg(&mut s).await.0, b'Z');
 
     // A denied statement there has no place for an in-band refusal: the
     // session ends with the rule's SQLSTATE, and nothing ran.
-    s.write_all(&extended_batch("GRANT SELECT ON t TO PUBLIC", b'H')).await.unwrap();
+    s.write_all(&extended_batch("GRANT SELECT ON t TO PUBLIC", b'H'))
+        .await
+        .unwrap();
     let out = read_to_close(&mut s).await;
-    assert_eq!(sqlstate_in(&out).as_deref(), Some("42501"), "{}", String::from_utf8_lossy(&out));
+    assert_eq!(
+        sqlstate_in(&out).as_deref(),
+        Some("42501"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     let text = String::from_utf8_lossy(&out);
-    assert!(text.contains("FATAL") && text.contains("denied by rule") && text.contains("Flush, not Sync"), "{text}");
+    assert!(
+        text.contains("FATAL")
+            && text.contains("denied by rule")
+            && text.contains("Flush, not Sync"),
+        "{text}"
+    );
     let granted: bool = pg()
         .direct(&db)
         .await
@@ -340,7 +453,9 @@ async fn refused_statement_in_a_flush_ended_batch_ends_the_session_with_its_own_
 
     // The same statement with Sync is refused in place; the session lives on.
     let mut s = raw_session(&p, &db).await;
-    s.write_all(&extended_batch("GRANT SELECT ON t TO PUBLIC", b'S')).await.unwrap();
+    s.write_all(&extended_batch("GRANT SELECT ON t TO PUBLIC", b'S'))
+        .await
+        .unwrap();
     let (tag, body) = read_msg(&mut s).await;
     assert_eq!((tag, sqlstate_in(&body).as_deref()), (b'E', Some("42501")));
     assert_eq!(read_msg(&mut s).await.0, b'Z');

@@ -40,7 +40,13 @@ fn auth_pg() -> &'static AuthPg {
             "airlock-test-pg-auth",
             HBA,
             // 127.0.0.2 too: a name the server certificate does not cover.
-            &["fsync=off", "ssl=on", &cert, &key, "listen_addresses=127.0.0.1,127.0.0.2"],
+            &[
+                "fsync=off",
+                "ssl=on",
+                &cert,
+                &key,
+                "listen_addresses=127.0.0.1,127.0.0.2",
+            ],
         )
         .unwrap_or_else(|e| panic!("cannot start the TLS test PostgreSQL: {e}"));
         cluster.watchdog(std::process::id()).expect("watchdog");
@@ -57,8 +63,16 @@ fn auth_pg() -> &'static AuthPg {
                 ),
             )
             .unwrap();
-        let stored = cluster.psql("postgres", "SELECT rolpassword FROM pg_authid WHERE rolname = 'up_md5'").unwrap();
-        assert!(stored.trim().starts_with("md5"), "up_md5 must have an md5 verifier, got {stored}");
+        let stored = cluster
+            .psql(
+                "postgres",
+                "SELECT rolpassword FROM pg_authid WHERE rolname = 'up_md5'",
+            )
+            .unwrap();
+        assert!(
+            stored.trim().starts_with("md5"),
+            "up_md5 must have an md5 verifier, got {stored}"
+        );
         AuthPg { cluster, _tls: tls }
     })
 }
@@ -70,15 +84,27 @@ fn set_mode(p: &std::path::Path, mode: u32) {
 
 fn chown_to_postgres(dir: &std::path::Path) {
     // As root the server runs as `postgres` (pgcluster); otherwise as us.
-    if std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n")) {
-        let ok = std::process::Command::new("chown").arg("-R").arg("postgres:postgres").arg(dir).status().unwrap();
+    if std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    {
+        let ok = std::process::Command::new("chown")
+            .arg("-R")
+            .arg("postgres:postgres")
+            .arg(dir)
+            .status()
+            .unwrap();
         assert!(ok.success(), "chown {}", dir.display());
     }
 }
 
 /// `[upstream]` keys for role `user` on the auth cluster.
 fn upstream(host: &str, user: &str, password: bool, tls: &str, ca: Option<&str>) -> String {
-    let mut s = format!("host = {host:?}\nport = {}\nuser = {user:?}\ntls = {tls:?}\n", auth_pg().cluster.port);
+    let mut s = format!(
+        "host = {host:?}\nport = {}\nuser = {user:?}\ntls = {tls:?}\n",
+        auth_pg().cluster.port
+    );
     if password {
         s.push_str("password_file = \"upstream.pw\"\n");
     }
@@ -93,8 +119,19 @@ fn upstream(host: &str, user: &str, password: bool, tls: &str, ca: Option<&str>)
 async fn who(body: String) -> Result<(String, bool), tokio_postgres::Error> {
     let p = proxy().upstream(&body).start().await;
     let r = async {
-        let c = p.try_connect(crate::harness::AGENT, crate::harness::AGENT_PASSWORD, "postgres").await?;
-        let row = c.query_one("SELECT current_user::text, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await?;
+        let c = p
+            .try_connect(
+                crate::harness::AGENT,
+                crate::harness::AGENT_PASSWORD,
+                "postgres",
+            )
+            .await?;
+        let row = c
+            .query_one(
+                "SELECT current_user::text, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await?;
         Ok((row.get::<_, String>(0), row.get::<_, bool>(1)))
     }
     .await;
@@ -106,7 +143,14 @@ async fn who(body: String) -> Result<(String, bool), tokio_postgres::Error> {
 /// right password gets, and the proxy's `upstream_errors` count after it.
 async fn refused(body: &str) -> (tokio_postgres::Error, u64) {
     let p = proxy().upstream(body).start().await;
-    let e = p.try_connect(crate::harness::AGENT, crate::harness::AGENT_PASSWORD, "postgres").await.expect_err("login refused");
+    let e = p
+        .try_connect(
+            crate::harness::AGENT,
+            crate::harness::AGENT_PASSWORD,
+            "postgres",
+        )
+        .await
+        .expect_err("login refused");
     let n = p.running.proxy.metrics.upstream_errors.get();
     p.shutdown().await;
     (e, n)
@@ -116,7 +160,11 @@ async fn refused(body: &str) -> (tokio_postgres::Error, u64) {
 async fn upstream_trust_md5_and_cleartext_logins() {
     for (user, password) in [("up_trust", false), ("up_md5", true), ("up_password", true)] {
         let got = who(upstream("127.0.0.1", user, password, "disable", None)).await;
-        assert_eq!(got.unwrap_or_else(|e| panic!("{user}: {e}")), (user.to_string(), false), "{user}");
+        assert_eq!(
+            got.unwrap_or_else(|e| panic!("{user}: {e}")),
+            (user.to_string(), false),
+            "{user}"
+        );
     }
 }
 
@@ -133,14 +181,21 @@ async fn a_refused_upstream_login_is_the_operators_problem_not_the_agents() {
     for body in [wrong_pw, hba_reject] {
         let (e, upstream_errors) = refused(&body).await;
         assert_eq!(code(&e), "08004", "{e}\n{body}");
-        let text = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
-        assert!(text.contains("[upstream]") && !text.contains("up_"), "{text}");
+        let text = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(
+            text.contains("[upstream]") && !text.contains("up_"),
+            "{text}"
+        );
         // Counted for the operator's dashboards (airlock_upstream_errors_total).
         assert_eq!(upstream_errors, 1, "{body}");
     }
     // The server wants a password the config does not have: the proxy
     // cannot log in at all (57P03, as when the server is unreachable).
-    let (e, upstream_errors) = refused(&upstream("127.0.0.1", "up_md5", false, "disable", None)).await;
+    let (e, upstream_errors) =
+        refused(&upstream("127.0.0.1", "up_md5", false, "disable", None)).await;
     assert_eq!(code(&e), "57P03", "{e}");
     assert_eq!(upstream_errors, 1);
 }
@@ -148,12 +203,23 @@ async fn a_refused_upstream_login_is_the_operators_problem_not_the_agents() {
 #[tokio::test]
 async fn upstream_tls_modes() {
     // verify-full with the CA that signed the server's certificate.
-    let got = who(upstream("127.0.0.1", "up_tls", true, "verify-full", Some("tls/ca.crt"))).await;
+    let got = who(upstream(
+        "127.0.0.1",
+        "up_tls",
+        true,
+        "verify-full",
+        Some("tls/ca.crt"),
+    ))
+    .await;
     assert_eq!(got.unwrap(), ("up_tls".to_string(), true));
     // prefer and require encrypt when the server offers TLS (no verification).
     for mode in ["prefer", "require"] {
         let got = who(upstream("127.0.0.2", "up_tls", true, mode, None)).await;
-        assert_eq!(got.unwrap_or_else(|e| panic!("{mode}: {e}")), ("up_tls".to_string(), true), "{mode}");
+        assert_eq!(
+            got.unwrap_or_else(|e| panic!("{mode}: {e}")),
+            ("up_tls".to_string(), true),
+            "{mode}"
+        );
     }
     // verify-full refuses a certificate from another issuer, and a host name
     // the certificate does not cover; it never falls back to plain TCP.
@@ -161,7 +227,8 @@ async fn upstream_tls_modes() {
         ("127.0.0.1", "tls/client.crt", "untrusted issuer"),
         ("127.0.0.2", "tls/ca.crt", "name not in the certificate"),
     ] {
-        let (e, upstream_errors) = refused(&upstream(host, "up_tls", true, "verify-full", Some(ca))).await;
+        let (e, upstream_errors) =
+            refused(&upstream(host, "up_tls", true, "verify-full", Some(ca))).await;
         assert_eq!(code(&e), "57P03", "{why}: {e}");
         assert_eq!(upstream_errors, 1, "{why}");
     }
