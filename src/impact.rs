@@ -19,9 +19,17 @@
 //! (SQL, PL/pgSQL, ... marked IMMUTABLE/STABLE, or behind an operator), the
 //! planner estimate is skipped and the reviewer told why: such a function
 //! could have an effect outside the read-only transaction (dblink, a
-//! server-side write) before anyone approved anything.
+//! server-side write) before anyone approved anything. A function a domain's
+//! CHECK calls counts too, whatever its volatility: estimating a prepared
+//! statement coerces its arguments (NULLs included) to the parameter types.
+//!
+//! `EXECUTE name(...)` is estimated from the text the session prepared
+//! (the sidecar prepares the same text, then EXPLAINs the EXECUTE), and
+//! only when the arguments are plain literals: EXPLAIN EXECUTE evaluates
+//! them, and an argument expression could call any function.
 
-use crate::classify::{Category, Classification};
+use crate::audit::event::PreparedText;
+use crate::classify::{Category, Classification, PreparedOp};
 use crate::wire::frame::Body;
 use crate::wire::io::read_frame;
 use crate::wire::upstream::{Connector, parse_error};
@@ -32,13 +40,15 @@ use tokio::io::AsyncWriteExt;
 /// Lines of text for the approval message.
 ///
 /// `params` is the number of bound parameters (`$n`) of an extended-protocol
-/// statement: the row estimate then comes from its generic plan.
+/// statement: the row estimate then comes from its generic plan. `prepared`
+/// holds what the names `sql` EXECUTEs were prepared as.
 pub async fn estimate(
     connector: &Connector,
     database: &str,
     sql: &str,
     params: usize,
     class: &Classification,
+    prepared: &[PreparedText],
 ) -> Vec<String> {
     let dml = class
         .effects()
@@ -60,9 +70,17 @@ pub async fn estimate(
     if !dml && tables.is_empty() {
         return vec![];
     }
+    let plan = if !dml {
+        None
+    } else {
+        match class.statements.first().and_then(|s| s.prepared.as_ref()) {
+            Some(PreparedOp::Execute { name }) => Some(executed(sql, name, prepared)),
+            _ => Some(Ok(Plan::Text { params })),
+        }
+    };
     match tokio::time::timeout(
         Duration::from_secs(5),
-        run(connector, database, sql, params, dml, &tables),
+        run(connector, database, sql, plan, &tables),
     )
     .await
     {
@@ -79,47 +97,119 @@ const BEGIN: &str = "BEGIN READ ONLY; SET LOCAL statement_timeout = '2s'";
 const PLANNER_CALLABLE: &str = "SELECT format('%I.%I', n.nspname, p.proname) \
      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang \
      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('internal', 'c') \
-       AND (p.provolatile IN ('i', 's') OR EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprcode = p.oid)) \
+       AND (p.provolatile IN ('i', 's') OR EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprcode = p.oid) \
+            OR EXISTS (SELECT 1 FROM pg_depend d JOIN pg_constraint c ON c.oid = d.objid \
+                       WHERE d.classid = 'pg_constraint'::regclass AND d.refclassid = 'pg_proc'::regclass \
+                         AND d.refobjid = p.oid AND c.contypid <> 0)) \
        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') \
      ORDER BY 1 LIMIT 3";
+
+/// How to get the planner's row estimate of the held statement.
+#[derive(Debug, PartialEq)]
+enum Plan {
+    /// EXPLAIN the text itself; `params` placeholders get a generic plan.
+    Text { params: usize },
+    /// `EXECUTE name(literals)`: prepare `define` (one statement, which
+    /// creates `name`) first, then EXPLAIN the EXECUTE.
+    Execute { define: String },
+}
+
+/// The plan for a held `EXECUTE name(...)`, or why there is none.
+fn executed(sql: &str, name: &str, prepared: &[PreparedText]) -> Result<Plan, String> {
+    use sqlparser::ast::{Expr, Statement, UnaryOperator};
+    use sqlparser::dialect::PostgreSqlDialect;
+    let literal = |e: &Expr| match e {
+        Expr::Value(_) => true,
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            expr,
+        } => matches!(**expr, Expr::Value(_)),
+        _ => false,
+    };
+    match sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, sql).as_deref() {
+        Ok(
+            [
+                Statement::Execute {
+                    parameters,
+                    using,
+                    into,
+                    ..
+                },
+            ],
+        ) if using.is_empty() && into.is_empty() => {
+            if !parameters.iter().all(literal) {
+                return Err("the EXECUTE arguments are not plain literals, and estimating would evaluate them".into());
+            }
+        }
+        _ => return Err("the EXECUTE could not be read for an estimate".into()),
+    }
+    let mut texts = prepared.iter().filter(|p| p.name == name);
+    let (Some(p), None) = (texts.next(), texts.next()) else {
+        return Err(format!("{name} has no single known definition"));
+    };
+    let is_prepare = matches!(
+        sqlparser::parser::Parser::parse_sql(&PostgreSqlDialect {}, &p.sql).as_deref(),
+        Ok([Statement::Prepare { .. }])
+    );
+    Ok(Plan::Execute {
+        define: if is_prepare {
+            p.sql.clone()
+        } else {
+            // Prepared through the protocol: the text is the statement itself.
+            format!("PREPARE \"{}\" AS {}", name.replace('"', "\"\""), p.sql)
+        },
+    })
+}
 
 async fn run(
     connector: &Connector,
     database: &str,
     sql: &str,
-    params: usize,
-    dml: bool,
+    plan: Option<Result<Plan, String>>,
     tables: &[&str],
 ) -> Result<Vec<String>, String> {
     let mut s = Sidecar::open(connector, database).await?;
     s.simple(BEGIN).await?;
     let mut lines = Vec::new();
-    if dml && planner_is_safe(&mut s, &mut lines).await? {
-        let rows = if params == 0 {
-            s.query(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[]).await
-        } else {
-            // Values are not needed for an estimate: plan the statement
-            // generically (as for unknown values) and EXPLAIN that plan.
-            // PREPARE goes through Parse, so it holds one statement only.
-            let nulls = vec!["NULL"; params].join(", ");
-            match s
-                .simple("SET LOCAL plan_cache_mode = force_generic_plan")
-                .await
-            {
-                Ok(()) => match s
-                    .query(&format!("PREPARE airlock_estimate AS {sql}"), &[])
+    if let Some(Err(why)) = &plan {
+        lines.push(format!("(no row estimate: {why})"));
+    }
+    if let Some(Ok(plan)) = plan
+        && planner_is_safe(&mut s, &mut lines).await?
+    {
+        let rows = match plan {
+            Plan::Execute { define } => {
+                // Parse takes one statement: the definition cannot carry more.
+                match s.query(&define, &[]).await {
+                    Ok(_) => s.query(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[]).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Plan::Text { params: 0 } => s.query(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[]).await,
+            Plan::Text { params } => {
+                // Values are not needed for an estimate: plan the statement
+                // generically (as for unknown values) and EXPLAIN that plan.
+                // PREPARE goes through Parse, so it holds one statement only.
+                let nulls = vec!["NULL"; params].join(", ");
+                match s
+                    .simple("SET LOCAL plan_cache_mode = force_generic_plan")
                     .await
                 {
-                    Ok(_) => {
-                        s.query(
-                            &format!("EXPLAIN (FORMAT JSON) EXECUTE airlock_estimate({nulls})"),
-                            &[],
-                        )
+                    Ok(()) => match s
+                        .query(&format!("PREPARE airlock_estimate AS {sql}"), &[])
                         .await
-                    }
+                    {
+                        Ok(_) => {
+                            s.query(
+                                &format!("EXPLAIN (FORMAT JSON) EXECUTE airlock_estimate({nulls})"),
+                                &[],
+                            )
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    },
                     Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
+                }
             }
         };
         if rows.is_err() {

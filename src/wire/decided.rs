@@ -21,6 +21,9 @@ use crate::rules::{Action, Decision, RuleSet, Subject};
 /// have cost.
 const ENTRIES: usize = 16;
 
+/// Effects judged, the action they got and the rules behind it.
+type Entry = (Arc<[Effect]>, Action, Arc<[String]>);
+
 #[derive(Default)]
 pub struct Decided {
     /// The rule set the entries were decided under.
@@ -28,7 +31,7 @@ pub struct Decided {
     /// Only decisions that let the statement run (allow, log) are kept:
     /// they are the hot path and carry no message or hold settings, so an
     /// entry is 40 bytes. A refusal or a hold is evaluated every time.
-    entries: Vec<(Arc<[Effect]>, Action, Arc<[String]>)>,
+    entries: Vec<Entry>,
     /// Slot the next new entry replaces once the list is full.
     next: usize,
 }

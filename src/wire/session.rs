@@ -608,6 +608,7 @@ impl Inbound<'_> {
             &held.sql,
             held.params.len(),
             &held.classification,
+            &held.prepared,
         )
         .await;
         let req = approval::ApprovalRequest {

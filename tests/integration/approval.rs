@@ -1016,6 +1016,20 @@ async fn extended_protocol_hold_shows_parameter_values() {
     p.shutdown().await;
 }
 
+/// Runs `sql` (a statement the policy holds), denies the request and
+/// returns the impact lines the reviewer saw; the client got 42501.
+async fn denied_impact(api: &Api, c: &Arc<tokio_postgres::Client>, sql: &str) -> Vec<String> {
+    let q = spawn_query(c, sql);
+    let held = api.held(sql).await;
+    let impact = strings(&held["impact"]);
+    assert_eq!(
+        api.deny(&id_of(&held), ALICE.1, "estimate check").await.0,
+        200
+    );
+    assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
+    impact
+}
+
 /// A held statement with `$n` placeholders is estimated from its generic
 /// plan (EXPLAIN without values would fail and abort the estimator's
 /// transaction, taking the table lines with it).
@@ -1050,6 +1064,90 @@ async fn held_statement_with_parameters_gets_an_impact_estimate() {
     p.shutdown().await;
 }
 
+/// `EXECUTE name(...)` is estimated from what the session prepared: the
+/// estimator's own connection has no such statement, so EXPLAIN of the
+/// EXECUTE alone could only fail. Arguments that are not literals are not
+/// evaluated for an estimate.
+#[tokio::test]
+async fn held_execute_of_a_prepared_statement_gets_an_impact_estimate() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    c.batch_execute("PREPARE wipe(int) AS UPDATE t SET v = 'z' WHERE $1 > 0")
+        .await
+        .unwrap();
+
+    let impact = denied_impact(&api, &c, "EXECUTE wipe(1)").await;
+    assert!(
+        impact.iter().any(|l| l.starts_with("planner estimate")),
+        "no row estimate for EXECUTE of a prepared UPDATE: {impact:?}"
+    );
+    assert!(
+        !impact
+            .iter()
+            .any(|l| l.contains("no estimate") || l.contains("no row estimate")),
+        "an estimate failed: {impact:?}"
+    );
+
+    let sql = "EXECUTE wipe(length(current_user))";
+    let impact = denied_impact(&api, &c, sql).await;
+    assert!(
+        impact.iter().any(|l| l.contains("not plain literals")),
+        "{impact:?}"
+    );
+    assert!(
+        !impact.iter().any(|l| l.starts_with("planner estimate")),
+        "{impact:?}"
+    );
+    let untouched: i64 = pg()
+        .direct(&db)
+        .await
+        .query_one("SELECT count(*) FROM t WHERE v = 'z'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(untouched, 0);
+    p.shutdown().await;
+}
+
+/// Estimating a prepared statement coerces its arguments to the parameter
+/// types, and a domain's CHECK then calls its function, whatever its
+/// volatility: such a function also turns the planner estimate off.
+#[tokio::test]
+async fn impact_estimate_never_runs_a_domain_check_function() {
+    let db = pg().create_db();
+    setup(&db).await;
+    pg().direct(&db)
+        .await
+        .batch_execute(
+            "CREATE FUNCTION boom(int) RETURNS bool LANGUAGE plpgsql VOLATILE AS
+             $$ BEGIN RAISE EXCEPTION 'boom() called before approval'; END $$;
+             CREATE DOMAIN guarded AS int CHECK (boom(VALUE));",
+        )
+        .await
+        .unwrap();
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    c.batch_execute("PREPARE g(guarded) AS UPDATE t SET v = 'z' WHERE $1 IS NOT NULL")
+        .await
+        .unwrap();
+    let impact = denied_impact(&api, &c, "EXECUTE g(1)").await;
+    assert!(
+        !impact.iter().any(|l| l.contains("boom() called")),
+        "the estimate ran the domain's check: {impact:?}"
+    );
+    assert!(
+        impact
+            .iter()
+            .any(|l| l.contains("no planner estimate") && l.contains("public.boom")),
+        "{impact:?}"
+    );
+    p.shutdown().await;
+}
+
 /// Planning can call user functions (constant folding, selectivity
 /// estimates): with one in the database the planner estimate is skipped,
 /// and the function never runs before approval.
@@ -1071,14 +1169,7 @@ async fn impact_estimate_never_lets_the_planner_run_user_functions() {
     let api = Api::of(&p);
     let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
     // No WHERE: destructive, so held.
-    let q = spawn_query(&c, "UPDATE t SET v = pick()");
-    let held = api.held("UPDATE t SET v = pick()").await;
-    let impact = strings(&held["impact"]);
-    assert_eq!(
-        api.deny(&id_of(&held), ALICE.1, "estimate check").await.0,
-        200
-    );
-    assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
+    let impact = denied_impact(&api, &c, "UPDATE t SET v = pick()").await;
     assert!(
         !impact.iter().any(|l| l.contains("called at plan time")),
         "planning ran the user function: {impact:?}"
@@ -1095,14 +1186,7 @@ async fn impact_estimate_never_lets_the_planner_run_user_functions() {
         .batch_execute("DROP FUNCTION pick()")
         .await
         .unwrap();
-    let q = spawn_query(&c, "UPDATE t SET v = 'x'");
-    let held = api.held("UPDATE t SET v = 'x'").await;
-    let impact = strings(&held["impact"]);
-    assert_eq!(
-        api.deny(&id_of(&held), ALICE.1, "estimate check").await.0,
-        200
-    );
-    assert_eq!(code(&finish(q).await.unwrap_err()), "42501");
+    let impact = denied_impact(&api, &c, "UPDATE t SET v = 'x'").await;
     assert!(
         impact.iter().any(|l| l.starts_with("planner estimate")),
         "{impact:?}"
