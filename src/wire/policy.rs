@@ -352,7 +352,13 @@ impl Policy {
         // come first: the session's are updated only once it is decided.
         resolve_prepared(class, |name| {
             self.segment_names.resolve(name, |n| {
-                self.named(n).map(|k| k.class.effects().cloned().collect())
+                self.named(n).map(|k| {
+                    // A redefined name repeats effects (a capped one, eight
+                    // times the same unknown): judged and recorded once.
+                    let mut effects: Vec<Effect> = k.class.effects().cloned().collect();
+                    effects.dedup();
+                    effects.into()
+                })
             })
         })
     }
@@ -819,13 +825,18 @@ fn unknown_effect(why: &str) -> Effect {
 /// `PREPARE x AS SELECT 1` launder an existing `PREPARE x AS DELETE ...`.
 ///
 /// Each refused redefinition would add to the name; past a few the name
-/// is judged unknown (held everywhere) instead, so a loop of them cannot
-/// grow a session's memory.
+/// is judged unknown (held everywhere) for good, keeping the texts it had,
+/// so a loop of them cannot grow a session's memory.
 fn redefined(old: &Known, new: Known) -> Known {
     const MAX_DEFINITIONS: usize = 8;
     if old.class.statements.len() + new.class.statements.len() > MAX_DEFINITIONS {
+        // MAX_DEFINITIONS statements, so the capped entry stays capped: its
+        // text (at most MAX_DEFINITIONS texts) is never extended again.
+        let why = unknown("a name prepared again and again while it existed");
         return Known {
-            class: unknown("a name prepared again and again while it existed"),
+            class: Arc::new(Classification {
+                statements: vec![why.statements[0].clone(); MAX_DEFINITIONS],
+            }),
             sql: old.sql.clone(),
         };
     }
@@ -946,6 +957,58 @@ mod tests {
             params: params.clone(),
             judged: class,
         }
+    }
+
+    fn known(sql: &str, category: Category) -> Known {
+        let effect = Effect {
+            category,
+            tables: Vec::new(),
+            functions: Vec::new(),
+            why: String::new(),
+        };
+        Known {
+            class: Arc::new(Classification {
+                statements: vec![crate::classify::StatementClass {
+                    span: (0, sql.len()),
+                    effects: Arc::from(vec![effect]),
+                    prepared: None,
+                }],
+            }),
+            sql: Arc::from(sql),
+        }
+    }
+
+    /// A name defined again while it exists stands for every definition
+    /// (the server kept the first); a loop of refused redefinitions ends
+    /// in `unknown` with bounded size instead of growing.
+    #[test]
+    fn a_redefined_name_keeps_every_definition_up_to_a_bound() {
+        let delete = known("DELETE FROM t", Category::Destructive);
+        let select = known("SELECT 1", Category::Read);
+        let once = redefined(&delete, select.clone());
+        assert_eq!(once.class.category(), Category::Destructive);
+        assert_eq!(&*once.sql, "DELETE FROM t\nSELECT 1");
+        let mut k = once;
+        let mut most = 0;
+        for _ in 0..50 {
+            k = redefined(&k, select.clone());
+            most = most.max(k.class.statements.len());
+            assert!(
+                k.class.category() >= Category::Destructive,
+                "a redefinition laundered the DELETE"
+            );
+        }
+        assert_eq!(
+            k.class.category(),
+            Category::Unknown,
+            "past the bound the name is unknown"
+        );
+        assert!(most <= 8, "{most} definitions kept");
+        assert!(
+            k.sql.len() <= 8 * "DELETE FROM t\n".len(),
+            "text grew to {} bytes",
+            k.sql.len()
+        );
     }
 
     /// A pipelined segment's record shows every Execute's own text and

@@ -752,20 +752,40 @@ fn query_frame(sql: &str) -> Vec<u8> {
     m
 }
 
-/// A logged-in raw protocol session as the default agent (SCRAM by hand
-/// with pgwire's client pieces), for byte-level client behaviour.
+async fn read_msg(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 5];
+    tokio::time::timeout(WAIT, s.read_exact(&mut h))
+        .await
+        .expect("message in time")
+        .expect("message");
+    let mut body = vec![0u8; i32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize - 4];
+    s.read_exact(&mut body).await.unwrap();
+    (h[0], body)
+}
+
+/// Sends `msgs` and reads the answer up to ReadyForQuery: each message's
+/// tag (an ErrorResponse's followed by its SQLSTATE, as `E42P03`), and the
+/// transaction status.
+async fn exchange(s: &mut tokio::net::TcpStream, msgs: &[u8]) -> (Vec<String>, char) {
+    s.write_all(msgs).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let (tag, body) = read_msg(s).await;
+        if tag == b'Z' {
+            return (out, body[0] as char);
+        }
+        let code = body
+            .split(|&b| b == 0)
+            .find_map(|f| f.strip_prefix(b"C"))
+            .filter(|_| tag == b'E')
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .unwrap_or_default();
+        out.push(format!("{}{code}", tag as char));
+    }
+}
+
 async fn raw_session(p: &TestProxy, db: &str) -> tokio::net::TcpStream {
     use pgwire::api::auth::sasl::scram::ScramClientAuth;
-    async fn read_msg(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
-        let mut h = [0u8; 5];
-        tokio::time::timeout(WAIT, s.read_exact(&mut h))
-            .await
-            .expect("message in time")
-            .expect("message");
-        let mut body = vec![0u8; i32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize - 4];
-        s.read_exact(&mut body).await.unwrap();
-        (h[0], body)
-    }
     fn password_message(parts: &[&[u8]]) -> Vec<u8> {
         let mut m = vec![b'p', 0, 0, 0, 0];
         for part in parts {
@@ -2079,6 +2099,76 @@ async fn a_name_reprepared_in_one_segment_is_judged_as_the_new_statement() {
     assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
     api.settled(&id_of(&view), "denied").await;
     assert_eq!(t_rows(&db).await, 10);
+    let _ = s.write_all(&TERMINATE).await;
+    p.shutdown().await;
+}
+
+/// Portals are not merged like statements (the proxy decides before the
+/// server answers): a second Bind of an existing named portal to a harmless
+/// statement makes the proxy take the portal to be the harmless one. The
+/// server refuses that Bind (42P03) and skips the rest of the segment; in an
+/// explicit transaction it is then aborted, so the first portal cannot run
+/// before ROLLBACK, which drops it. Checked here against the real server.
+#[tokio::test]
+async fn a_second_bind_of_a_named_portal_cannot_run_the_first() {
+    let db = pg().create_db();
+    setup(&db).await;
+    let (_rules, p) = api_proxy("20s", None).await;
+    let mut s = raw_session(&p, &db).await;
+    let bind = |portal: &str, stmt: &str| {
+        frame(
+            b'B',
+            &[portal.as_bytes(), b"\0", stmt.as_bytes(), b"\0\0\0\0\0\0\0"].concat(),
+        )
+    };
+    let execute_p = || [frame(b'E', b"p\0\0\0\0\0"), frame(b'S', b"")].concat();
+    let answer = |tags: &[&str], status| {
+        (
+            tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            status,
+        )
+    };
+
+    assert_eq!(
+        exchange(&mut s, &query_frame("BEGIN")).await,
+        answer(&["C"], 'T')
+    );
+    // Bound, not executed: nothing runs, nothing to hold.
+    let msgs = [
+        parse_frame("sdel", "DELETE FROM t"),
+        bind("p", "sdel"),
+        frame(b'S', b""),
+    ]
+    .concat();
+    assert_eq!(exchange(&mut s, &msgs).await, answer(&["1", "2"], 'T'));
+    // The proxy now takes p to be SELECT 1 and lets the Execute through.
+    let msgs = [
+        parse_frame("ssel", "SELECT 1"),
+        bind("p", "ssel"),
+        execute_p(),
+    ]
+    .concat();
+    assert_eq!(
+        exchange(&mut s, &msgs).await,
+        answer(&["1", "E42P03"], 'E'),
+        "the server refused the Bind and skipped the Execute"
+    );
+    assert_eq!(
+        exchange(&mut s, &execute_p()).await,
+        answer(&["E25P02"], 'E'),
+        "an aborted transaction runs nothing"
+    );
+    assert_eq!(t_rows(&db).await, 10);
+    assert_eq!(
+        exchange(&mut s, &query_frame("ROLLBACK")).await,
+        answer(&["C"], 'I')
+    );
+    assert_eq!(
+        exchange(&mut s, &execute_p()).await,
+        answer(&["E34000"], 'I'),
+        "ROLLBACK dropped the portal"
+    );
+    assert_eq!(t_rows(&db).await, 10, "the DELETE never ran");
     let _ = s.write_all(&TERMINATE).await;
     p.shutdown().await;
 }
