@@ -26,6 +26,7 @@ use crate::approval;
 use crate::audit::OutcomeRef;
 use crate::audit::event::{self as audit, Event, EventKind, decision};
 use bytes::{Buf, BytesMut};
+use pgwire::tokio::server::MaybeTls;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -108,8 +109,15 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
     let key = proxy
         .cancel
         .register(upstream.backend_pid, upstream.backend_secret);
-    let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut ur, mut uw) = tokio::io::split(upstream.stream);
+    let (mut client, mut upstream_stream) = (client, upstream.stream);
+    let (mut cr, mut cw) = super::halves::split(&mut client, |c| match c {
+        MaybeTls::Plain(tcp) => Some(tcp),
+        _ => None,
+    });
+    let (mut ur, mut uw) = super::halves::split(&mut upstream_stream, |s| match s {
+        super::upstream::Stream::Plain(tcp) => Some(tcp),
+        super::upstream::Stream::Tls(_) => None,
+    });
 
     // Finish the client's login: what the server told us, with our own key.
     let mut hello = BytesMut::with_capacity(512);
