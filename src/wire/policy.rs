@@ -29,6 +29,7 @@ use crate::rules::{Action, Decision, HoldSettings, Subject};
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 
 /// What the relay asks about: one simple Query, or one extended-protocol
@@ -109,6 +110,27 @@ struct Known {
     sql: Arc<str>,
 }
 
+/// A prepared statement the session dropped, kept until the server has
+/// answered the unit that dropped it without an error. Until then the
+/// server may still hold it: the unit failed before its DEALLOCATE or Close
+/// ran (`SELECT 1/0; DEALLOCATE x`), and the server keeps the name. A later
+/// PREPARE or Parse of that name is then refused by the server (42P05),
+/// while the proxy, deciding before the answer, would take it for the new
+/// statement: `EXECUTE x` would be judged as the new text and run the old.
+/// So a name defined again while a drop of it is unconfirmed stands for
+/// both statements (`redefined`), as if it had never been dropped.
+struct Dropped {
+    known: Known,
+    /// Set when the unit that dropped it was answered without an error.
+    gone: Arc<AtomicBool>,
+}
+
+impl Dropped {
+    fn confirmed(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+}
+
 /// A bound portal: its statement and the values bound to it.
 #[derive(Clone)]
 struct Bound {
@@ -132,11 +154,19 @@ pub struct Policy {
     pub cancel: Arc<super::cancel::Signal>,
     pub inject: mpsc::Sender<BytesMut>,
     pub statements: u64,
-    /// Protocol-level prepared statements and portals.
+    /// Prepared statements, from SQL PREPARE (text: the PREPARE
+    /// statement's) and protocol Parse alike: PostgreSQL has one namespace
+    /// for both, and so must the proxy (with two maps, a name defined in
+    /// one and closed or redefined in the other was looked up in the
+    /// stale one).
     prepared: HashMap<String, Known>,
     portals: HashMap<String, Bound>,
-    /// SQL-level PREPAREd statements (text: the PREPARE statement's).
-    sql_prepared: HashMap<String, Known>,
+    /// Statements this session dropped (DEALLOCATE, Close, DISCARD ALL)
+    /// that the server may still hold: see [`Dropped`].
+    dropped: HashMap<String, Dropped>,
+    /// Set once the unit that made the latest drops completed cleanly;
+    /// handed to that unit's result (`take_confirmation`).
+    confirm: Option<Arc<AtomicBool>>,
     /// Bookkeeping done by the current segment, undone if it is refused.
     undo: Vec<Undo>,
     /// Portals executed by the current segment.
@@ -191,7 +221,8 @@ impl Policy {
             statements: 0,
             prepared: HashMap::new(),
             portals: HashMap::new(),
-            sql_prepared: HashMap::new(),
+            dropped: HashMap::new(),
+            confirm: None,
             undo: Vec::new(),
             executed: Vec::new(),
             segment_names: UnitNames::default(),
@@ -264,8 +295,8 @@ impl Policy {
                     },
                 };
                 // The unnamed statement is replaced by every Parse; a named
-                // one that exists is not (see `redefined`).
-                let known = match self.named(name) {
+                // one that exists, or may still exist, is not (see `redefined`).
+                let known = match self.defined(name) {
                     Some(old) if !name.is_empty() => redefined(old, known),
                     _ => known,
                 };
@@ -277,13 +308,18 @@ impl Policy {
             b'B' => {
                 let portal = b.str()?;
                 let stmt = b.str()?;
-                let stmt = self.named(stmt).cloned().unwrap_or_else(|| Known {
-                    class: unknown("Bind to a prepared statement the proxy has not seen"),
-                    sql: self.no_sql.clone(),
-                });
+                let stmt = self.bind_target(stmt);
                 let params = match bind_params(&mut b) {
                     Ok(p) if !p.is_empty() => Arc::from(p),
                     _ => self.no_params.clone(),
+                };
+                // A named portal that may exist is not replaced: the server
+                // refuses the Bind (42P03) and keeps the old one, which a
+                // `ROLLBACK TO SAVEPOINT` makes runnable again. The unnamed
+                // portal is replaced by every Bind.
+                let stmt = match self.portals.get(portal) {
+                    Some(old) if !portal.is_empty() => redefined(&old.stmt, stmt),
+                    _ => stmt,
                 };
                 let old = self
                     .portals
@@ -316,11 +352,21 @@ impl Policy {
                     b'S' => {
                         self.segment_names.dropped(&name);
                         let old = self.prepared.remove(&name);
+                        if let Some(old) = &old {
+                            self.drop_name(&name, old.clone());
+                        }
                         self.undo.push(Undo::Statement(name, old));
                     }
                     b'P' => {
-                        let old = self.portals.remove(&name);
-                        self.undo.push(Undo::Portal(name, old));
+                        // A named portal is kept: its Close may be skipped
+                        // after an error, and a savepoint rollback revives
+                        // the portal; it is forgotten when the transaction
+                        // ends (`transaction_ended`). Execute after a Close
+                        // that ran only fails (34000).
+                        if name.is_empty() {
+                            let old = self.portals.remove(&name);
+                            self.undo.push(Undo::Portal(name, old));
+                        }
                     }
                     _ => {
                         return Err(FrameError::BadBody {
@@ -335,15 +381,98 @@ impl Policy {
         Ok(())
     }
 
-    /// The statement the session knows under `name`. SQL PREPARE and
-    /// protocol Parse share one namespace in PostgreSQL; the proxy keeps
-    /// them apart for bookkeeping, and a name in both maps is one defined
-    /// again while it existed, whose later entry includes the earlier one
-    /// (`redefined`): either answer covers what the server runs.
+    /// Whether the session has named portals (they outlive their Close in
+    /// the proxy's model until the transaction ends).
+    pub fn has_named_portals(&self) -> bool {
+        self.portals.len() > usize::from(self.portals.contains_key(""))
+    }
+
+    /// The server reported no transaction open, with nothing of the
+    /// session's pending: PostgreSQL has closed every protocol portal
+    /// (they live until the end of their transaction).
+    pub fn transaction_ended(&mut self) {
+        self.portals.retain(|name, _| name.is_empty());
+    }
+
+    /// The statement the session knows under `name`.
     fn named(&self, name: &str) -> Option<&Known> {
-        self.sql_prepared
-            .get(name)
-            .or_else(|| self.prepared.get(name))
+        self.prepared.get(name)
+    }
+
+    /// The statement a Bind of `name` binds. This segment's earlier
+    /// Executes may have run `PREPARE` / `DEALLOCATE` on the name (applied
+    /// to the session's names only once the segment is decided): their
+    /// effect comes first, as for `EXECUTE` (`resolve`).
+    fn bind_target(&self, name: &str) -> Known {
+        let unseen = |why| Known {
+            class: unknown(why),
+            sql: self.no_sql.clone(),
+        };
+        match self.segment_names.touched(name) {
+            Some(Some(effects)) => {
+                let here = Known {
+                    class: Arc::new(Classification {
+                        statements: vec![StatementClass {
+                            span: (0, 0),
+                            effects,
+                            prepared: None,
+                        }],
+                    }),
+                    sql: self.no_sql.clone(),
+                };
+                // If the name existed, the server refused that PREPARE.
+                match self.defined(name) {
+                    Some(old) => redefined(old, here),
+                    None => here,
+                }
+            }
+            Some(None) => unseen("Bind to a prepared statement this segment deallocated"),
+            None => self
+                .named(name)
+                .cloned()
+                .unwrap_or_else(|| unseen("Bind to a prepared statement the proxy has not seen")),
+        }
+    }
+
+    /// What a new definition of `name` must include: the statement the
+    /// session knows under it, or else one it dropped without the server's
+    /// confirmation (see [`Dropped`]).
+    fn defined(&self, name: &str) -> Option<&Known> {
+        self.named(name).or_else(|| {
+            self.dropped
+                .get(name)
+                .filter(|d| !d.confirmed())
+                .map(|d| &d.known)
+        })
+    }
+
+    /// `name` (defined as `old`) was dropped by the current unit: keep it
+    /// until the unit's answer confirms the drop.
+    fn drop_name(&mut self, name: &str, old: Known) {
+        if name.is_empty() {
+            // The unnamed statement is replaced by every Parse anyway.
+            return;
+        }
+        let gone = self
+            .confirm
+            .get_or_insert_with(|| Arc::new(AtomicBool::new(false)))
+            .clone();
+        // Confirmed drops are forgotten here, so the map holds only drops
+        // the server has not answered (or answered with an error).
+        self.dropped.retain(|_, d| !d.confirmed());
+        let known = match self.dropped.get(name) {
+            Some(d) => redefined(&d.known, old),
+            None => old,
+        };
+        self.dropped
+            .insert(name.to_string(), Dropped { known, gone });
+    }
+
+    /// The flag of the drops made since the last call, for the unit the
+    /// session forwards now: set it when the server answers that unit
+    /// without an error.
+    pub fn take_confirmation(&mut self) -> Option<Arc<AtomicBool>> {
+        self.confirm.take()
     }
 
     /// Substitute remembered classes for SQL-level EXECUTE statements.
@@ -608,21 +737,24 @@ impl Policy {
                     });
                     let sql = Arc::from(k.sql.get(s.span.0..s.span.1).unwrap_or(&k.sql));
                     let known = Known { class: inner, sql };
-                    let known = match self.named(name) {
+                    let known = match self.defined(name) {
                         Some(old) => redefined(old, known),
                         None => known,
                     };
-                    self.sql_prepared.insert(name.clone(), known);
+                    self.prepared.insert(name.clone(), known);
                 }
                 Some(PreparedOp::Deallocate { name }) => {
-                    self.sql_prepared.remove(name);
-                    self.prepared.remove(name);
+                    if let Some(old) = self.prepared.remove(name) {
+                        self.drop_name(name, old);
+                    }
                 }
                 Some(PreparedOp::DeallocateAll) => {
                     // DEALLOCATE ALL and DISCARD ALL drop protocol-level
                     // statements and portals too.
-                    self.sql_prepared.clear();
-                    self.prepared.clear();
+                    let all: Vec<(String, Known)> = self.prepared.drain().collect();
+                    for (name, old) in all {
+                        self.drop_name(&name, old);
+                    }
                     self.portals.clear();
                 }
                 Some(PreparedOp::Execute { .. }) | None => {}
@@ -758,6 +890,16 @@ impl<T: Clone> UnitNames<T> {
     /// The name no longer exists (a protocol Close).
     fn dropped(&mut self, name: &str) {
         self.names.insert(name.to_string(), None);
+    }
+
+    /// What the unit's own statements made of `name`: `Some(None)` if they
+    /// dropped it, `None` if they did not touch it.
+    fn touched(&self, name: &str) -> Option<Option<T>> {
+        match self.names.get(name) {
+            Some(v) => Some(v.clone()),
+            None if self.all_gone => Some(None),
+            None => None,
+        }
     }
 
     /// What `name` means now: the unit's own, else (unless the unit

@@ -50,6 +50,12 @@ pub enum End {
         code: &'static str,
         message: String,
     },
+    /// A simple Query after extended-protocol messages with no Sync since.
+    /// If those failed, the server skips everything up to a Sync, this
+    /// Query included, without a word: the statements it would skip (a
+    /// PREPARE, a DEALLOCATE) and the answers the proxy expects would no
+    /// longer match what the server did.
+    QueryWithoutSync,
     Io(std::io::Error),
 }
 
@@ -66,6 +72,9 @@ impl std::fmt::Display for End {
             End::RefusedUnsynced { message, .. } => write!(
                 f,
                 "refused statement in an extended batch without Sync: {message}"
+            ),
+            End::QueryWithoutSync => f.write_str(
+                "simple Query after extended-protocol messages without Sync (send Sync first)",
             ),
             End::Io(e) => write!(f, "i/o error: {e}"),
         }
@@ -162,6 +171,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         out: BytesMut::new(),
         read_size: super::io::ReadSize::new(),
         max: proxy.config.limits.max_message_bytes,
+        unsynced: false,
         policy: Policy::new(proxy.clone(), info.clone(), key.signal.clone(), inject_tx),
         shared: &shared,
         metrics: &proxy.metrics,
@@ -207,6 +217,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
             | End::UnsupportedMessage(_)
             | End::UnsafeServerSetting(_)
             | End::RefusedUnsynced { .. }
+            | End::QueryWithoutSync
     ) && shared.at_boundary.load(Ordering::Acquire)
     {
         let (code, msg) = match &end {
@@ -282,6 +293,10 @@ pub struct Inbound<'a> {
     out: BytesMut,
     read_size: super::io::ReadSize,
     max: usize,
+    /// Extended-protocol messages went upstream with no Sync since (a
+    /// Flush-ended segment): the server may be in an implicit transaction,
+    /// or skipping messages after an error.
+    unsynced: bool,
     pub policy: Policy,
     shared: &'a Shared,
     metrics: &'a crate::metrics::Metrics,
@@ -306,6 +321,15 @@ impl Inbound<'_> {
                 if self.buf.len() - seg_end < h.total {
                     self.buf.reserve(h.total - (self.buf.len() - seg_end));
                     break;
+                }
+                if seg_end == 0
+                    && !self.unsynced
+                    && self.policy.has_named_portals()
+                    && self.shared.idle()
+                {
+                    // Every unit answered, no transaction open: the server
+                    // has closed all protocol portals.
+                    self.policy.transaction_ended();
                 }
                 let range = seg_end..seg_end + h.total;
                 if (h.tag == b'P' || (h.tag == b'Q' && seg_end == 0)) && h.total > OFF_THREAD_BYTES
@@ -333,14 +357,8 @@ impl Inbound<'_> {
                         seg_end = 0;
                     }
                     b'Q' => {
-                        if seg_end > 0 {
-                            // A Query inside an unfinished extended segment
-                            // is legal but odd; settle the segment first.
-                            if let Err(end) = self.settle_open_segment(seg_end, cr, uw).await {
-                                return end;
-                            }
-                            seg_end = 0;
-                            continue;
+                        if seg_end > 0 || self.unsynced {
+                            return End::QueryWithoutSync;
                         }
                         if let Err(end) = self.decide(Kind::Query, h.total, cr, uw).await {
                             return end;
@@ -502,9 +520,18 @@ impl Inbound<'_> {
     /// (and the approval message, for an approved hold).
     fn track(&mut self, answered: bool, draft: Option<Draft>, pending: Option<approval::Pending>) {
         let audit = self.policy.proxy().audit.clone();
+        // Drops of prepared statements are confirmed by a clean answer to
+        // their unit. A Flush-ended segment has none of its own: its error
+        // may come while nothing waits for it, so its drops stay unconfirmed.
+        let confirm = self.policy.take_confirmation().filter(|_| answered);
+        self.unsynced = !answered;
         let Some(draft) = draft else {
             if answered {
-                self.shared.in_flight.push(None);
+                self.shared
+                    .in_flight
+                    .push(confirm.map(|c| -> super::inflight::Done {
+                        Box::new(move |r: UnitResult| confirm_if_clean(&c, &r))
+                    }));
             }
             return;
         };
@@ -538,6 +565,9 @@ impl Inbound<'_> {
                     }
                 };
                 draft.record(&audit, outcome, r.elapsed.as_micros() as u64);
+                if let Some(c) = &confirm {
+                    confirm_if_clean(c, &r);
+                }
                 if let Some(p) = pending {
                     p.finish(r.summary());
                 }
@@ -556,11 +586,17 @@ impl Inbound<'_> {
         draft: Option<Draft>,
     ) -> Result<(), End> {
         let audit = self.policy.proxy().audit.clone();
+        // Drops awaiting an answer stay unconfirmed: the answer to come
+        // is the refusal's error, and a later unit's cannot vouch for them.
+        let _ = self.policy.take_confirmation();
         match kind {
             // Postgres answers the refusal with ErrorResponse +
             // ReadyForQuery, exactly what the client waits for, and aborts
             // an open transaction as the client is now told.
-            Kind::Query | Kind::SyncedSegment => {
+            // After a Flush-ended segment the server may be skipping
+            // messages up to a Sync, the injected Query included: end the
+            // session as for an unsynced refusal.
+            Kind::Query | Kind::SyncedSegment if !self.unsynced => {
                 messages::query(&mut self.out, &messages::refusal_sql(code, message));
                 self.shared
                     .in_flight
@@ -573,7 +609,7 @@ impl Inbound<'_> {
             }
             // Without a Sync there is no safe place to inject a Query:
             // end the session rather than let anything run.
-            Kind::OpenSegment => {
+            Kind::Query | Kind::SyncedSegment | Kind::OpenSegment => {
                 if let Some(d) = draft {
                     d.record(&audit, OutcomeRef::NotSent, 0);
                 }
@@ -1039,4 +1075,12 @@ fn is_disconnect(e: &std::io::Error) -> bool {
             | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::ConnectionAborted
     )
+}
+
+/// The server answered a unit that dropped prepared statements: without an
+/// error, every drop in it ran (see `policy::Dropped`).
+fn confirm_if_clean(flag: &AtomicBool, r: &UnitResult) {
+    if r.error.is_none() {
+        flag.store(true, Ordering::Release);
+    }
 }

@@ -2103,73 +2103,331 @@ async fn a_name_reprepared_in_one_segment_is_judged_as_the_new_statement() {
     p.shutdown().await;
 }
 
-/// Portals are not merged like statements (the proxy decides before the
-/// server answers): a second Bind of an existing named portal to a harmless
-/// statement makes the proxy take the portal to be the harmless one. The
-/// server refuses that Bind (42P03) and skips the rest of the segment; in an
-/// explicit transaction it is then aborted, so the first portal cannot run
-/// before ROLLBACK, which drops it. Checked here against the real server.
+/// A DEALLOCATE (or Close) that the server never ran, because the unit
+/// failed before it, leaves the statement in the server. A later PREPARE of
+/// the name is then refused (42P05) and the old statement stays: the proxy,
+/// which decides before the server answers, must not take the name for the
+/// new text until the server has confirmed the drop.
 #[tokio::test]
-async fn a_second_bind_of_a_named_portal_cannot_run_the_first() {
+async fn a_drop_the_server_never_ran_cannot_launder_a_name() {
     let db = pg().create_db();
     setup(&db).await;
     let (_rules, p) = api_proxy("20s", None).await;
-    let mut s = raw_session(&p, &db).await;
-    let bind = |portal: &str, stmt: &str| {
-        frame(
-            b'B',
-            &[portal.as_bytes(), b"\0", stmt.as_bytes(), b"\0\0\0\0\0\0\0"].concat(),
-        )
-    };
-    let execute_p = || [frame(b'E', b"p\0\0\0\0\0"), frame(b'S', b"")].concat();
-    let answer = |tags: &[&str], status| {
-        (
-            tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-            status,
-        )
-    };
-
-    assert_eq!(
-        exchange(&mut s, &query_frame("BEGIN")).await,
-        answer(&["C"], 'T')
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    c.batch_execute("PREPARE x AS DELETE FROM t").await.unwrap();
+    let e = c
+        .batch_execute("SELECT 1/0; DEALLOCATE x")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22012", "{e}");
+    let e = c.batch_execute("PREPARE x AS SELECT 1").await.unwrap_err();
+    assert_eq!(code(&e), "42P05", "the server still has x: {e}");
+    let q = spawn_query(&c, "EXECUTE x");
+    let view = api.held("EXECUTE x").await;
+    assert_eq!(t_rows(&db).await, 10, "nothing ran while held");
+    assert!(
+        strings(&view["categories"]).contains(&"destructive".to_string()),
+        "{view:#}"
     );
-    // Bound, not executed: nothing runs, nothing to hold.
-    let msgs = [
-        parse_frame("sdel", "DELETE FROM t"),
-        bind("p", "sdel"),
-        frame(b'S', b""),
-    ]
-    .concat();
-    assert_eq!(exchange(&mut s, &msgs).await, answer(&["1", "2"], 'T'));
-    // The proxy now takes p to be SELECT 1 and lets the Execute through.
-    let msgs = [
-        parse_frame("ssel", "SELECT 1"),
-        bind("p", "ssel"),
-        execute_p(),
-    ]
-    .concat();
-    assert_eq!(
-        exchange(&mut s, &msgs).await,
-        answer(&["1", "E42P03"], 'E'),
-        "the server refused the Bind and skipped the Execute"
-    );
-    assert_eq!(
-        exchange(&mut s, &execute_p()).await,
-        answer(&["E25P02"], 'E'),
-        "an aborted transaction runs nothing"
-    );
+    assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
+    assert_sqlstate(finish(q).await, "42501");
     assert_eq!(t_rows(&db).await, 10);
-    assert_eq!(
-        exchange(&mut s, &query_frame("ROLLBACK")).await,
-        answer(&["C"], 'I')
-    );
-    assert_eq!(
-        exchange(&mut s, &execute_p()).await,
-        answer(&["E34000"], 'I'),
-        "ROLLBACK dropped the portal"
-    );
-    assert_eq!(t_rows(&db).await, 10, "the DELETE never ran");
+    // A drop the server confirmed is forgotten: the name is new again.
+    c.batch_execute("DEALLOCATE x").await.unwrap();
+    c.batch_execute("PREPARE x AS SELECT 1").await.unwrap();
+    let rows = c.simple_query("EXECUTE x").await.expect("not held");
+    assert!(!rows.is_empty());
+
+    // Protocol level: a Close skipped after an error in its segment.
+    let mut s = raw_session(&p, &db).await;
+    let sync = frame(b'S', b"");
+    let answer = |tags: &[&str]| (tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(), 'I');
+    let define = [parse_frame("s1", "DELETE FROM t"), sync.clone()].concat();
+    assert_eq!(exchange(&mut s, &define).await, answer(&["1"]));
+    let failing = [
+        parse_frame("", "SELECT 1/0"),
+        bind_execute_frames(""),
+        frame(b'C', b"Ss1\0"),
+        sync.clone(),
+    ]
+    .concat();
+    assert_eq!(exchange(&mut s, &failing).await, answer(&["1", "E22012"]));
+    let again = [parse_frame("s1", "SELECT 1"), sync.clone()].concat();
+    assert_eq!(exchange(&mut s, &again).await, answer(&["E42P05"]));
+    s.write_all(&[bind_execute_frames("s1"), sync.clone()].concat())
+        .await
+        .unwrap();
+    let view = api.pending_destructive(&db).await;
+    assert_eq!(t_rows(&db).await, 10, "nothing ran while held");
+    assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
+    api.settled(&id_of(&view), "denied").await;
+    assert_eq!(t_rows(&db).await, 10);
     let _ = s.write_all(&TERMINATE).await;
+    p.shutdown().await;
+}
+
+/// A database with `t`, a proxy with the admin API over it, and a raw
+/// protocol session through the proxy.
+struct Raw {
+    db: String,
+    _rules: tempfile::TempDir,
+    p: TestProxy,
+    api: Api,
+    s: tokio::net::TcpStream,
+}
+
+impl Raw {
+    async fn new() -> Raw {
+        let db = pg().create_db();
+        setup(&db).await;
+        let (_rules, p) = api_proxy("20s", None).await;
+        let api = Api::of(&p);
+        let s = raw_session(&p, &db).await;
+        Raw {
+            db,
+            _rules,
+            p,
+            api,
+            s,
+        }
+    }
+}
+
+/// Raw-protocol pieces for the tests of the proxy's model of server state.
+fn bind_frame(portal: &str, stmt: &str) -> Vec<u8> {
+    frame(
+        b'B',
+        &[portal.as_bytes(), b"\0", stmt.as_bytes(), b"\0\0\0\0\0\0\0"].concat(),
+    )
+}
+
+fn execute_frame(portal: &str) -> Vec<u8> {
+    frame(b'E', &[portal.as_bytes(), b"\0\0\0\0\0"].concat())
+}
+
+fn close_frame(kind: u8, name: &str) -> Vec<u8> {
+    frame(b'C', &[&[kind][..], name.as_bytes(), b"\0"].concat())
+}
+
+fn sync_frame() -> Vec<u8> {
+    frame(b'S', b"")
+}
+
+fn answer(tags: &[&str], status: char) -> (Vec<String>, char) {
+    (tags.iter().map(|t| t.to_string()).collect(), status)
+}
+
+/// Sends `msgs`, which the policy must hold as destructive, denies the
+/// request, checks that `t` kept its rows and that the client was refused
+/// (42501); returns the transaction status after the refusal.
+async fn held_and_denied(api: &Api, s: &mut tokio::net::TcpStream, db: &str, msgs: &[u8]) -> char {
+    s.write_all(msgs).await.unwrap();
+    let view = api.pending_destructive(db).await;
+    assert_eq!(t_rows(db).await, 10, "nothing ran while held");
+    assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
+    api.settled(&id_of(&view), "denied").await;
+    let (tags, status) = exchange(s, &[]).await;
+    assert!(tags.contains(&"E42501".to_string()), "{tags:?}");
+    assert_eq!(t_rows(db).await, 10);
+    status
+}
+
+/// SQL PREPARE and protocol Parse share one namespace. A protocol Close
+/// of an SQL-prepared name, then a Parse of the name as a DELETE: the
+/// proxy kept the two kinds in separate maps and looked the name up in
+/// the stale one, judging the DELETE as the old SELECT.
+#[tokio::test]
+async fn one_namespace_for_sql_and_protocol_prepared_statements() {
+    let Raw {
+        db,
+        _rules,
+        p,
+        api,
+        mut s,
+    } = Raw::new().await;
+    let q = query_frame("PREPARE x AS SELECT 1");
+    assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'I'));
+    let msgs = [
+        close_frame(b'S', "x"),
+        parse_frame("x", "DELETE FROM t"),
+        bind_execute_frames("x"),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(held_and_denied(&api, &mut s, &db, &msgs).await, 'I');
+    // A PREPARE the server refused defines nothing there; a protocol
+    // statement of that name is then whatever its Parse says.
+    let q = query_frame("PREPARE y AS SELECT * FROM no_such_table");
+    assert_eq!(exchange(&mut s, &q).await, answer(&["E42P01"], 'I'));
+    let msgs = [
+        parse_frame("y", "DELETE FROM t"),
+        bind_execute_frames("y"),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(held_and_denied(&api, &mut s, &db, &msgs).await, 'I');
+    let _ = s.write_all(&TERMINATE).await;
+    p.shutdown().await;
+}
+
+/// A Bind binds what the segment's own earlier Executes made of the name:
+/// `DEALLOCATE x` and `PREPARE x AS DELETE ...` run as protocol Executes,
+/// then x is bound and executed, all before one Sync.
+#[tokio::test]
+async fn a_bind_sees_what_its_segment_prepared() {
+    let Raw {
+        db,
+        _rules,
+        p,
+        api,
+        mut s,
+    } = Raw::new().await;
+    let q = query_frame("PREPARE x AS SELECT 1");
+    assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'I'));
+    let msgs = [
+        parse_frame("", "DEALLOCATE x"),
+        bind_execute_frames(""),
+        parse_frame("", "PREPARE x AS DELETE FROM t"),
+        bind_execute_frames(""),
+        bind_execute_frames("x"),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(held_and_denied(&api, &mut s, &db, &msgs).await, 'I');
+    let _ = s.write_all(&TERMINATE).await;
+    p.shutdown().await;
+}
+
+/// A Close skipped after an error in a Flush-ended segment: its error came
+/// while nothing waited for an answer, and a later clean Sync must not
+/// count as the server confirming the drop.
+#[tokio::test]
+async fn a_drop_in_a_failed_flush_segment_stays_unconfirmed() {
+    let Raw {
+        db,
+        _rules,
+        p,
+        api,
+        mut s,
+    } = Raw::new().await;
+    let define = [parse_frame("x", "DELETE FROM t"), sync_frame()].concat();
+    assert_eq!(exchange(&mut s, &define).await, answer(&["1"], 'I'));
+    let failing = [
+        parse_frame("", "SELECT 1/0"),
+        bind_execute_frames(""),
+        close_frame(b'S', "x"),
+        frame(b'H', b""),
+    ]
+    .concat();
+    s.write_all(&failing).await.unwrap();
+    let mut tags = Vec::new();
+    while tags.last() != Some(&b'E') {
+        tags.push(read_msg(&mut s).await.0);
+    }
+    // 1/0 is folded, and fails, when the Bind plans it.
+    assert_eq!(tags, b"1E", "the error arrives before any Sync");
+    assert_eq!(exchange(&mut s, &sync_frame()).await, answer(&[], 'I'));
+    let again = [parse_frame("x", "SELECT 1"), sync_frame()].concat();
+    assert_eq!(exchange(&mut s, &again).await, answer(&["E42P05"], 'I'));
+    let run = [bind_execute_frames("x"), sync_frame()].concat();
+    assert_eq!(held_and_denied(&api, &mut s, &db, &run).await, 'I');
+    let _ = s.write_all(&TERMINATE).await;
+    p.shutdown().await;
+}
+
+/// A named portal bound again (refused by the server, 42P03, which keeps
+/// the old portal) and revived by ROLLBACK TO SAVEPOINT: the proxy must
+/// take it for either statement. The same after a Close the error skipped.
+#[tokio::test]
+async fn a_named_portal_revived_by_a_savepoint_rollback_is_still_judged() {
+    let Raw {
+        db,
+        _rules,
+        p,
+        api,
+        mut s,
+    } = Raw::new().await;
+    for close_first in [false, true] {
+        assert_eq!(
+            exchange(&mut s, &query_frame("BEGIN")).await,
+            answer(&["C"], 'T')
+        );
+        let msgs = [
+            parse_frame("sdel", "DELETE FROM t"),
+            bind_frame("p", "sdel"),
+            sync_frame(),
+        ]
+        .concat();
+        assert_eq!(exchange(&mut s, &msgs).await, answer(&["1", "2"], 'T'));
+        let q = query_frame("SAVEPOINT s");
+        assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'T'));
+        let mut msgs = vec![parse_frame("ssel", "SELECT 1")];
+        if close_first {
+            // The failing Bind (1/0 is folded when it is planned) makes
+            // the server skip the Close.
+            msgs.extend([
+                parse_frame("", "SELECT 1/0"),
+                bind_execute_frames(""),
+                close_frame(b'P', "p"),
+            ]);
+        }
+        msgs.extend([bind_frame("p", "ssel"), sync_frame()]);
+        let refused = if close_first { "E22012" } else { "E42P03" };
+        let expect = if close_first {
+            vec!["1", "1", refused]
+        } else {
+            vec!["1", refused]
+        };
+        assert_eq!(exchange(&mut s, &msgs.concat()).await, answer(&expect, 'E'));
+        let q = query_frame("ROLLBACK TO SAVEPOINT s");
+        assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'T'));
+        let run = [execute_frame("p"), sync_frame()].concat();
+        assert_eq!(held_and_denied(&api, &mut s, &db, &run).await, 'E');
+        assert_eq!(
+            exchange(&mut s, &query_frame("ROLLBACK")).await,
+            answer(&["C"], 'I')
+        );
+        let q = query_frame("DEALLOCATE ALL");
+        assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'I'));
+    }
+    let _ = s.write_all(&TERMINATE).await;
+    p.shutdown().await;
+}
+
+/// After a Flush-ended segment that failed, the server skips every message
+/// up to a Sync, a simple Query included, without answering it: the proxy
+/// would count a skipped PREPARE or DEALLOCATE as run and misattribute
+/// every later answer. Such a Query ends the session instead.
+#[tokio::test]
+async fn a_query_after_an_unsynced_segment_ends_the_session() {
+    let Raw {
+        _rules, p, mut s, ..
+    } = Raw::new().await;
+    let failing = [
+        parse_frame("", "SELECT 1/0"),
+        bind_execute_frames(""),
+        frame(b'H', b""),
+    ]
+    .concat();
+    s.write_all(&failing).await.unwrap();
+    let mut tags = Vec::new();
+    while tags.last() != Some(&b'E') {
+        tags.push(read_msg(&mut s).await.0);
+    }
+    s.write_all(&query_frame("DEALLOCATE ALL")).await.unwrap();
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(tag, b'E');
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("FATAL") && text.contains("08P01") && text.contains("Sync"),
+        "{text}"
+    );
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
+        .await
+        .expect("closed in time");
+    assert!(n.is_ok());
     p.shutdown().await;
 }
 
