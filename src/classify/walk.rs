@@ -166,7 +166,22 @@ pub(super) fn classify_statement(stmt: &Statement, opts: &Options) -> Outcome {
             };
         }
         let runs = *analyze || options.as_deref().is_some_and(options_say_analyze);
-        return explain(classify_statement(statement, opts), runs);
+        let inner = classify_statement(statement, opts);
+        if !runs && matches!(**statement, Statement::Execute { .. }) {
+            // EXPLAIN EXECUTE evaluates the arguments (the plan is made for
+            // their values), so their effects are real; the prepared
+            // statement itself is only planned.
+            let mut out = explain(
+                Outcome {
+                    effects: Vec::new(),
+                    prepared: None,
+                },
+                false,
+            );
+            out.effects.extend(inner.effects);
+            return out;
+        }
+        return explain(inner, runs);
     }
     let mut c = Collector::new(stmt, opts);
     c.own_effects(stmt);
