@@ -29,7 +29,7 @@ use crate::rules::{Action, Decision, HoldSettings, Subject};
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::sync::mpsc;
 
 /// What the relay asks about: one simple Query, or one extended-protocol
@@ -78,6 +78,9 @@ pub struct Held {
     pub classification: Classification,
     /// As classified, for the session's PREPARE bookkeeping.
     raw: Vec<Known>,
+    /// A simple Query: its PREPAREs and DEALLOCATEs are applied once it is
+    /// decided (a segment's were applied at each Execute, in order).
+    query: bool,
 }
 
 /// The judgement of one unit, before bookkeeping.
@@ -89,6 +92,8 @@ struct Judgement {
     /// The same, as classified (PREPARE still carries the effects of the
     /// statement it prepares), with their texts: the source of bookkeeping.
     raw: Vec<Known>,
+    /// See [`Held::query`].
+    query: bool,
     /// Version of the rules that decided (the audit record names it).
     ruleset: Arc<str>,
 }
@@ -110,25 +115,55 @@ struct Known {
     sql: Arc<str>,
 }
 
-/// A prepared statement the session dropped, kept until the server has
-/// answered the unit that dropped it without an error. Until then the
-/// server may still hold it: the unit failed before its DEALLOCATE or Close
-/// ran (`SELECT 1/0; DEALLOCATE x`), and the server keeps the name. A later
-/// PREPARE or Parse of that name is then refused by the server (42P05),
-/// while the proxy, deciding before the answer, would take it for the new
-/// statement: `EXECUTE x` would be judged as the new text and run the old.
-/// So a name defined again while a drop of it is unconfirmed stands for
-/// both statements (`redefined`), as if it had never been dropped.
-struct Dropped {
-    known: Known,
-    /// Set when the unit that dropped it was answered without an error.
-    gone: Arc<AtomicBool>,
+/// What the server answered a forwarded unit, as far as the session
+/// knows (set from the unit's in-flight entry, see `take_outcome`).
+pub const ANSWER_PENDING: u8 = 0;
+/// Answered without an error: every message of the unit ran.
+pub const ANSWER_CLEAN: u8 = 1;
+/// Answered with an error, or its answer cannot be told apart: any of its
+/// messages may have been skipped.
+pub const ANSWER_FAILED: u8 = 2;
+
+/// The names a forwarded unit changed, while its answer is unknown.
+///
+/// The proxy applies a unit's PREPARE / Parse / DEALLOCATE / Close / Bind
+/// as it reads them (the unit's own later messages see them, which is
+/// right: after an error the server skips the rest). But the server may
+/// not have run them: an error earlier in the unit skips the rest of it
+/// (`SELECT 1/0; DEALLOCATE x`, or a Parse after a failed Bind), the
+/// second definition of an existing name is refused (42P05, 42P03), and a
+/// savepoint rollback revives a portal. So from the moment it is
+/// forwarded until the server answers it cleanly, each changed name stands
+/// for every value it had during the unit (`redefined`: the stricter
+/// decides; a name that was dropped keeps its last definition). A clean
+/// answer puts back the unit's final values; a failure keeps the union.
+struct Unsettled {
+    answer: Arc<AtomicU8>,
+    /// Name, the unit's final value, and the class of the union put in
+    /// its place (the final value returns only if nothing changed it since).
+    statements: Vec<(String, Option<Known>, SharedClassification)>,
+    portals: Vec<(String, Option<Bound>, SharedClassification)>,
 }
 
-impl Dropped {
-    fn confirmed(&self) -> bool {
-        self.gone.load(Ordering::Acquire)
-    }
+/// Every distinct value, in order, as one (`redefined`); `None` if none.
+fn union_of(values: impl Iterator<Item = Known>) -> Option<Known> {
+    values.fold(None, |acc: Option<Known>, v| match acc {
+        None => Some(v),
+        Some(a) if includes(&a, &v) => Some(a),
+        Some(a) if includes(&v, &a) => Some(v),
+        Some(a) => Some(redefined(&a, v)),
+    })
+}
+
+/// Whether `a` already stands for everything `b` does.
+fn includes(a: &Known, b: &Known) -> bool {
+    Arc::ptr_eq(&a.class, &b.class)
+        || b.class.statements.iter().all(|s| {
+            a.class
+                .statements
+                .iter()
+                .any(|t| Arc::ptr_eq(&t.effects, &s.effects))
+        })
 }
 
 /// A bound portal: its statement and the values bound to it.
@@ -161,12 +196,11 @@ pub struct Policy {
     /// stale one).
     prepared: HashMap<String, Known>,
     portals: HashMap<String, Bound>,
-    /// Statements this session dropped (DEALLOCATE, Close, DISCARD ALL)
-    /// that the server may still hold: see [`Dropped`].
-    dropped: HashMap<String, Dropped>,
-    /// Set once the unit that made the latest drops completed cleanly;
-    /// handed to that unit's result (`take_confirmation`).
-    confirm: Option<Arc<AtomicBool>>,
+    /// Forwarded units whose answers are not in yet, oldest first: see
+    /// [`Unsettled`].
+    unsettled: std::collections::VecDeque<Unsettled>,
+    /// The answer flag of the unit decided last, for its in-flight entry.
+    answer: Option<Arc<AtomicU8>>,
     /// Bookkeeping done by the current segment, undone if it is refused.
     undo: Vec<Undo>,
     /// Portals executed by the current segment.
@@ -221,8 +255,8 @@ impl Policy {
             statements: 0,
             prepared: HashMap::new(),
             portals: HashMap::new(),
-            dropped: HashMap::new(),
-            confirm: None,
+            unsettled: std::collections::VecDeque::new(),
+            answer: None,
             undo: Vec::new(),
             executed: Vec::new(),
             segment_names: UnitNames::default(),
@@ -275,6 +309,9 @@ impl Policy {
     /// Inspect one extended-protocol frame as it arrives; the verdict
     /// comes for the whole segment at Sync/Flush.
     pub fn extended(&mut self, frame: &[u8]) -> Result<(), FrameError> {
+        if !self.unsettled.is_empty() {
+            self.settle();
+        }
         let mut b = Body::new(frame);
         match frame[0] {
             b'P' => {
@@ -295,8 +332,8 @@ impl Policy {
                     },
                 };
                 // The unnamed statement is replaced by every Parse; a named
-                // one that exists, or may still exist, is not (see `redefined`).
-                let known = match self.defined(name) {
+                // one that exists is not (see `redefined`).
+                let known = match self.named(name) {
                     Some(old) if !name.is_empty() => redefined(old, known),
                     _ => known,
                 };
@@ -312,14 +349,6 @@ impl Policy {
                 let params = match bind_params(&mut b) {
                     Ok(p) if !p.is_empty() => Arc::from(p),
                     _ => self.no_params.clone(),
-                };
-                // A named portal that may exist is not replaced: the server
-                // refuses the Bind (42P03) and keeps the old one, which a
-                // `ROLLBACK TO SAVEPOINT` makes runnable again. The unnamed
-                // portal is replaced by every Bind.
-                let stmt = match self.portals.get(portal) {
-                    Some(old) if !portal.is_empty() => redefined(&old.stmt, stmt),
-                    _ => stmt,
                 };
                 let old = self
                     .portals
@@ -339,6 +368,9 @@ impl Policy {
                 for s in &bound.stmt.class.statements {
                     self.segment_names.note(s, &s.effects);
                 }
+                // In message order: a Parse after this Execute must find
+                // what its PREPARE / DEALLOCATE did.
+                self.apply_sql_prepared(&bound.stmt);
                 self.executed.push(Exec {
                     raw: bound.stmt,
                     params: bound.params,
@@ -352,21 +384,11 @@ impl Policy {
                     b'S' => {
                         self.segment_names.dropped(&name);
                         let old = self.prepared.remove(&name);
-                        if let Some(old) = &old {
-                            self.drop_name(&name, old.clone());
-                        }
                         self.undo.push(Undo::Statement(name, old));
                     }
                     b'P' => {
-                        // A named portal is kept: its Close may be skipped
-                        // after an error, and a savepoint rollback revives
-                        // the portal; it is forgotten when the transaction
-                        // ends (`transaction_ended`). Execute after a Close
-                        // that ran only fails (34000).
-                        if name.is_empty() {
-                            let old = self.portals.remove(&name);
-                            self.undo.push(Undo::Portal(name, old));
-                        }
+                        let old = self.portals.remove(&name);
+                        self.undo.push(Undo::Portal(name, old));
                     }
                     _ => {
                         return Err(FrameError::BadBody {
@@ -421,7 +443,7 @@ impl Policy {
                     sql: self.no_sql.clone(),
                 };
                 // If the name existed, the server refused that PREPARE.
-                match self.defined(name) {
+                match self.named(name) {
                     Some(old) => redefined(old, here),
                     None => here,
                 }
@@ -434,45 +456,127 @@ impl Policy {
         }
     }
 
-    /// What a new definition of `name` must include: the statement the
-    /// session knows under it, or else one it dropped without the server's
-    /// confirmation (see [`Dropped`]).
-    fn defined(&self, name: &str) -> Option<&Known> {
-        self.named(name).or_else(|| {
-            self.dropped
-                .get(name)
-                .filter(|d| !d.confirmed())
-                .map(|d| &d.known)
-        })
+    /// The answer flag of the unit just decided (`None` if it changed no
+    /// names): the session sets it from the unit's answer.
+    pub fn take_outcome(&mut self) -> Option<Arc<AtomicU8>> {
+        self.answer.take()
     }
 
-    /// `name` (defined as `old`) was dropped by the current unit: keep it
-    /// until the unit's answer confirms the drop.
-    fn drop_name(&mut self, name: &str, old: Known) {
-        if name.is_empty() {
-            // The unnamed statement is replaced by every Parse anyway.
+    /// Turn the decided unit's changes into the union of every value the
+    /// names had during it, until its answer comes (see [`Unsettled`]).
+    fn seal(&mut self) {
+        if self.undo.is_empty() {
             return;
         }
-        let gone = self
-            .confirm
-            .get_or_insert_with(|| Arc::new(AtomicBool::new(false)))
-            .clone();
-        // Confirmed drops are forgotten here, so the map holds only drops
-        // the server has not answered (or answered with an error).
-        self.dropped.retain(|_, d| !d.confirmed());
-        let known = match self.dropped.get(name) {
-            Some(d) => redefined(&d.known, old),
-            None => old,
+        let mut statements: Vec<(String, Vec<Known>)> = Vec::new();
+        let mut portals: Vec<(String, Vec<Bound>)> = Vec::new();
+        for u in std::mem::take(&mut self.undo) {
+            match u {
+                Undo::Statement(name, old) => {
+                    let i = match statements.iter().position(|(n, _)| *n == name) {
+                        Some(i) => i,
+                        None => {
+                            statements.push((name, Vec::new()));
+                            statements.len() - 1
+                        }
+                    };
+                    statements[i].1.extend(old);
+                }
+                Undo::Portal(name, old) => {
+                    let i = match portals.iter().position(|(n, _)| *n == name) {
+                        Some(i) => i,
+                        None => {
+                            portals.push((name, Vec::new()));
+                            portals.len() - 1
+                        }
+                    };
+                    portals[i].1.extend(old);
+                }
+            }
+        }
+        let answer = Arc::new(AtomicU8::new(ANSWER_PENDING));
+        let mut u = Unsettled {
+            answer: answer.clone(),
+            statements: Vec::new(),
+            portals: Vec::new(),
         };
-        self.dropped
-            .insert(name.to_string(), Dropped { known, gone });
+        for (name, olds) in statements {
+            let last = self.prepared.get(&name).cloned();
+            let Some(all) = union_of(olds.into_iter().chain(last.clone())) else {
+                continue;
+            };
+            if last
+                .as_ref()
+                .is_some_and(|l| Arc::ptr_eq(&l.class, &all.class))
+            {
+                continue;
+            }
+            u.statements.push((name.clone(), last, all.class.clone()));
+            self.prepared.insert(name, all);
+        }
+        for (name, olds) in portals {
+            let last = self.portals.get(&name).cloned();
+            let params = last
+                .as_ref()
+                .or(olds.last())
+                .map(|b| b.params.clone())
+                .unwrap_or_else(|| self.no_params.clone());
+            let stmts = olds.into_iter().chain(last.clone()).map(|b| b.stmt);
+            let Some(all) = union_of(stmts) else {
+                continue;
+            };
+            if last
+                .as_ref()
+                .is_some_and(|l| Arc::ptr_eq(&l.stmt.class, &all.class))
+            {
+                continue;
+            }
+            u.portals.push((name.clone(), last, all.class.clone()));
+            self.portals.insert(name, Bound { stmt: all, params });
+        }
+        if !u.statements.is_empty() || !u.portals.is_empty() {
+            self.unsettled.push_back(u);
+            self.answer = Some(answer);
+        }
     }
 
-    /// The flag of the drops made since the last call, for the unit the
-    /// session forwards now: set it when the server answers that unit
-    /// without an error.
-    pub fn take_confirmation(&mut self) -> Option<Arc<AtomicBool>> {
-        self.confirm.take()
+    /// Apply the answers that came in, oldest unit first.
+    fn settle(&mut self) {
+        while let Some(u) = self.unsettled.front() {
+            match u.answer.load(Ordering::Acquire) {
+                ANSWER_PENDING => break,
+                ANSWER_CLEAN => {
+                    let u = self.unsettled.pop_front().expect("front exists");
+                    for (name, last, all) in u.statements {
+                        if self
+                            .prepared
+                            .get(&name)
+                            .is_some_and(|k| Arc::ptr_eq(&k.class, &all))
+                        {
+                            match last {
+                                Some(k) => self.prepared.insert(name, k),
+                                None => self.prepared.remove(&name),
+                            };
+                        }
+                    }
+                    for (name, last, all) in u.portals {
+                        if self
+                            .portals
+                            .get(&name)
+                            .is_some_and(|b| Arc::ptr_eq(&b.stmt.class, &all))
+                        {
+                            match last {
+                                Some(b) => self.portals.insert(name, b),
+                                None => self.portals.remove(&name),
+                            };
+                        }
+                    }
+                }
+                _ => {
+                    self.unsettled.pop_front();
+                }
+            }
+        }
     }
 
     /// Substitute remembered classes for SQL-level EXECUTE statements.
@@ -493,6 +597,9 @@ impl Policy {
     }
 
     fn judge(&mut self, unit: &Unit<'_>) -> Result<Judgement, (&'static str, String)> {
+        if !self.unsettled.is_empty() {
+            self.settle();
+        }
         self.refresh();
         let (raw, executed): (Vec<_>, Vec<_>) = match unit {
             Unit::Query { frame } => {
@@ -554,6 +661,7 @@ impl Policy {
             decision,
             executed,
             raw,
+            query: matches!(unit, Unit::Query { .. }),
             ruleset: Arc::clone(&self.ruleset),
         })
     }
@@ -672,6 +780,7 @@ impl Policy {
                     categories,
                     classification,
                     raw: judgement.raw,
+                    query: judgement.query,
                 }))
             }
         }
@@ -706,10 +815,12 @@ impl Policy {
 
     /// The unit was held and then approved: apply its bookkeeping.
     pub fn approved(&mut self, held: &Held) {
-        for k in &held.raw {
-            self.apply_sql_prepared(k);
+        if held.query {
+            for k in &held.raw {
+                self.apply_sql_prepared(k);
+            }
         }
-        self.undo.clear();
+        self.seal();
     }
 
     /// The unit was held and then refused: forget its bookkeeping.
@@ -718,10 +829,12 @@ impl Policy {
     }
 
     fn commit(&mut self, j: &Judgement) {
-        self.undo.clear();
-        for k in &j.raw {
-            self.apply_sql_prepared(k);
+        if j.query {
+            for k in &j.raw {
+                self.apply_sql_prepared(k);
+            }
         }
+        self.seal();
     }
 
     fn apply_sql_prepared(&mut self, k: &Known) {
@@ -737,25 +850,25 @@ impl Policy {
                     });
                     let sql = Arc::from(k.sql.get(s.span.0..s.span.1).unwrap_or(&k.sql));
                     let known = Known { class: inner, sql };
-                    let known = match self.defined(name) {
+                    let known = match self.named(name) {
                         Some(old) => redefined(old, known),
                         None => known,
                     };
-                    self.prepared.insert(name.clone(), known);
+                    let old = self.prepared.insert(name.clone(), known);
+                    self.undo.push(Undo::Statement(name.clone(), old));
                 }
                 Some(PreparedOp::Deallocate { name }) => {
-                    if let Some(old) = self.prepared.remove(name) {
-                        self.drop_name(name, old);
-                    }
+                    let old = self.prepared.remove(name);
+                    self.undo.push(Undo::Statement(name.clone(), old));
                 }
                 Some(PreparedOp::DeallocateAll) => {
-                    // DEALLOCATE ALL and DISCARD ALL drop protocol-level
-                    // statements and portals too.
+                    // Protocol-level statements too. Portals stay: they keep
+                    // their plans (DISCARD ALL, which closes them, cannot run
+                    // inside the transaction a portal lives in).
                     let all: Vec<(String, Known)> = self.prepared.drain().collect();
                     for (name, old) in all {
-                        self.drop_name(&name, old);
+                        self.undo.push(Undo::Statement(name, Some(old)));
                     }
-                    self.portals.clear();
                 }
                 Some(PreparedOp::Execute { .. }) | None => {}
             }

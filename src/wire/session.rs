@@ -18,7 +18,7 @@ use super::frame::{self, Body, FrameError, Tag};
 use super::inflight::InFlight;
 use super::inflight::UnitResult;
 use super::messages::{self, Severity};
-use super::policy::{Held, Policy, Unit, Verdict};
+use super::policy::{self, Held, Policy, Unit, Verdict};
 use super::record::Draft;
 use super::sqlstate;
 use super::{Proxy, client::Established};
@@ -520,17 +520,24 @@ impl Inbound<'_> {
     /// (and the approval message, for an approved hold).
     fn track(&mut self, answered: bool, draft: Option<Draft>, pending: Option<approval::Pending>) {
         let audit = self.policy.proxy().audit.clone();
-        // Drops of prepared statements are confirmed by a clean answer to
-        // their unit. A Flush-ended segment has none of its own: its error
-        // may come while nothing waits for it, so its drops stay unconfirmed.
-        let confirm = self.policy.take_confirmation().filter(|_| answered);
+        // The names the unit changed settle with its answer. A Flush-ended
+        // segment has none of its own (its error may come while nothing
+        // waits for it), and the first answer after one may lack that
+        // error: neither can vouch for what ran.
+        let answer = match self.policy.take_outcome() {
+            Some(a) if !answered || self.unsynced => {
+                a.store(policy::ANSWER_FAILED, Ordering::Release);
+                None
+            }
+            a => a,
+        };
         self.unsynced = !answered;
         let Some(draft) = draft else {
             if answered {
                 self.shared
                     .in_flight
-                    .push(confirm.map(|c| -> super::inflight::Done {
-                        Box::new(move |r: UnitResult| confirm_if_clean(&c, &r))
+                    .push(answer.map(|a| -> super::inflight::Done {
+                        Box::new(move |r: UnitResult| set_answer(&a, &r))
                     }));
             }
             return;
@@ -565,8 +572,8 @@ impl Inbound<'_> {
                     }
                 };
                 draft.record(&audit, outcome, r.elapsed.as_micros() as u64);
-                if let Some(c) = &confirm {
-                    confirm_if_clean(c, &r);
+                if let Some(a) = &answer {
+                    set_answer(a, &r);
                 }
                 if let Some(p) = pending {
                     p.finish(r.summary());
@@ -586,9 +593,10 @@ impl Inbound<'_> {
         draft: Option<Draft>,
     ) -> Result<(), End> {
         let audit = self.policy.proxy().audit.clone();
-        // Drops awaiting an answer stay unconfirmed: the answer to come
-        // is the refusal's error, and a later unit's cannot vouch for them.
-        let _ = self.policy.take_confirmation();
+        // A refused unit's changes were undone; nothing to settle.
+        if let Some(a) = self.policy.take_outcome() {
+            a.store(policy::ANSWER_FAILED, Ordering::Release);
+        }
         match kind {
             // Postgres answers the refusal with ErrorResponse +
             // ReadyForQuery, exactly what the client waits for, and aborts
@@ -1077,10 +1085,13 @@ fn is_disconnect(e: &std::io::Error) -> bool {
     )
 }
 
-/// The server answered a unit that dropped prepared statements: without an
-/// error, every drop in it ran (see `policy::Dropped`).
-fn confirm_if_clean(flag: &AtomicBool, r: &UnitResult) {
-    if r.error.is_none() {
-        flag.store(true, Ordering::Release);
-    }
+/// The server answered a unit that changed prepared statements or portals
+/// (see `policy::Unsettled`): without an error, every message of it ran.
+fn set_answer(flag: &std::sync::atomic::AtomicU8, r: &UnitResult) {
+    let answer = if r.error.is_none() {
+        policy::ANSWER_CLEAN
+    } else {
+        policy::ANSWER_FAILED
+    };
+    flag.store(answer, Ordering::Release);
 }

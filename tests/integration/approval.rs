@@ -2168,29 +2168,29 @@ async fn a_drop_the_server_never_ran_cannot_launder_a_name() {
 }
 
 /// A database with `t`, a proxy with the admin API over it, and a raw
-/// protocol session through the proxy.
-struct Raw {
-    db: String,
-    _rules: tempfile::TempDir,
-    p: TestProxy,
-    api: Api,
-    s: tokio::net::TcpStream,
-}
+/// protocol session through the proxy (keep the rules directory alive).
+struct Raw;
 
 impl Raw {
-    async fn new() -> Raw {
+    async fn open() -> (
+        String,
+        Api,
+        tokio::net::TcpStream,
+        TestProxy,
+        tempfile::TempDir,
+    ) {
         let db = pg().create_db();
         setup(&db).await;
-        let (_rules, p) = api_proxy("20s", None).await;
+        let (rules, p) = api_proxy("20s", None).await;
         let api = Api::of(&p);
         let s = raw_session(&p, &db).await;
-        Raw {
-            db,
-            _rules,
-            p,
-            api,
-            s,
-        }
+        (db, api, s, p, rules)
+    }
+
+    /// Ends the session and the proxy.
+    async fn close(mut s: tokio::net::TcpStream, p: TestProxy) {
+        let _ = s.write_all(&TERMINATE).await;
+        p.shutdown().await;
     }
 }
 
@@ -2239,13 +2239,7 @@ async fn held_and_denied(api: &Api, s: &mut tokio::net::TcpStream, db: &str, msg
 /// the stale one, judging the DELETE as the old SELECT.
 #[tokio::test]
 async fn one_namespace_for_sql_and_protocol_prepared_statements() {
-    let Raw {
-        db,
-        _rules,
-        p,
-        api,
-        mut s,
-    } = Raw::new().await;
+    let (db, api, mut s, p, _rules) = Raw::open().await;
     let q = query_frame("PREPARE x AS SELECT 1");
     assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'I'));
     let msgs = [
@@ -2267,8 +2261,7 @@ async fn one_namespace_for_sql_and_protocol_prepared_statements() {
     ]
     .concat();
     assert_eq!(held_and_denied(&api, &mut s, &db, &msgs).await, 'I');
-    let _ = s.write_all(&TERMINATE).await;
-    p.shutdown().await;
+    Raw::close(s, p).await;
 }
 
 /// A Bind binds what the segment's own earlier Executes made of the name:
@@ -2276,13 +2269,7 @@ async fn one_namespace_for_sql_and_protocol_prepared_statements() {
 /// then x is bound and executed, all before one Sync.
 #[tokio::test]
 async fn a_bind_sees_what_its_segment_prepared() {
-    let Raw {
-        db,
-        _rules,
-        p,
-        api,
-        mut s,
-    } = Raw::new().await;
+    let (db, api, mut s, p, _rules) = Raw::open().await;
     let q = query_frame("PREPARE x AS SELECT 1");
     assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'I'));
     let msgs = [
@@ -2295,8 +2282,7 @@ async fn a_bind_sees_what_its_segment_prepared() {
     ]
     .concat();
     assert_eq!(held_and_denied(&api, &mut s, &db, &msgs).await, 'I');
-    let _ = s.write_all(&TERMINATE).await;
-    p.shutdown().await;
+    Raw::close(s, p).await;
 }
 
 /// A Close skipped after an error in a Flush-ended segment: its error came
@@ -2304,13 +2290,7 @@ async fn a_bind_sees_what_its_segment_prepared() {
 /// count as the server confirming the drop.
 #[tokio::test]
 async fn a_drop_in_a_failed_flush_segment_stays_unconfirmed() {
-    let Raw {
-        db,
-        _rules,
-        p,
-        api,
-        mut s,
-    } = Raw::new().await;
+    let (db, api, mut s, p, _rules) = Raw::open().await;
     let define = [parse_frame("x", "DELETE FROM t"), sync_frame()].concat();
     assert_eq!(exchange(&mut s, &define).await, answer(&["1"], 'I'));
     let failing = [
@@ -2332,8 +2312,7 @@ async fn a_drop_in_a_failed_flush_segment_stays_unconfirmed() {
     assert_eq!(exchange(&mut s, &again).await, answer(&["E42P05"], 'I'));
     let run = [bind_execute_frames("x"), sync_frame()].concat();
     assert_eq!(held_and_denied(&api, &mut s, &db, &run).await, 'I');
-    let _ = s.write_all(&TERMINATE).await;
-    p.shutdown().await;
+    Raw::close(s, p).await;
 }
 
 /// A named portal bound again (refused by the server, 42P03, which keeps
@@ -2341,13 +2320,7 @@ async fn a_drop_in_a_failed_flush_segment_stays_unconfirmed() {
 /// take it for either statement. The same after a Close the error skipped.
 #[tokio::test]
 async fn a_named_portal_revived_by_a_savepoint_rollback_is_still_judged() {
-    let Raw {
-        db,
-        _rules,
-        p,
-        api,
-        mut s,
-    } = Raw::new().await;
+    let (db, api, mut s, p, _rules) = Raw::open().await;
     for close_first in [false, true] {
         assert_eq!(
             exchange(&mut s, &query_frame("BEGIN")).await,
@@ -2391,8 +2364,176 @@ async fn a_named_portal_revived_by_a_savepoint_rollback_is_still_judged() {
         let q = query_frame("DEALLOCATE ALL");
         assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'I'));
     }
-    let _ = s.write_all(&TERMINATE).await;
-    p.shutdown().await;
+    Raw::close(s, p).await;
+}
+
+/// A Parse the server skipped (an earlier message of its segment failed)
+/// left the unnamed statement as it was: the DELETE, not the SELECT the
+/// proxy read. After a clean Parse the unnamed statement is the new one.
+#[tokio::test]
+async fn a_skipped_parse_leaves_the_unnamed_statement_judged_as_before() {
+    let (db, api, mut s, p, _rules) = Raw::open().await;
+    let msgs = [parse_frame("", "DELETE FROM t"), sync_frame()].concat();
+    assert_eq!(exchange(&mut s, &msgs).await, answer(&["1"], 'I'));
+    let msgs = [
+        parse_frame("z", "SELEC"),
+        parse_frame("", "SELECT 1"),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(exchange(&mut s, &msgs).await, answer(&["E42601"], 'I'));
+    let run = [bind_execute_frames(""), sync_frame()].concat();
+    assert_eq!(held_and_denied(&api, &mut s, &db, &run).await, 'I');
+    let msgs = [
+        parse_frame("", "SELECT 1"),
+        bind_execute_frames(""),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(
+        exchange(&mut s, &msgs).await,
+        answer(&["1", "2", "D", "C"], 'I'),
+        "not held"
+    );
+    Raw::close(s, p).await;
+}
+
+/// After a Flush-ended segment failed, the server skips a Close in the next
+/// segment; that segment's answer is clean (the error came before it) and
+/// must not count as the drop having run.
+#[tokio::test]
+async fn the_first_answer_after_a_failed_flush_segment_vouches_for_nothing() {
+    let (db, api, mut s, p, _rules) = Raw::open().await;
+    let q = query_frame("PREPARE x AS DELETE FROM t");
+    assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'I'));
+    let failing = [
+        parse_frame("", "SELECT 1/0"),
+        bind_execute_frames(""),
+        frame(b'H', b""),
+    ]
+    .concat();
+    s.write_all(&failing).await.unwrap();
+    let mut tags = Vec::new();
+    while tags.last() != Some(&b'E') {
+        tags.push(read_msg(&mut s).await.0);
+    }
+    let close = [close_frame(b'S', "x"), sync_frame()].concat();
+    assert_eq!(
+        exchange(&mut s, &close).await,
+        answer(&[], 'I'),
+        "skipped: no CloseComplete"
+    );
+    let q = query_frame("PREPARE x AS SELECT 1");
+    assert_eq!(exchange(&mut s, &q).await, answer(&["E42P05"], 'I'));
+    assert_eq!(
+        held_and_denied(&api, &mut s, &db, &query_frame("EXECUTE x")).await,
+        'I'
+    );
+    Raw::close(s, p).await;
+}
+
+/// A segment's Executes change names in message order: DEALLOCATE ALL run
+/// by an Execute, then a Parse of x, leaves x defined (it was applied after
+/// the Parse, wiping x from the proxy's model).
+#[tokio::test]
+async fn an_executed_deallocate_all_does_not_wipe_a_later_parse() {
+    let (db, api, mut s, p, _rules) = Raw::open().await;
+    let msgs = [
+        parse_frame("", "DEALLOCATE ALL"),
+        bind_execute_frames(""),
+        parse_frame("x", "DELETE FROM t"),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(
+        exchange(&mut s, &msgs).await,
+        answer(&["1", "2", "C", "1"], 'I')
+    );
+    let msgs = [parse_frame("x", "SELECT 1"), sync_frame()].concat();
+    assert_eq!(exchange(&mut s, &msgs).await, answer(&["E42P05"], 'I'));
+    let run = [bind_execute_frames("x"), sync_frame()].concat();
+    assert_eq!(held_and_denied(&api, &mut s, &db, &run).await, 'I');
+    Raw::close(s, p).await;
+}
+
+/// Portals outlive DEALLOCATE ALL (they keep their plans), and a failed
+/// Bind of the unnamed portal leaves the old one, which a savepoint
+/// rollback makes runnable: both stay judged as the DELETE.
+#[tokio::test]
+async fn portals_survive_deallocate_all_and_failed_binds() {
+    let (db, api, mut s, p, _rules) = Raw::open().await;
+    assert_eq!(
+        exchange(&mut s, &query_frame("BEGIN")).await,
+        answer(&["C"], 'T')
+    );
+    let msgs = [
+        parse_frame("d", "DELETE FROM t"),
+        bind_frame("p", "d"),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(exchange(&mut s, &msgs).await, answer(&["1", "2"], 'T'));
+    let q = query_frame("DEALLOCATE ALL");
+    assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'T'));
+    let q = query_frame("SAVEPOINT s");
+    assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'T'));
+    let msgs = [
+        parse_frame("e", "SELECT 1"),
+        bind_frame("p", "e"),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(exchange(&mut s, &msgs).await, answer(&["1", "E42P03"], 'E'));
+    let q = query_frame("ROLLBACK TO SAVEPOINT s");
+    assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'T'));
+    let run = [execute_frame("p"), sync_frame()].concat();
+    assert_eq!(held_and_denied(&api, &mut s, &db, &run).await, 'E');
+    assert_eq!(
+        exchange(&mut s, &query_frame("ROLLBACK")).await,
+        answer(&["C"], 'I')
+    );
+
+    // The unnamed portal; savepoint statements through named portals (a
+    // simple Query would drop the unnamed portal).
+    assert_eq!(
+        exchange(&mut s, &query_frame("BEGIN")).await,
+        answer(&["C"], 'T')
+    );
+    let msgs = [
+        parse_frame("d2", "DELETE FROM t"),
+        bind_frame("", "d2"),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(exchange(&mut s, &msgs).await, answer(&["1", "2"], 'T'));
+    let via_portal = |name: &str, sql: &str| {
+        [
+            parse_frame(name, sql),
+            bind_frame(name, name),
+            execute_frame(name),
+            sync_frame(),
+        ]
+        .concat()
+    };
+    let msgs = via_portal("sp", "SAVEPOINT s");
+    assert_eq!(exchange(&mut s, &msgs).await, answer(&["1", "2", "C"], 'T'));
+    // One parameter expected, none bound: refused before the portal is made.
+    let msgs = [
+        parse_frame("e2", "SELECT $1::int"),
+        bind_frame("", "e2"),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(exchange(&mut s, &msgs).await, answer(&["1", "E08P01"], 'E'));
+    let msgs = via_portal("rb", "ROLLBACK TO SAVEPOINT s");
+    assert_eq!(exchange(&mut s, &msgs).await, answer(&["1", "2", "C"], 'T'));
+    let run = [execute_frame(""), sync_frame()].concat();
+    assert_eq!(held_and_denied(&api, &mut s, &db, &run).await, 'E');
+    assert_eq!(
+        exchange(&mut s, &query_frame("ROLLBACK")).await,
+        answer(&["C"], 'I')
+    );
+    Raw::close(s, p).await;
 }
 
 /// After a Flush-ended segment that failed, the server skips every message
@@ -2401,9 +2542,7 @@ async fn a_named_portal_revived_by_a_savepoint_rollback_is_still_judged() {
 /// every later answer. Such a Query ends the session instead.
 #[tokio::test]
 async fn a_query_after_an_unsynced_segment_ends_the_session() {
-    let Raw {
-        _rules, p, mut s, ..
-    } = Raw::new().await;
+    let (_db, _api, mut s, p, _rules) = Raw::open().await;
     let failing = [
         parse_frame("", "SELECT 1/0"),
         bind_execute_frames(""),
