@@ -96,6 +96,11 @@ pub enum PreparedOp {
     Deallocate { name: String },
     /// `DEALLOCATE ALL`, `DISCARD ALL`
     DeallocateAll,
+    /// `FETCH ... FROM name`: SQL cursors and protocol portals share one
+    /// namespace, and a FETCH from a portal bound to `DELETE ... RETURNING`
+    /// runs the DELETE. The session judges it as the portal it knows under
+    /// `name` (a SQL cursor's query was judged at DECLARE).
+    Fetch { portal: String },
 }
 
 /// The classification of one statement of a message.

@@ -794,7 +794,12 @@ impl<'o> Collector<'o> {
                     self.effects.push(unknown("DECLARE other than a cursor"));
                 }
             }
-            Statement::Fetch { into: None, .. } => {
+            Statement::Fetch {
+                name, into: None, ..
+            } => {
+                self.prepared = Some(PreparedOp::Fetch {
+                    portal: normalize_ident(name),
+                });
                 self.push(Read, Vec::new(), "FETCH from a cursor")
             }
             Statement::Close { .. } => self.push(Session, Vec::new(), "CLOSE cursor"),

@@ -581,6 +581,50 @@ impl Policy {
 
     /// Substitute remembered classes for SQL-level EXECUTE statements.
     fn resolve(&self, class: &SharedClassification) -> SharedClassification {
+        let resolved = self.resolve_statements(class);
+        if !resolved
+            .statements
+            .iter()
+            .any(|s| matches!(s.prepared, Some(PreparedOp::Fetch { .. })))
+        {
+            return resolved;
+        }
+        // A FETCH from a protocol portal runs that portal: judged as what
+        // it is bound to (one level: a portal that is itself a FETCH is
+        // unknown). A name the proxy has no portal for is a SQL cursor,
+        // whose query was judged at DECLARE.
+        let statements = resolved
+            .statements
+            .iter()
+            .map(|s| match &s.prepared {
+                Some(PreparedOp::Fetch { portal }) => match self.portals.get(portal) {
+                    Some(b) => {
+                        let inner = self.resolve_statements(&b.stmt.class);
+                        let mut effects: Vec<Effect> = s.effects.to_vec();
+                        for t in &inner.statements {
+                            if matches!(t.prepared, Some(PreparedOp::Fetch { .. })) {
+                                effects.push(unknown_effect(
+                                    "FETCH from a portal that is itself a FETCH",
+                                ));
+                            }
+                            effects.extend(t.effects.iter().cloned());
+                        }
+                        StatementClass {
+                            span: s.span,
+                            effects: effects.into(),
+                            prepared: None,
+                        }
+                    }
+                    None => s.clone(),
+                },
+                _ => s.clone(),
+            })
+            .collect();
+        Arc::new(Classification { statements })
+    }
+
+    /// `EXECUTE name` resolved to what the prepared statement does.
+    fn resolve_statements(&self, class: &SharedClassification) -> SharedClassification {
         // Names this segment's earlier Executes prepared or deallocated
         // come first: the session's are updated only once it is decided.
         resolve_prepared(class, |name| {
@@ -870,7 +914,7 @@ impl Policy {
                         self.undo.push(Undo::Statement(name, Some(old)));
                     }
                 }
-                Some(PreparedOp::Execute { .. }) | None => {}
+                Some(PreparedOp::Execute { .. } | PreparedOp::Fetch { .. }) | None => {}
             }
         }
     }
@@ -990,7 +1034,7 @@ impl<T: Clone> UnitNames<T> {
                 self.names.clear();
                 self.all_gone = true;
             }
-            Some(PreparedOp::Execute { .. }) | None => {}
+            Some(PreparedOp::Execute { .. } | PreparedOp::Fetch { .. }) | None => {}
         }
     }
 

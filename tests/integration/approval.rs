@@ -2218,6 +2218,17 @@ fn answer(tags: &[&str], status: char) -> (Vec<String>, char) {
     (tags.iter().map(|t| t.to_string()).collect(), status)
 }
 
+/// BEGIN, then statement `d` prepared as `sql` and bound to portal `p`
+/// (nothing executed).
+async fn begin_with_portal(s: &mut tokio::net::TcpStream, sql: &str) {
+    assert_eq!(
+        exchange(s, &query_frame("BEGIN")).await,
+        answer(&["C"], 'T')
+    );
+    let msgs = [parse_frame("d", sql), bind_frame("p", "d"), sync_frame()].concat();
+    assert_eq!(exchange(s, &msgs).await, answer(&["1", "2"], 'T'));
+}
+
 /// Sends `msgs`, which the policy must hold as destructive, denies the
 /// request, checks that `t` kept its rows and that the client was refused
 /// (42501); returns the transaction status after the refusal.
@@ -2462,17 +2473,7 @@ async fn an_executed_deallocate_all_does_not_wipe_a_later_parse() {
 #[tokio::test]
 async fn portals_survive_deallocate_all_and_failed_binds() {
     let (db, api, mut s, p, _rules) = Raw::open().await;
-    assert_eq!(
-        exchange(&mut s, &query_frame("BEGIN")).await,
-        answer(&["C"], 'T')
-    );
-    let msgs = [
-        parse_frame("d", "DELETE FROM t"),
-        bind_frame("p", "d"),
-        sync_frame(),
-    ]
-    .concat();
-    assert_eq!(exchange(&mut s, &msgs).await, answer(&["1", "2"], 'T'));
+    begin_with_portal(&mut s, "DELETE FROM t").await;
     let q = query_frame("DEALLOCATE ALL");
     assert_eq!(exchange(&mut s, &q).await, answer(&["C"], 'T'));
     let q = query_frame("SAVEPOINT s");
@@ -2532,6 +2533,48 @@ async fn portals_survive_deallocate_all_and_failed_binds() {
     assert_eq!(
         exchange(&mut s, &query_frame("ROLLBACK")).await,
         answer(&["C"], 'I')
+    );
+    Raw::close(s, p).await;
+}
+
+/// SQL cursors and protocol portals share one namespace: FETCH from a
+/// portal bound to `DELETE ... RETURNING` runs the DELETE (to completion,
+/// on the first fetch). It is judged as that portal; FETCH from a SQL
+/// cursor stays a read (its query was judged at DECLARE).
+#[tokio::test]
+async fn fetch_from_a_protocol_portal_is_judged_as_the_portal() {
+    let (db, api, mut s, p, _rules) = Raw::open().await;
+    begin_with_portal(&mut s, "DELETE FROM t RETURNING 1").await;
+    let fetch = query_frame("FETCH ALL FROM p");
+    assert_eq!(held_and_denied(&api, &mut s, &db, &fetch).await, 'E');
+    assert_eq!(
+        exchange(&mut s, &query_frame("ROLLBACK")).await,
+        answer(&["C"], 'I')
+    );
+    // In one segment, the FETCH run by an Execute.
+    assert_eq!(
+        exchange(&mut s, &query_frame("BEGIN")).await,
+        answer(&["C"], 'T')
+    );
+    let msgs = [
+        bind_frame("p2", "d"),
+        parse_frame("", "FETCH 1 FROM p2"),
+        bind_execute_frames(""),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(held_and_denied(&api, &mut s, &db, &msgs).await, 'E');
+    assert_eq!(
+        exchange(&mut s, &query_frame("ROLLBACK")).await,
+        answer(&["C"], 'I')
+    );
+    let q = query_frame("BEGIN; DECLARE c CURSOR FOR SELECT * FROM t; FETCH 2 FROM c; COMMIT");
+    let (tags, status) = exchange(&mut s, &q).await;
+    assert_eq!(status, 'I');
+    assert_eq!(
+        tags.iter().filter(|t| *t == "D").count(),
+        2,
+        "the cursor's rows: {tags:?}"
     );
     Raw::close(s, p).await;
 }
