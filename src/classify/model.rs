@@ -101,6 +101,9 @@ pub enum PreparedOp {
     /// runs the DELETE. The session judges it as the portal it knows under
     /// `name` (a SQL cursor's query was judged at DECLARE).
     Fetch { portal: String },
+    /// `COPY ... FROM STDIN`: the server may enter copy-in mode, in which
+    /// it ignores the client's Sync and Flush; the session must know.
+    CopyFromStdin,
 }
 
 /// The classification of one statement of a message.

@@ -755,6 +755,7 @@ impl<'o> Collector<'o> {
                         self.push(Export, tables, "COPY TO a server file")
                     }
                     (false, CopyTarget::Stdin) => {
+                        self.prepared = Some(PreparedOp::CopyFromStdin);
                         self.push(Write, tables, "COPY FROM STDIN loads rows")
                     }
                     (false, CopyTarget::File { .. }) => {

@@ -149,8 +149,10 @@ struct Unsettled {
 fn union_of(values: impl Iterator<Item = Known>) -> Option<Known> {
     values.fold(None, |acc: Option<Known>, v| match acc {
         None => Some(v),
-        Some(a) if includes(&a, &v) => Some(a),
+        // The later value when it covers the earlier (same effects: the
+        // text is the later one's).
         Some(a) if includes(&v, &a) => Some(v),
+        Some(a) if includes(&a, &v) => Some(a),
         Some(a) => Some(redefined(&a, v)),
     })
 }
@@ -201,6 +203,8 @@ pub struct Policy {
     unsettled: std::collections::VecDeque<Unsettled>,
     /// The answer flag of the unit decided last, for its in-flight entry.
     answer: Option<Arc<AtomicU8>>,
+    /// The unit decided last runs `COPY ... FROM STDIN`.
+    copies_in: bool,
     /// Bookkeeping done by the current segment, undone if it is refused.
     undo: Vec<Undo>,
     /// Portals executed by the current segment.
@@ -257,6 +261,7 @@ impl Policy {
             portals: HashMap::new(),
             unsettled: std::collections::VecDeque::new(),
             answer: None,
+            copies_in: false,
             undo: Vec::new(),
             executed: Vec::new(),
             segment_names: UnitNames::default(),
@@ -456,6 +461,12 @@ impl Policy {
         }
     }
 
+    /// Whether the unit just decided runs `COPY ... FROM STDIN` (the
+    /// session then follows the server into copy-in mode).
+    pub fn copies_in(&self) -> bool {
+        self.copies_in
+    }
+
     /// The answer flag of the unit just decided (`None` if it changed no
     /// names): the session sets it from the unit's answer.
     pub fn take_outcome(&mut self) -> Option<Arc<AtomicU8>> {
@@ -465,7 +476,20 @@ impl Policy {
     /// Turn the decided unit's changes into the union of every value the
     /// names had during it, until its answer comes (see [`Unsettled`]).
     fn seal(&mut self) {
-        if self.undo.is_empty() {
+        // The common unit (a Parse and Bind of the unnamed statement and
+        // portal, of one shape) replaced values with ones that cover them:
+        // nothing to stand for, and nothing allocated.
+        let covered = self.undo.iter().all(|u| match u {
+            Undo::Statement(n, Some(old)) => self.prepared.get(n).is_some_and(|l| includes(l, old)),
+            Undo::Portal(n, Some(old)) => self
+                .portals
+                .get(n)
+                .is_some_and(|l| includes(&l.stmt, &old.stmt)),
+            // Created by the unit: the server has it, or nothing.
+            Undo::Statement(_, None) | Undo::Portal(_, None) => true,
+        });
+        if covered {
+            self.undo.clear();
             return;
         }
         let mut statements: Vec<(String, Vec<Known>)> = Vec::new();
@@ -681,6 +705,12 @@ impl Policy {
                 execs.into_iter().map(|e| (e.raw, e.judged)).unzip()
             }
         };
+        self.copies_in = raw.iter().any(|k| {
+            k.class
+                .statements
+                .iter()
+                .any(|s| s.prepared == Some(PreparedOp::CopyFromStdin))
+        });
         let subject = Subject {
             agent: &self.info.agent,
             application_name: &self.info.application_name,
@@ -914,7 +944,12 @@ impl Policy {
                         self.undo.push(Undo::Statement(name, Some(old)));
                     }
                 }
-                Some(PreparedOp::Execute { .. } | PreparedOp::Fetch { .. }) | None => {}
+                Some(
+                    PreparedOp::Execute { .. }
+                    | PreparedOp::Fetch { .. }
+                    | PreparedOp::CopyFromStdin,
+                )
+                | None => {}
             }
         }
     }
@@ -1034,7 +1069,10 @@ impl<T: Clone> UnitNames<T> {
                 self.names.clear();
                 self.all_gone = true;
             }
-            Some(PreparedOp::Execute { .. } | PreparedOp::Fetch { .. }) | None => {}
+            Some(
+                PreparedOp::Execute { .. } | PreparedOp::Fetch { .. } | PreparedOp::CopyFromStdin,
+            )
+            | None => {}
         }
     }
 

@@ -56,6 +56,11 @@ pub enum End {
     /// PREPARE, a DEALLOCATE) and the answers the proxy expects would no
     /// longer match what the server did.
     QueryWithoutSync,
+    /// A message other than CopyData/CopyDone/CopyFail while a COPY FROM
+    /// STDIN is under way (the server ignores a Sync there and errors on
+    /// the rest, so the answers the proxy expects would not come), or other
+    /// than Sync right after an extended-protocol COPY.
+    CopyProtocol(u8),
     Io(std::io::Error),
 }
 
@@ -72,6 +77,11 @@ impl std::fmt::Display for End {
             End::RefusedUnsynced { message, .. } => write!(
                 f,
                 "refused statement in an extended batch without Sync: {message}"
+            ),
+            End::CopyProtocol(t) => write!(
+                f,
+                "message {} while COPY FROM STDIN is under way (send CopyData, then CopyDone or CopyFail, then Sync if it was started with Execute)",
+                Tag(*t)
             ),
             End::QueryWithoutSync => f.write_str(
                 "simple Query after extended-protocol messages without Sync (send Sync first)",
@@ -90,12 +100,24 @@ pub struct Shared {
     pub in_flight: InFlight,
     /// The outbound direction has written whole frames only (safe to inject).
     pub at_boundary: AtomicBool,
+    /// Copy-in state (`COPY_*`): set by the client side when it forwards a
+    /// `COPY ... FROM STDIN`, by the server side when the server enters
+    /// copy-in mode (CopyInResponse) or answers the unit without it.
+    pub copy: AtomicU8,
     /// Set (for good) before the first notice is queued for injection.
     /// Until then the outbound direction does not poll the injection
     /// channel: a poll of an empty channel on every server read was 3% of
     /// the relay's own CPU, for a channel only a held statement uses.
     pub injecting: AtomicBool,
 }
+
+/// No COPY FROM STDIN under way.
+const COPY_NONE: u8 = 0;
+/// A COPY FROM STDIN went upstream; the server has not said yet whether
+/// it entered copy-in mode.
+const COPY_EXPECTED: u8 = 1;
+/// The server is in copy-in mode until it reads CopyDone or CopyFail.
+const COPY_IN: u8 = 2;
 
 impl Shared {
     fn idle(&self) -> bool {
@@ -163,6 +185,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         txn: AtomicU8::new(b'I'),
         in_flight: InFlight::default(),
         at_boundary: AtomicBool::new(true),
+        copy: AtomicU8::new(COPY_NONE),
         injecting: AtomicBool::new(false),
     };
     let (inject_tx, inject_rx) = mpsc::channel::<BytesMut>(16);
@@ -172,6 +195,8 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         read_size: super::io::ReadSize::new(),
         max: proxy.config.limits.max_message_bytes,
         unsynced: false,
+        copy_from_segment: false,
+        copy_sync_owed: false,
         policy: Policy::new(proxy.clone(), info.clone(), key.signal.clone(), inject_tx),
         shared: &shared,
         metrics: &proxy.metrics,
@@ -218,6 +243,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
             | End::UnsafeServerSetting(_)
             | End::RefusedUnsynced { .. }
             | End::QueryWithoutSync
+            | End::CopyProtocol(_)
     ) && shared.at_boundary.load(Ordering::Acquire)
     {
         let (code, msg) = match &end {
@@ -297,6 +323,11 @@ pub struct Inbound<'a> {
     /// Flush-ended segment): the server may be in an implicit transaction,
     /// or skipping messages after an error.
     unsynced: bool,
+    /// The COPY under way was started by an extended-protocol segment:
+    /// the server ignored that segment's Sync, so the client's Sync after
+    /// CopyDone/CopyFail answers it (`copy_sync_owed`).
+    copy_from_segment: bool,
+    copy_sync_owed: bool,
     pub policy: Policy,
     shared: &'a Shared,
     metrics: &'a crate::metrics::Metrics,
@@ -321,6 +352,15 @@ impl Inbound<'_> {
                 if self.buf.len() - seg_end < h.total {
                     self.buf.reserve(h.total - (self.buf.len() - seg_end));
                     break;
+                }
+                if seg_end == 0
+                    && (self.copy_sync_owed
+                        || self.shared.copy.load(Ordering::Acquire) != COPY_NONE)
+                {
+                    match self.copy_frame(h.tag, h.total) {
+                        Ok(()) => continue,
+                        Err(end) => return end,
+                    }
                 }
                 if seg_end == 0
                     && !self.unsynced
@@ -443,6 +483,45 @@ impl Inbound<'_> {
         self.policy.preclassified(sql, classifier, class);
     }
 
+    /// A frame from the client while COPY FROM STDIN is under way, or right
+    /// after one started by a segment (see `Shared::copy`): CopyData,
+    /// CopyDone and CopyFail go through (the server leaves copy-in mode on
+    /// CopyDone / CopyFail); then, after a segment's COPY, only the Sync
+    /// that answers that segment, forwarded without a unit of its own.
+    fn copy_frame(&mut self, tag: u8, total: usize) -> Result<(), End> {
+        if self.copy_sync_owed {
+            if tag != b'S' {
+                return Err(End::CopyProtocol(tag));
+            }
+            self.copy_sync_owed = false;
+        } else {
+            match tag {
+                b'd' => {}
+                b'c' | b'f' => {
+                    self.shared.copy.store(COPY_NONE, Ordering::Release);
+                    self.copy_sync_owed = self.copy_from_segment;
+                }
+                _ => return Err(End::CopyProtocol(tag)),
+            }
+        }
+        self.out.extend_from_slice(&self.buf[..total]);
+        self.buf.advance(total);
+        Ok(())
+    }
+
+    /// A forwarded unit runs COPY FROM STDIN: from now on the client's
+    /// frames are copy data until the server says otherwise.
+    fn begin_copy(&mut self, kind: Kind, answered: bool) -> Result<(), End> {
+        if !answered {
+            // Its answer would come with a Sync the server ignores in
+            // copy-in mode: not supported.
+            return Err(End::CopyProtocol(b'H'));
+        }
+        self.copy_from_segment = kind == Kind::SyncedSegment;
+        self.shared.copy.store(COPY_EXPECTED, Ordering::Release);
+        Ok(())
+    }
+
     /// Decide an extended segment that ends without Sync/Flush because
     /// another kind of message follows.
     async fn settle_open_segment<R, W>(
@@ -485,6 +564,9 @@ impl Inbound<'_> {
             Verdict::Forward => {
                 self.out.extend_from_slice(bytes);
                 self.track(answered, draft, None);
+                if self.policy.copies_in() {
+                    self.begin_copy(kind, answered)?;
+                }
                 Ok(())
             }
             Verdict::Refuse { code, message } => self.refuse(kind, code, &message, draft),
@@ -504,6 +586,9 @@ impl Inbound<'_> {
                         self.policy.proxy().metrics.holds_approved.inc();
                         self.out.extend_from_slice(&held_bytes);
                         self.track(answered, Some(draft), Some(pending));
+                        if self.policy.copies_in() {
+                            self.begin_copy(kind, answered)?;
+                        }
                         Ok(())
                     }
                     HoldEnd::Refused { code, message } => {
@@ -927,7 +1012,7 @@ enum HoldEnd {
     Refused { code: &'static str, message: String },
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Query,
     SyncedSegment,
@@ -974,7 +1059,7 @@ where
                 Err(e) => return End::ProtocolError(e),
             };
             match h.tag {
-                b'Z' | b'S' | b'C' | b'E' => {
+                b'Z' | b'S' | b'C' | b'E' | b'G' => {
                     if buf.len() - pos < h.total {
                         break;
                     }
@@ -985,6 +1070,22 @@ where
                                 .txn
                                 .store(f.get(5).copied().unwrap_or(b'I'), Ordering::Release);
                             shared.in_flight.on_ready(&mut finished);
+                            // The COPY's unit (the last one forwarded: the
+                            // client sends nothing but copy data after it)
+                            // is answered: no copy-in mode any more.
+                            if shared.copy.load(Ordering::Acquire) != COPY_NONE
+                                && shared.in_flight.is_empty()
+                            {
+                                shared.copy.store(COPY_NONE, Ordering::Release);
+                            }
+                        }
+                        b'G' => {
+                            let _ = shared.copy.compare_exchange(
+                                COPY_EXPECTED,
+                                COPY_IN,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            );
                         }
                         b'C' => shared
                             .in_flight

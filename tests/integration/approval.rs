@@ -2579,6 +2579,71 @@ async fn fetch_from_a_protocol_portal_is_judged_as_the_portal() {
     Raw::close(s, p).await;
 }
 
+/// In copy-in mode the server ignores Sync and Flush. An extended COPY's
+/// own Sync is ignored and the Sync after CopyDone answers it (libpq and
+/// tokio-postgres send one): the proxy counted both, one answer short,
+/// and from then on paired each unit with the next one's answer, taking
+/// a failed unit for clean.
+#[tokio::test]
+async fn copy_in_keeps_the_proxy_in_step_with_the_server() {
+    let (db, api, mut s, p, _rules) = Raw::open().await;
+    let define = [parse_frame("d", "DELETE FROM t"), sync_frame()].concat();
+    assert_eq!(exchange(&mut s, &define).await, answer(&["1"], 'I'));
+    // Simple Query COPY: data, CopyDone, one answer.
+    s.write_all(&query_frame("COPY other FROM STDIN"))
+        .await
+        .unwrap();
+    assert_eq!(read_msg(&mut s).await.0, b'G');
+    let data = [frame(b'd', b"1\n"), frame(b'c', b"")].concat();
+    assert_eq!(exchange(&mut s, &data).await, answer(&["C"], 'I'));
+    // Extended COPY.
+    let start = [
+        parse_frame("", "COPY other FROM STDIN"),
+        bind_execute_frames(""),
+        sync_frame(),
+    ]
+    .concat();
+    s.write_all(&start).await.unwrap();
+    let mut tags = Vec::new();
+    while tags.last() != Some(&b'G') {
+        tags.push(read_msg(&mut s).await.0);
+    }
+    assert_eq!(tags, b"12G");
+    let data = [frame(b'd', b"2\n"), frame(b'c', b""), sync_frame()].concat();
+    assert_eq!(exchange(&mut s, &data).await, answer(&["C"], 'I'));
+    // Still in step: a failed unit's skipped Close is not taken for done.
+    let failing = [
+        parse_frame("", "SELECT 1/0"),
+        bind_frame("", ""),
+        close_frame(b'S', "d"),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(
+        exchange(&mut s, &failing).await,
+        answer(&["1", "E22012"], 'I')
+    );
+    assert_eq!(exchange(&mut s, &sync_frame()).await, answer(&[], 'I'));
+    let again = [parse_frame("d", "SELECT 1"), sync_frame()].concat();
+    assert_eq!(exchange(&mut s, &again).await, answer(&["E42P05"], 'I'));
+    let run = [bind_execute_frames("d"), sync_frame()].concat();
+    assert_eq!(held_and_denied(&api, &mut s, &db, &run).await, 'I');
+    // A Sync in copy-in mode (the server would ignore it) ends the session.
+    s.write_all(&query_frame("COPY other FROM STDIN"))
+        .await
+        .unwrap();
+    assert_eq!(read_msg(&mut s).await.0, b'G');
+    s.write_all(&sync_frame()).await.unwrap();
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!(tag, b'E');
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("FATAL") && text.contains("COPY FROM STDIN"),
+        "{text}"
+    );
+    p.shutdown().await;
+}
+
 /// After a Flush-ended segment that failed, the server skips every message
 /// up to a Sync, a simple Query included, without answering it: the proxy
 /// would count a skipped PREPARE or DEALLOCATE as run and misattribute
