@@ -81,6 +81,18 @@ static BUILTINS: &[Builtin] = &[
         "runs a query given as text and exports its rows",
     ),
     b("query_to_xmlschema", Export, "runs a query given as text"),
+    b(
+        "ts_stat",
+        Export,
+        "runs a query given as text (any function call in it runs too)",
+    ),
+    b("ts_rewrite", Export, "runs a query given as text"),
+    b("crosstab*", Export, "tablefunc: runs a query given as text"),
+    b(
+        "connectby",
+        Export,
+        "tablefunc: runs a query built from text arguments",
+    ),
     b("cursor_to_xml*", Export, "exports the rows of a cursor"),
     b("table_to_xml*", Export, "exports a table named by a string"),
     b("schema_to_xml*", Export, "exports every table of a schema"),

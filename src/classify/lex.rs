@@ -18,6 +18,42 @@ use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer, Word
 /// proxy. Counting tokens bounds that depth from above.
 pub(super) const MAX_OPERATORS: usize = 1_000;
 
+/// Whether `sql` holds a dollar-quote tag that PostgreSQL and sqlparser
+/// read differently. PostgreSQL takes any byte from 0x80 up as a tag
+/// character; sqlparser only Unicode letters and digits. In
+/// `SELECT $x—$ -- $x—$; DROP TABLE t` PostgreSQL sees a string and then a
+/// DROP; sqlparser a parameter `$x`, an identifier `—$` and a comment to the
+/// end of the line: one harmless statement. Such a tag anywhere in the text
+/// (inside a string too: where strings end is what is in doubt) makes the
+/// text unreadable, so it is judged `unknown`.
+pub(super) fn dollar_tag_diverges(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while let Some(at) = b[i..].iter().position(|&c| c == b'$') {
+        let start = i + at + 1;
+        // A PostgreSQL tag: a letter, `_` or high byte first, then also digits.
+        let mut end = start;
+        while end < b.len()
+            && (b[end].is_ascii_alphabetic()
+                || b[end] == b'_'
+                || b[end] >= 0x80
+                || (end > start && b[end].is_ascii_digit()))
+        {
+            end += 1;
+        }
+        if end < b.len()
+            && b[end] == b'$'
+            && sql
+                .get(start..end)
+                .is_some_and(|tag| tag.chars().any(|c| !c.is_ascii() && !c.is_alphanumeric()))
+        {
+            return true;
+        }
+        i = start;
+    }
+    false
+}
+
 pub(super) fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, String> {
     Tokenizer::new(&PostgreSqlDialect {}, sql)
         .tokenize_with_location()
@@ -310,6 +346,24 @@ pub(super) fn keyword_text(t: &Token) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tags PostgreSQL accepts and sqlparser does not (non-alphanumeric
+    /// characters from U+0080 up); Unicode letters and ASCII tags are read
+    /// alike by both.
+    #[test]
+    fn dollar_tags_with_symbols_are_flagged() {
+        assert!(dollar_tag_diverges(
+            "SELECT $x\u{2014}$ -- $x\u{2014}$; DROP TABLE t"
+        ));
+        assert!(dollar_tag_diverges("SELECT $\u{a0}$ x $\u{a0}$"));
+        assert!(dollar_tag_diverges("SELECT 'a$\u{1f600}$b'"));
+        assert!(!dollar_tag_diverges("SELECT $q$ text $q$, $1, $$ x $$"));
+        assert!(!dollar_tag_diverges(
+            "SELECT $\u{e9}t\u{e9}$ x $\u{e9}t\u{e9}$"
+        ));
+        assert!(!dollar_tag_diverges("SELECT '\u{2014}$', '$ \u{2014}'"));
+        assert!(!dollar_tag_diverges("SELECT 1 $"));
+    }
 
     #[test]
     fn unicode_escapes_decode_like_postgres() {

@@ -115,6 +115,12 @@ fn classify_traced(sql: &str, opts: &Options, trace: &mut Trace) -> Classificati
             opts.max_len
         ));
     }
+    if lex::dollar_tag_diverges(sql) {
+        trace.not_parsed = true;
+        return whole(
+            "a dollar-quote tag with characters PostgreSQL and the parser read differently".into(),
+        );
+    }
     let mut tokens = match lex::tokenize(sql) {
         Ok(t) => t,
         Err(why) => {

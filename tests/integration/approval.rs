@@ -2644,6 +2644,47 @@ async fn copy_in_keeps_the_proxy_in_step_with_the_server() {
     p.shutdown().await;
 }
 
+/// A dollar-quote tag PostgreSQL accepts and sqlparser cannot read (an em
+/// dash): PostgreSQL runs a string and then the DROP, sqlparser saw one
+/// SELECT. Checked against the server directly, then held through the proxy.
+#[tokio::test]
+async fn a_dollar_tag_the_parser_misreads_cannot_hide_a_statement() {
+    let db = pg().create_db();
+    setup(&db).await;
+    const SQL: &str = "SELECT $x\u{2014}$ -- $x\u{2014}$; DROP TABLE other";
+    let direct = pg().direct(&db).await;
+    direct
+        .batch_execute(&format!("BEGIN; {SQL}"))
+        .await
+        .unwrap();
+    let gone: Option<String> = direct
+        .query_one("SELECT to_regclass('other')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(gone, None, "PostgreSQL ran the DROP");
+    direct.batch_execute("ROLLBACK").await.unwrap();
+
+    let (_rules, p) = api_proxy("20s", None).await;
+    let api = Api::of(&p);
+    let (c, _notices, _driver) = connect_with_notices(&p, &db).await;
+    let q = spawn_query(&c, SQL);
+    let view = api.held(SQL).await;
+    assert!(
+        strings(&view["categories"]).contains(&"unknown".to_string()),
+        "{view:#}"
+    );
+    assert_eq!(api.deny(&id_of(&view), ALICE.1, "no").await.0, 200);
+    assert_sqlstate(finish(q).await, "42501");
+    let kept: Option<String> = direct
+        .query_one("SELECT to_regclass('other')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept.as_deref(), Some("other"));
+    p.shutdown().await;
+}
+
 /// After a Flush-ended segment that failed, the server skips every message
 /// up to a Sync, a simple Query included, without answering it: the proxy
 /// would count a skipped PREPARE or DEALLOCATE as run and misattribute
