@@ -273,6 +273,16 @@ impl Targets {
     }
 }
 
+/// The normalised qualifier of a column reference (`public.users` of
+/// `public.users.id`).
+fn qualifier(parts: &[Ident]) -> String {
+    parts[..parts.len() - 1]
+        .iter()
+        .map(normalize_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// Names that parse as bare identifiers but are SQL value functions, i.e.
 /// constants per statement, not columns.
 const SQL_VALUE_FUNCTIONS: &[&str] = &[
@@ -318,12 +328,7 @@ fn depends_on_target(expr: &Expr, targets: &Targets) -> bool {
                                 .any(|f| id.value.eq_ignore_ascii_case(f)))
                 }
                 Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                    let qualifier = parts[..parts.len() - 1]
-                        .iter()
-                        .map(normalize_ident)
-                        .collect::<Vec<_>>()
-                        .join(".");
-                    self.targets.qualifiers.contains(&qualifier)
+                    self.targets.qualifiers.contains(&qualifier(parts))
                 }
                 _ => false,
             };
@@ -338,21 +343,49 @@ fn depends_on_target(expr: &Expr, targets: &Targets) -> bool {
     expr.visit(&mut f).is_break()
 }
 
-/// Textual identity, quotes and case ignored: `id = id`, `"ID" = id`.
-/// Over-matching only makes a WHERE count as always true (the safe side).
+/// Textual identity, quotes and case ignored: `id = id`, `"ID" = id`;
+/// also through parentheses and a qualifier naming the target
+/// (`(id) = id`, `users.id = id`). Over-matching only makes a WHERE count
+/// as always true (the safe side).
 ///
 /// Literal values are masked before comparing: `a + 1 = a + 2` counts as
 /// the same (over-matching, safe), and the answer never depends on a
 /// literal's value, so statements differing only in literals share one
 /// classification (`shape`). Masking also stops a quoted identifier from
 /// matching a literal that prints alike (`"5" = 5`).
-fn same(a: &Expr, b: &Expr) -> bool {
+fn same(a: &Expr, b: &Expr, t: &Targets) -> bool {
     let norm = |e: &Expr| {
         let mut e = e.clone();
         mask_literals(&mut e);
+        unwrap_target_columns(&mut e, t);
         e.to_string().replace('"', "").to_ascii_lowercase()
     };
     norm(a) == norm(b)
+}
+
+/// `(x)` becomes `x`, and `target.col` becomes `col`, everywhere in `e`.
+fn unwrap_target_columns(e: &mut Expr, t: &Targets) {
+    use sqlparser::ast::{VisitMut, VisitorMut};
+    struct Unwrap<'t>(&'t Targets);
+    impl VisitorMut for Unwrap<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Nested(inner) => {
+                    *e = std::mem::replace(&mut **inner, Expr::value(Value::Null))
+                }
+                Expr::CompoundIdentifier(parts)
+                    if parts.len() >= 2 && self.0.qualifiers.contains(&qualifier(parts)) =>
+                {
+                    let col = parts.pop().expect("two parts or more");
+                    *e = Expr::Identifier(col);
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = e.visit(&mut Unwrap(t));
 }
 
 /// Replace every literal value (strings and numbers of any kind) by a NUL
@@ -373,6 +406,18 @@ fn mask_literals(e: &mut Expr) {
         }
     }
     let _ = e.visit(&mut Mask);
+}
+
+/// `Some(b)` for a boolean literal `true` / `false`.
+fn bool_literal(e: &Expr) -> Option<bool> {
+    match e {
+        Expr::Value(v) => match v.value {
+            Value::Boolean(b) => Some(b),
+            _ => None,
+        },
+        Expr::Nested(inner) => bool_literal(inner),
+        _ => None,
+    }
 }
 
 fn is_match_all_pattern(e: &Expr) -> bool {
@@ -422,8 +467,21 @@ fn restricts(e: &Expr, t: &Targets, negated: bool) -> bool {
             op: B::Xor,
             right,
         } => restricts(left, t, negated) && restricts(right, t, negated),
+        // `cond = true` is `cond`, `cond = false` (or `<> true`) its negation.
+        Expr::BinaryOp {
+            left,
+            op: op @ (B::Eq | B::NotEq),
+            right,
+        } if bool_literal(left).or(bool_literal(right)).is_some() => {
+            let (cond, value) = match bool_literal(right) {
+                Some(v) => (left, v),
+                None => (right, bool_literal(left).expect("one side is a boolean")),
+            };
+            let flips = (*op == B::NotEq) == value;
+            restricts(cond, t, negated ^ flips)
+        }
         Expr::BinaryOp { left, right, .. } => {
-            (depends_on_target(left, t) || depends_on_target(right, t)) && !same(left, right)
+            (depends_on_target(left, t) || depends_on_target(right, t)) && !same(left, right, t)
         }
         Expr::IsTrue(x) | Expr::IsNotFalse(x) => restricts(x, t, negated),
         Expr::IsFalse(x) | Expr::IsNotTrue(x) => restricts(x, t, !negated),
@@ -433,19 +491,19 @@ fn restricts(e: &Expr, t: &Targets, negated: bool) -> bool {
         }
         Expr::IsUnknown(_) | Expr::IsNotUnknown(_) => false,
         Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
-            (depends_on_target(a, t) || depends_on_target(b, t)) && !same(a, b)
+            (depends_on_target(a, t) || depends_on_target(b, t)) && !same(a, b, t)
         }
         Expr::InList { expr, list, .. } => {
-            depends_on_target(expr, t) && !list.iter().any(|x| same(x, expr))
+            depends_on_target(expr, t) && !list.iter().any(|x| same(x, expr, t))
         }
         Expr::InSubquery { expr, .. } | Expr::InUnnest { expr, .. } => depends_on_target(expr, t),
         Expr::Between {
             expr, low, high, ..
-        } => depends_on_target(expr, t) && !same(expr, low) && !same(expr, high),
+        } => depends_on_target(expr, t) && !same(expr, low, t) && !same(expr, high, t),
         Expr::Like { expr, pattern, .. }
         | Expr::ILike { expr, pattern, .. }
         | Expr::SimilarTo { expr, pattern, .. } => {
-            depends_on_target(expr, t) && !is_match_all_pattern(pattern) && !same(expr, pattern)
+            depends_on_target(expr, t) && !is_match_all_pattern(pattern) && !same(expr, pattern, t)
         }
         Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
             depends_on_target(left, t) || depends_on_target(right, t)
