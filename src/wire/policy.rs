@@ -408,8 +408,8 @@ impl Policy {
         Ok(())
     }
 
-    /// Whether the session has named portals (they outlive their Close in
-    /// the proxy's model until the transaction ends).
+    /// Whether the session has named portals (cleared by
+    /// `transaction_ended`).
     pub fn has_named_portals(&self) -> bool {
         self.portals.len() > usize::from(self.portals.contains_key(""))
     }
@@ -427,9 +427,11 @@ impl Policy {
     }
 
     /// The statement a Bind of `name` binds. This segment's earlier
-    /// Executes may have run `PREPARE` / `DEALLOCATE` on the name (applied
-    /// to the session's names only once the segment is decided): their
-    /// effect comes first, as for `EXECUTE` (`resolve`).
+    /// Executes may have run `PREPARE` / `DEALLOCATE` on the name: their
+    /// effect comes first, as for `EXECUTE` (`resolve`). (They are also
+    /// applied to the session's names at each Execute, in order, so this
+    /// mostly agrees with `named`; it differs after DEALLOCATE ALL, where
+    /// it stays unknown.)
     fn bind_target(&self, name: &str) -> Known {
         let unseen = |why| Known {
             class: unknown(why),
