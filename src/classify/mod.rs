@@ -33,6 +33,7 @@ mod functions;
 mod lex;
 mod model;
 mod recognise;
+mod restrict;
 pub(crate) mod shape;
 mod walk;
 

@@ -754,3 +754,38 @@ fn a_thread_front_never_answers_for_another_classifier() {
     let hit = named.classify(&q(99));
     assert_eq!(*hit, classify(&q(99), named.options()));
 }
+
+/// CTEs are followed by name through a walk of the whole statement: a
+/// chain or a fan-out of CTEs naming each other stays bounded (`restrict`'s
+/// depth and lookup budget) and, past the bound, counts as reading the
+/// target, never as restricting.
+#[test]
+fn cte_chains_are_followed_within_a_budget_and_fail_closed_past_it() {
+    let chain = |n: usize, body: &dyn Fn(usize) -> String| {
+        let ctes: Vec<String> = (1..=n).map(|i| format!("c{i} AS ({})", body(i))).collect();
+        format!(
+            "WITH c0 AS (SELECT id FROM users), {} DELETE FROM users WHERE id IN (SELECT id FROM c{n})",
+            ctes.join(", ")
+        )
+    };
+    let linear = |i: usize| format!("SELECT id FROM c{}", i - 1);
+    let fan = |i: usize| {
+        format!(
+            "SELECT id FROM c{} UNION SELECT id FROM c{}",
+            i - 1,
+            i.saturating_sub(2)
+        )
+    };
+    // Short chains are followed to the end.
+    assert_eq!(cat(&chain(2, &linear)), Category::Destructive);
+    // Long ones end at the bound, on the safe side, and quickly.
+    for sql in [chain(300, &linear), chain(300, &fan)] {
+        let started = std::time::Instant::now();
+        assert_eq!(cat(&sql), Category::Destructive);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+    // A restricting CTE at the start of a short chain keeps it a write.
+    let restricted = "WITH c0 AS (SELECT id FROM users WHERE id < 10), c1 AS (SELECT id FROM c0) \
+                      DELETE FROM users WHERE id IN (SELECT id FROM c1)";
+    assert_eq!(cat(restricted), Category::Write);
+}

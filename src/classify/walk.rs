@@ -20,14 +20,15 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    AlterTableOperation, BinaryOperator, CopySource, CopyTarget, DescribeAlias, DiscardObject,
-    Expr, FromTable, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GrantObjects,
-    Ident, MergeAction, MergeClauseKind, ObjectName, ObjectNamePart, ObjectType, Query, Reset,
-    SchemaName, Select, Set, SetExpr, Statement, TableFactor, TableObject, UnaryOperator,
-    UpdateTableFromKind, UtilityOption, Value, Visit, Visitor,
+    AlterTableOperation, CopySource, CopyTarget, DescribeAlias, DiscardObject, Expr, FromTable,
+    Function, FunctionArg, FunctionArgExpr, FunctionArguments, GrantObjects, Ident, MergeAction,
+    MergeClauseKind, ObjectName, ObjectNamePart, ObjectType, Query, Reset, SchemaName, Select, Set,
+    SetExpr, Statement, TableFactor, TableObject, UpdateTableFromKind, UtilityOption, Value, Visit,
+    Visitor,
 };
 
 use super::functions::{self, base_name, is_privileged_setting};
+use super::restrict::{Targets, restricts, subquery_restricts};
 use super::{Category, Effect, Options, PreparedOp};
 
 /// What one statement amounts to.
@@ -79,7 +80,7 @@ thread_local! {
     static LITERAL_READ: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-fn note_literal_read() {
+pub(super) fn note_literal_read() {
     LITERAL_READ.with(|c| c.set(true));
 }
 
@@ -244,276 +245,6 @@ fn is_false_literal(e: &Expr) -> bool {
     matches!(text.to_ascii_lowercase().as_str(), "false" | "off" | "0")
 }
 
-/// Which relations a WHERE must reference to restrict the target rows.
-struct Targets {
-    /// Accepted qualifiers of target columns (alias, or table name and
-    /// schema-qualified name), normalised.
-    qualifiers: Vec<String>,
-    /// Whether an unqualified column counts as a target column: only when
-    /// no other relation is in scope (no USING / FROM / MERGE source).
-    unqualified: bool,
-}
-
-impl Targets {
-    fn new(relations: &[(String, Option<Ident>)], unqualified: bool) -> Self {
-        let mut qualifiers = Vec::new();
-        for (full, alias) in relations {
-            match alias {
-                Some(a) => qualifiers.push(normalize_ident(a)),
-                None => {
-                    qualifiers.push(base_name(full).to_string());
-                    qualifiers.push(full.clone());
-                }
-            }
-        }
-        Targets {
-            qualifiers,
-            unqualified,
-        }
-    }
-}
-
-/// The normalised qualifier of a column reference (`public.users` of
-/// `public.users.id`).
-fn qualifier(parts: &[Ident]) -> String {
-    parts[..parts.len() - 1]
-        .iter()
-        .map(normalize_ident)
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// Names that parse as bare identifiers but are SQL value functions, i.e.
-/// constants per statement, not columns.
-const SQL_VALUE_FUNCTIONS: &[&str] = &[
-    "current_user",
-    "session_user",
-    "user",
-    "current_role",
-    "current_catalog",
-    "current_schema",
-    "current_date",
-    "current_time",
-    "current_timestamp",
-    "localtime",
-    "localtimestamp",
-];
-
-/// Does `expr` reference a column of the target (outside subqueries)?
-fn depends_on_target(expr: &Expr, targets: &Targets) -> bool {
-    struct Finder<'t> {
-        targets: &'t Targets,
-        depth: usize,
-    }
-    impl Visitor for Finder<'_> {
-        type Break = ();
-        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
-            self.depth += 1;
-            ControlFlow::Continue(())
-        }
-        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
-            self.depth -= 1;
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if self.depth > 0 {
-                return ControlFlow::Continue(());
-            }
-            let hit = match e {
-                Expr::Identifier(id) => {
-                    self.targets.unqualified
-                        && (id.quote_style.is_some()
-                            || !SQL_VALUE_FUNCTIONS
-                                .iter()
-                                .any(|f| id.value.eq_ignore_ascii_case(f)))
-                }
-                Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                    self.targets.qualifiers.contains(&qualifier(parts))
-                }
-                _ => false,
-            };
-            if hit {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        }
-    }
-    let mut f = Finder { targets, depth: 0 };
-    expr.visit(&mut f).is_break()
-}
-
-/// Textual identity, quotes and case ignored: `id = id`, `"ID" = id`;
-/// also through parentheses and a qualifier naming the target
-/// (`(id) = id`, `users.id = id`). Over-matching only makes a WHERE count
-/// as always true (the safe side).
-///
-/// Literal values are masked before comparing: `a + 1 = a + 2` counts as
-/// the same (over-matching, safe), and the answer never depends on a
-/// literal's value, so statements differing only in literals share one
-/// classification (`shape`). Masking also stops a quoted identifier from
-/// matching a literal that prints alike (`"5" = 5`).
-fn same(a: &Expr, b: &Expr, t: &Targets) -> bool {
-    let norm = |e: &Expr| {
-        let mut e = e.clone();
-        mask_literals(&mut e);
-        unwrap_target_columns(&mut e, t);
-        e.to_string().replace('"', "").to_ascii_lowercase()
-    };
-    norm(a) == norm(b)
-}
-
-/// `(x)` becomes `x`, and `target.col` becomes `col`, everywhere in `e`.
-fn unwrap_target_columns(e: &mut Expr, t: &Targets) {
-    use sqlparser::ast::{VisitMut, VisitorMut};
-    struct Unwrap<'t>(&'t Targets);
-    impl VisitorMut for Unwrap<'_> {
-        type Break = ();
-        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            match e {
-                Expr::Nested(inner) => {
-                    *e = std::mem::replace(&mut **inner, Expr::value(Value::Null))
-                }
-                Expr::CompoundIdentifier(parts)
-                    if parts.len() >= 2 && self.0.qualifiers.contains(&qualifier(parts)) =>
-                {
-                    let col = parts.pop().expect("two parts or more");
-                    *e = Expr::Identifier(col);
-                }
-                _ => {}
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let _ = e.visit(&mut Unwrap(t));
-}
-
-/// Replace every literal value (strings and numbers of any kind) by a NUL
-/// placeholder, which no identifier or keyword can print as.
-fn mask_literals(e: &mut Expr) {
-    use sqlparser::ast::{ValueWithSpan, VisitMut, VisitorMut};
-    struct Mask;
-    impl VisitorMut for Mask {
-        type Break = ();
-        fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<()> {
-            if !matches!(
-                v.value,
-                Value::Boolean(_) | Value::Null | Value::Placeholder(_)
-            ) {
-                v.value = Value::Placeholder("\0".into());
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let _ = e.visit(&mut Mask);
-}
-
-/// `Some(b)` for a boolean literal `true` / `false`.
-fn bool_literal(e: &Expr) -> Option<bool> {
-    match e {
-        Expr::Value(v) => match v.value {
-            Value::Boolean(b) => Some(b),
-            _ => None,
-        },
-        Expr::Nested(inner) => bool_literal(inner),
-        _ => None,
-    }
-}
-
-fn is_match_all_pattern(e: &Expr) -> bool {
-    note_literal_read();
-    matches!(e, Expr::Value(v) if matches!(&v.value,
-        Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s)
-            if !s.is_empty() && s.chars().all(|c| c == '%')))
-}
-
-/// Can this WHERE leave some target rows alone? `false` means it is (or may
-/// be) always true: no column of the target, a comparison of a value with
-/// itself, `OR` with such a branch. `negated` tracks De Morgan under NOT.
-/// Value tautologies (`id > 0`, `id IS NOT NULL` on a NOT NULL column) need
-/// the schema or the data and are not detected.
-fn restricts(e: &Expr, t: &Targets, negated: bool) -> bool {
-    use BinaryOperator as B;
-    match e {
-        Expr::Nested(inner) => restricts(inner, t, negated),
-        Expr::UnaryOp {
-            op: UnaryOperator::Not,
-            expr,
-        } => restricts(expr, t, !negated),
-        Expr::BinaryOp {
-            left,
-            op: B::And,
-            right,
-        } => {
-            if negated {
-                restricts(left, t, true) && restricts(right, t, true)
-            } else {
-                restricts(left, t, false) || restricts(right, t, false)
-            }
-        }
-        Expr::BinaryOp {
-            left,
-            op: B::Or,
-            right,
-        } => {
-            if negated {
-                restricts(left, t, true) || restricts(right, t, true)
-            } else {
-                restricts(left, t, false) && restricts(right, t, false)
-            }
-        }
-        Expr::BinaryOp {
-            left,
-            op: B::Xor,
-            right,
-        } => restricts(left, t, negated) && restricts(right, t, negated),
-        // `cond = true` is `cond`, `cond = false` (or `<> true`) its negation.
-        Expr::BinaryOp {
-            left,
-            op: op @ (B::Eq | B::NotEq),
-            right,
-        } if bool_literal(left).or(bool_literal(right)).is_some() => {
-            let (cond, value) = match bool_literal(right) {
-                Some(v) => (left, v),
-                None => (right, bool_literal(left).expect("one side is a boolean")),
-            };
-            let flips = (*op == B::NotEq) == value;
-            restricts(cond, t, negated ^ flips)
-        }
-        Expr::BinaryOp { left, right, .. } => {
-            (depends_on_target(left, t) || depends_on_target(right, t)) && !same(left, right, t)
-        }
-        Expr::IsTrue(x) | Expr::IsNotFalse(x) => restricts(x, t, negated),
-        Expr::IsFalse(x) | Expr::IsNotTrue(x) => restricts(x, t, !negated),
-        Expr::IsNull(x) | Expr::IsNotNull(x) => {
-            matches!(**x, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
-                && depends_on_target(x, t)
-        }
-        Expr::IsUnknown(_) | Expr::IsNotUnknown(_) => false,
-        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
-            (depends_on_target(a, t) || depends_on_target(b, t)) && !same(a, b, t)
-        }
-        Expr::InList { expr, list, .. } => {
-            depends_on_target(expr, t) && !list.iter().any(|x| same(x, expr, t))
-        }
-        Expr::InSubquery { expr, .. } | Expr::InUnnest { expr, .. } => depends_on_target(expr, t),
-        Expr::Between {
-            expr, low, high, ..
-        } => depends_on_target(expr, t) && !same(expr, low, t) && !same(expr, high, t),
-        Expr::Like { expr, pattern, .. }
-        | Expr::ILike { expr, pattern, .. }
-        | Expr::SimilarTo { expr, pattern, .. } => {
-            depends_on_target(expr, t) && !is_match_all_pattern(pattern) && !same(expr, pattern, t)
-        }
-        Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
-            depends_on_target(left, t) || depends_on_target(right, t)
-        }
-        // Correlation inside EXISTS is not analysed: counted as unrestricted.
-        Expr::Exists { .. } | Expr::Value(_) => false,
-        other => depends_on_target(other, t),
-    }
-}
-
 /// Visibility of CTE names inside one query (see `Collector::is_cte`).
 struct CteScope {
     names: Vec<(String, *const Query)>,
@@ -522,9 +253,11 @@ struct CteScope {
     current: Option<usize>,
 }
 
-struct Collector<'o> {
+struct Collector<'o, 'a> {
     opts: &'o Options,
-    root: *const Statement,
+    root: &'a Statement,
+    /// CTE lookups left to `restrict` judgements of this statement.
+    lookups: std::cell::Cell<usize>,
     effects: Vec<Effect>,
     reads: Vec<String>,
     functions: Vec<String>,
@@ -541,11 +274,12 @@ fn addr<T>(x: &T) -> usize {
     x as *const T as usize
 }
 
-impl<'o> Collector<'o> {
-    fn new(root: &Statement, opts: &'o Options) -> Self {
+impl<'o, 'a> Collector<'o, 'a> {
+    fn new(root: &'a Statement, opts: &'o Options) -> Self {
         Collector {
             opts,
-            root: root as *const Statement,
+            root,
+            lookups: std::cell::Cell::new(0),
             effects: Vec::new(),
             reads: Vec::new(),
             functions: Vec::new(),
@@ -658,6 +392,30 @@ impl<'o> Collector<'o> {
         self.functions.push(n);
     }
 
+    /// `INSERT INTO t SELECT ... FROM t ... ON CONFLICT DO UPDATE`: every
+    /// row the source returns conflicts with itself, so when the source may
+    /// return all of `t` (`restrict::subquery_restricts`) and the DO UPDATE
+    /// has no restricting WHERE, every row may be updated.
+    fn upsert_may_update_all(&self, ins: &sqlparser::ast::Insert, n: &str) -> bool {
+        use sqlparser::ast::{OnConflictAction, OnInsert};
+        let Some(OnInsert::OnConflict(c)) = &ins.on else {
+            return false;
+        };
+        let OnConflictAction::DoUpdate(du) = &c.action else {
+            return false;
+        };
+        let Some(source) = &ins.source else {
+            return false;
+        };
+        let alias = ins.table_alias.as_ref().map(|a| a.alias.clone());
+        let t = Targets::new(&[(n.to_string(), alias)], true, self.root, &self.lookups);
+        !subquery_restricts(source, &t, false)
+            && !du
+                .selection
+                .as_ref()
+                .is_some_and(|w| restricts(w, &t, false))
+    }
+
     fn write_target(&mut self, verb: &str, n: &str) -> Category {
         if is_catalog_relation(n) {
             self.push(
@@ -680,7 +438,16 @@ impl<'o> Collector<'o> {
             Statement::Insert(ins) => match &ins.table {
                 TableObject::TableName(name) => {
                     let n = normalize_name(name);
-                    if self.write_target("INSERT into", &n) == Write {
+                    if self.write_target("INSERT into", &n) != Write {
+                        return;
+                    }
+                    if self.upsert_may_update_all(ins, &n) {
+                        self.push(
+                            Destructive,
+                            vec![n],
+                            "INSERT ... SELECT from the table itself ... ON CONFLICT DO UPDATE may update every row",
+                        );
+                    } else {
                         self.push(Write, vec![n], "INSERT");
                     }
                 }
@@ -699,14 +466,28 @@ impl<'o> Collector<'o> {
                 }
                 let others = !u.table.joins.is_empty()
                     || matches!(&u.from, Some(UpdateTableFromKind::BeforeSet(v) | UpdateTableFromKind::AfterSet(v)) if !v.is_empty());
-                let t = Targets::new(&[(n.clone(), alias)], !others);
-                match &u.selection {
+                let mut t = Targets::new(&[(n.clone(), alias)], !others, self.root, &self.lookups);
+                for j in &u.table.joins {
+                    t.join(&j.relation);
+                }
+                if let Some(UpdateTableFromKind::BeforeSet(v) | UpdateTableFromKind::AfterSet(v)) =
+                    &u.from
+                {
+                    for twj in v {
+                        t.join(&twj.relation);
+                        for j in &twj.joins {
+                            t.join(&j.relation);
+                        }
+                    }
+                }
+                let restricted = u.selection.as_ref().map(|w| restricts(w, &t, false));
+                match restricted {
                     None => self.push(
                         Destructive,
                         vec![n],
                         "UPDATE without WHERE changes every row",
                     ),
-                    Some(w) if !restricts(w, &t, false) => self.push(
+                    Some(false) => self.push(
                         Destructive,
                         vec![n],
                         "UPDATE whose WHERE is always true or does not depend on the table",
@@ -741,15 +522,27 @@ impl<'o> Collector<'o> {
                 let others = d.using.as_ref().is_some_and(|u| !u.is_empty())
                     || from.iter().any(|f| !f.joins.is_empty())
                     || names.len() > 1;
-                let t = Targets::new(&names, !others);
+                let mut t = Targets::new(&names, !others, self.root, &self.lookups);
+                // FROM items are targets already; their joins and USING
+                // may name the target again.
+                for j in from.iter().flat_map(|f| &f.joins) {
+                    t.join(&j.relation);
+                }
+                for twj in d.using.iter().flatten() {
+                    t.join(&twj.relation);
+                    for j in &twj.joins {
+                        t.join(&j.relation);
+                    }
+                }
+                let restricted = d.selection.as_ref().map(|w| restricts(w, &t, false));
                 let tables: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
-                match &d.selection {
+                match restricted {
                     None => self.push(
                         Destructive,
                         tables,
                         "DELETE without WHERE removes every row",
                     ),
-                    Some(w) if !restricts(w, &t, false) => self.push(
+                    Some(false) => self.push(
                         Destructive,
                         tables,
                         "DELETE whose WHERE is always true or does not depend on the table",
@@ -766,7 +559,8 @@ impl<'o> Collector<'o> {
                 if self.write_target("MERGE into", &n) != Write {
                     return;
                 }
-                let t = Targets::new(&[(n.clone(), alias)], false);
+                let mut t = Targets::new(&[(n.clone(), alias)], false, self.root, &self.lookups);
+                t.join(&m.source);
                 let on_restricts = restricts(&m.on, &t, false);
                 let wipes = m.clauses.iter().any(|c| {
                     let changes = matches!(
@@ -1378,7 +1172,7 @@ impl<'o> Collector<'o> {
 }
 
 /// An unquoted `only`: a reserved word in Postgres, never a relation name.
-fn is_only(name: &ObjectName) -> bool {
+pub(super) fn is_only(name: &ObjectName) -> bool {
     matches!(name.0.as_slice(),
         [ObjectNamePart::Identifier(id)] if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("only"))
 }
@@ -1472,7 +1266,7 @@ fn grant_objects(objects: Option<&GrantObjects>) -> (Vec<String>, Vec<String>) {
     }
 }
 
-impl Visitor for Collector<'_> {
+impl Visitor for Collector<'_, '_> {
     type Break = ();
 
     fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
