@@ -104,6 +104,9 @@ pub struct Shared {
     /// `COPY ... FROM STDIN`, by the server side when the server enters
     /// copy-in mode (CopyInResponse) or answers the unit without it.
     pub copy: AtomicU8,
+    /// Signalled when `copy` leaves `COPY_EXPECTED` (the server entered
+    /// copy-in mode or answered the COPY without it).
+    copy_settled: tokio::sync::Notify,
     /// Set (for good) before the first notice is queued for injection.
     /// Until then the outbound direction does not poll the injection
     /// channel: a poll of an empty channel on every server read was 3% of
@@ -186,6 +189,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         in_flight: InFlight::default(),
         at_boundary: AtomicBool::new(true),
         copy: AtomicU8::new(COPY_NONE),
+        copy_settled: tokio::sync::Notify::new(),
         injecting: AtomicBool::new(false),
     };
     let (inject_tx, inject_rx) = mpsc::channel::<BytesMut>(16);
@@ -357,6 +361,27 @@ impl Inbound<'_> {
                     && (self.copy_sync_owed
                         || self.shared.copy.load(Ordering::Acquire) != COPY_NONE)
                 {
+                    if !self.copy_sync_owed
+                        && !matches!(h.tag, b'd' | b'c' | b'f')
+                        && self.shared.copy.load(Ordering::Acquire) == COPY_EXPECTED
+                    {
+                        // The server has not said yet whether the COPY
+                        // entered copy-in mode, and a client that saw its
+                        // error may already send the next query
+                        // (tokio-postgres returns on ErrorResponse, before
+                        // ReadyForQuery). Wait for the server's word: in
+                        // copy-in mode this frame ends the session, else it
+                        // is an ordinary one. The COPY itself may still be
+                        // in `out`.
+                        if !self.out.is_empty() {
+                            if let Err(e) = uw.write_all(&self.out).await {
+                                return End::Io(e);
+                            }
+                            self.out.clear();
+                        }
+                        self.shared.copy_settled.notified().await;
+                        continue;
+                    }
                     match self.copy_frame(h.tag, h.total) {
                         Ok(()) => continue,
                         Err(end) => return end,
@@ -1077,15 +1102,22 @@ where
                                 && shared.in_flight.is_empty()
                             {
                                 shared.copy.store(COPY_NONE, Ordering::Release);
+                                shared.copy_settled.notify_one();
                             }
                         }
                         b'G' => {
-                            let _ = shared.copy.compare_exchange(
-                                COPY_EXPECTED,
-                                COPY_IN,
-                                Ordering::AcqRel,
-                                Ordering::Acquire,
-                            );
+                            if shared
+                                .copy
+                                .compare_exchange(
+                                    COPY_EXPECTED,
+                                    COPY_IN,
+                                    Ordering::AcqRel,
+                                    Ordering::Acquire,
+                                )
+                                .is_ok()
+                            {
+                                shared.copy_settled.notify_one();
+                            }
                         }
                         b'C' => shared
                             .in_flight

@@ -2611,6 +2611,29 @@ async fn copy_in_keeps_the_proxy_in_step_with_the_server() {
     assert_eq!(tags, b"12G");
     let data = [frame(b'd', b"2\n"), frame(b'c', b""), sync_frame()].concat();
     assert_eq!(exchange(&mut s, &data).await, answer(&["C"], 'I'));
+    // A client may send its next query before a COPY's answer comes
+    // (tokio-postgres does, on the ErrorResponse): until the server says
+    // whether it entered copy-in mode, the proxy waits for its word.
+    let pipelined = [query_frame("COPY nope FROM STDIN"), query_frame("SELECT 1")].concat();
+    assert_eq!(exchange(&mut s, &pipelined).await, answer(&["E42P01"], 'I'));
+    assert_eq!(exchange(&mut s, &[]).await, answer(&["T", "D", "C"], 'I'));
+    let pipelined = [
+        parse_frame("", "COPY nope FROM STDIN"),
+        bind_execute_frames(""),
+        sync_frame(),
+        parse_frame("", "SELECT 1"),
+        bind_execute_frames(""),
+        sync_frame(),
+    ]
+    .concat();
+    assert_eq!(
+        exchange(&mut s, &pipelined).await,
+        answer(&["1", "2", "E42P01"], 'I')
+    );
+    assert_eq!(
+        exchange(&mut s, &[]).await,
+        answer(&["1", "2", "D", "C"], 'I')
+    );
     // Still in step: a failed unit's skipped Close is not taken for done.
     let failing = [
         parse_frame("", "SELECT 1/0"),
