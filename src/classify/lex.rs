@@ -54,6 +54,22 @@ pub(super) fn dollar_tag_diverges(sql: &str) -> bool {
     false
 }
 
+/// Whether a token sqlparser read as an operator holds `--` or `/*`.
+/// PostgreSQL ends an operator where a comment starts; sqlparser keeps
+/// reading operator characters, so in `SELECT 1 |/* ' */ 2; DROP TABLE t;
+/// SELECT 1 -- '` it sees one operator `|/*`, then a string running to the
+/// last quote: one SELECT, where PostgreSQL runs three statements.
+pub(super) fn operator_swallows_comment(tokens: &[TokenWithSpan]) -> bool {
+    tokens.iter().any(|t| {
+        !matches!(t.token, Token::Word(_) | Token::Whitespace(_))
+            && literal_kind(&t.token).is_none()
+            && {
+                let text = t.token.to_string();
+                text.contains("--") || text.contains("/*")
+            }
+    })
+}
+
 pub(super) fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, String> {
     Tokenizer::new(&PostgreSqlDialect {}, sql)
         .tokenize_with_location()

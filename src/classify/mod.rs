@@ -129,6 +129,10 @@ fn classify_traced(sql: &str, opts: &Options, trace: &mut Trace) -> Classificati
             return whole(why);
         }
     };
+    if lex::operator_swallows_comment(&tokens) {
+        trace.not_parsed = true;
+        return whole("an operator runs into a comment (`|/*`, `<--`): PostgreSQL and the parser split the text differently".into());
+    }
     if let Err(why) = lex::fold_unicode_identifiers(&mut tokens) {
         trace.not_parsed = true;
         return whole(why);

@@ -366,8 +366,14 @@ fn explain(sig: &[&TokenWithSpan], all: &[TokenWithSpan]) -> Option<Recognised> 
     if matches!(sig.get(1).map(|t| &t.token), Some(Token::LParen)) {
         let end = skip_parens(sig, 1)?;
         // An analyze option is on unless an explicit false follows it.
+        // An option name may be quoted (`("analyze")` is ANALYZE):
+        // compared whatever its quoting and case, over-approximating.
+        let option = |j: usize| match sig.get(j).map(|t| &t.token) {
+            Some(Token::Word(w)) => w.value.to_ascii_uppercase(),
+            _ => String::new(),
+        };
         for j in 2..end - 1 {
-            if matches!(word(j).as_str(), "ANALYZE" | "ANALYSE") {
+            if matches!(option(j).as_str(), "ANALYZE" | "ANALYSE") {
                 let arg = sig.get(j + 1).map(|t| &t.token);
                 let off = match arg {
                     Some(Token::Word(w)) => {

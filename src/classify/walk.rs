@@ -117,11 +117,13 @@ fn last_ident_value(name: &ObjectName) -> String {
     }
 }
 
-/// `pg_catalog.x`, or an unqualified `pg_x`: the implicit `pg_catalog`
-/// comes first in every search path, so that is where it resolves.
+/// `pg_catalog.x` (also `db.pg_catalog.x`, which PostgreSQL accepts for
+/// the current database), or an unqualified `pg_x`: the implicit
+/// `pg_catalog` comes first in every search path, so that is where it
+/// resolves.
 fn is_catalog_relation(normalized: &str) -> bool {
-    match normalized.split_once('.') {
-        Some((schema, _)) => schema == "pg_catalog",
+    match normalized.rsplit_once('.') {
+        Some((qualifier, _)) => qualifier.rsplit('.').next() == Some("pg_catalog"),
         None => normalized.starts_with("pg_"),
     }
 }
@@ -605,6 +607,15 @@ impl<'o, 'a> Collector<'o, 'a> {
                     }
                     (true, CopyTarget::File { .. }) => {
                         self.push(Export, tables, "COPY TO a server file")
+                    }
+                    (false, _) if tables.iter().any(|t| is_catalog_relation(t)) => {
+                        let verb = "COPY into";
+                        for t in &tables {
+                            self.write_target(verb, t);
+                        }
+                        if matches!(target, CopyTarget::Stdin) {
+                            self.prepared = Some(PreparedOp::CopyFromStdin);
+                        }
                     }
                     (false, CopyTarget::Stdin) => {
                         self.prepared = Some(PreparedOp::CopyFromStdin);

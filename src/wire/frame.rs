@@ -107,6 +107,17 @@ impl<'a> Body<'a> {
         std::str::from_utf8(b).map_err(|_| self.bad("string is not valid UTF-8"))
     }
 
+    /// A prepared-statement or portal name. PostgreSQL keys both on their
+    /// first 63 bytes (NAMEDATALEN - 1), so two longer names can be one
+    /// object to the server and two to the proxy's model: refused.
+    pub fn name(&mut self) -> Result<&'a str, FrameError> {
+        let s = self.str()?;
+        if s.len() > 63 {
+            return Err(self.bad("statement or portal name over 63 bytes"));
+        }
+        Ok(s)
+    }
+
     pub fn i16(&mut self) -> Result<i16, FrameError> {
         let b = self.bytes(2)?;
         Ok(i16::from_be_bytes([b[0], b[1]]))

@@ -320,7 +320,7 @@ impl Policy {
         let mut b = Body::new(frame);
         match frame[0] {
             b'P' => {
-                let name = b.str()?;
+                let name = b.name()?;
                 let sql = b.cstr()?;
                 let known = match std::str::from_utf8(sql) {
                     Ok(sql) => {
@@ -348,8 +348,8 @@ impl Policy {
                 self.segment_names.forget(name);
             }
             b'B' => {
-                let portal = b.str()?;
-                let stmt = b.str()?;
+                let portal = b.name()?;
+                let stmt = b.name()?;
                 let stmt = self.bind_target(stmt);
                 let params = match bind_params(&mut b) {
                     Ok(p) if !p.is_empty() => Arc::from(p),
@@ -361,7 +361,7 @@ impl Policy {
                 self.undo.push(Undo::Portal(portal.to_string(), old));
             }
             b'E' => {
-                let portal = b.str()?;
+                let portal = b.name()?;
                 let bound = self.portals.get(portal).cloned().unwrap_or_else(|| Bound {
                     stmt: Known {
                         class: unknown("Execute of a portal the proxy has not seen"),
@@ -384,7 +384,7 @@ impl Policy {
             }
             b'C' => {
                 let kind = b.bytes(1)?[0];
-                let name = b.str()?.to_string();
+                let name = b.name()?.to_string();
                 match kind {
                     b'S' => {
                         self.segment_names.dropped(&name);

@@ -2800,3 +2800,33 @@ async fn a_second_prepare_of_a_name_cannot_launder_it() {
     let _ = s.write_all(&TERMINATE).await;
     p.shutdown().await;
 }
+
+/// PostgreSQL keys prepared statements and portals on the first 63 bytes
+/// of their names: a portal bound as 64 `c`s is found by `FETCH` of 63
+/// (which the proxy would judge a cursor read), and two long names that
+/// share 63 bytes are one statement to the server. Longer protocol names
+/// end the session before anything is forwarded.
+#[tokio::test]
+async fn protocol_names_over_63_bytes_are_refused() {
+    for msgs in [
+        [parse_frame(&"a".repeat(64), "DELETE FROM t"), sync_frame()].concat(),
+        [
+            parse_frame("", "DELETE FROM t RETURNING 1"),
+            bind_frame(&"c".repeat(64), ""),
+            sync_frame(),
+        ]
+        .concat(),
+    ] {
+        let (db, _api, mut s, p, _rules) = Raw::open().await;
+        s.write_all(&msgs).await.unwrap();
+        let (tag, body) = read_msg(&mut s).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(tag, b'E', "{text}");
+        assert!(
+            text.contains("08P01") && text.contains("63 bytes"),
+            "{text}"
+        );
+        assert_eq!(t_rows(&db).await, 10);
+        p.shutdown().await;
+    }
+}
