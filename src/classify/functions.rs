@@ -53,6 +53,17 @@ static BUILTINS: &[Builtin] = &[
     b("pg_read_file", Export, "reads a server file"),
     b("pg_read_binary_file", Export, "reads a server file"),
     b("pg_stat_file", Export, "inspects a server file"),
+    b("pg_hba_file_rules", Export, "reads pg_hba.conf"),
+    b("pg_ident_file_mappings", Export, "reads pg_ident.conf"),
+    b(
+        "pg_show_all_file_settings",
+        Export,
+        "reads the server's configuration files",
+    ),
+    b("brin_summarize_range", Write, "changes a BRIN index"),
+    b("brin_summarize_new_values", Write, "changes a BRIN index"),
+    b("brin_desummarize_range", Write, "changes a BRIN index"),
+    b("gin_clean_pending_list", Write, "changes a GIN index"),
     b("pg_ls_*", Export, "lists a server directory"),
     b(
         "pg_file_*",

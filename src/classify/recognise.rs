@@ -182,7 +182,10 @@ pub(super) fn recognise(tokens: &[TokenWithSpan]) -> Option<Recognised> {
                 && (kw(1) == "TRANSACTION" && kw(0) == "PREPARE"
                     || kw(1) == "PREPARED" && kw(0) != "PREPARE") =>
         {
-            one(Transaction, Vec::new(), "two-phase commit")
+            // COMMIT/ROLLBACK PREPARED finish any session's prepared
+            // transaction; PREPARE TRANSACTION keeps this one's locks
+            // past the session's end.
+            one(Privilege, Vec::new(), "two-phase commit")
         }
         "EXPLAIN" => explain(&sig, tokens),
         "CREATE" => {
