@@ -230,7 +230,11 @@ pub(super) fn lookup(name: &str, extra: &[(String, Category)]) -> Option<(Catego
     let qualified = name.len() != base.len();
     for (entry, category) in extra {
         let hit = if entry.contains('.') {
-            entry == name || (!qualified && base_name(entry) == base)
+            // `db.s.f` names `s.f` in the current database.
+            let within = name.len() > entry.len()
+                && name.ends_with(entry.as_str())
+                && name.as_bytes()[name.len() - entry.len() - 1] == b'.';
+            entry == name || within || (!qualified && base_name(entry) == base)
         } else {
             entry == base
         };
@@ -277,6 +281,8 @@ mod tests {
         assert_eq!(lookup("billing.charge", &extra).unwrap().0, Write);
         assert_eq!(lookup("charge", &extra).unwrap().0, Write);
         assert!(lookup("other.charge", &extra).is_none());
+        assert_eq!(lookup("appdb.billing.charge", &extra).unwrap().0, Write);
+        assert!(lookup("appdb.xbilling.charge", &extra).is_none());
         let extra = vec![("charge".to_string(), Destructive)];
         assert_eq!(lookup("other.charge", &extra).unwrap().0, Destructive);
     }
