@@ -485,6 +485,7 @@ fn quantified_restricts(
     right.visit(&mut Each { t, as_in, depth: 0 }).is_continue()
 }
 
+/// The normalised qualifier of a column reference (`public.users` of
 /// `public.users.id`).
 fn qualifier(parts: &[Ident]) -> String {
     parts[..parts.len() - 1]

@@ -789,3 +789,17 @@ fn cte_chains_are_followed_within_a_budget_and_fail_closed_past_it() {
                       DELETE FROM users WHERE id IN (SELECT id FROM c1)";
     assert_eq!(cat(restricted), Category::Write);
 }
+
+/// COPY into a catalog adds privilege to what its direction and source
+/// already say: a PROGRAM source stays procedural and export too.
+#[test]
+fn copy_into_a_catalog_keeps_its_other_effects() {
+    let class = classify(
+        "COPY pg_catalog.pg_authid FROM PROGRAM 'cat /tmp/x'",
+        &Options::default(),
+    );
+    let cats: Vec<Category> = class.effects().map(|e| e.category).collect();
+    for c in [Category::Privilege, Category::Procedural, Category::Export] {
+        assert!(cats.contains(&c), "{c:?} missing from {cats:?}");
+    }
+}

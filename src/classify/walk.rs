@@ -601,21 +601,19 @@ impl<'o, 'a> Collector<'o, 'a> {
                     CopySource::Table { table_name, .. } => vec![normalize_name(table_name)],
                     CopySource::Query(_) => Vec::new(),
                 };
+                // COPY into a catalog is INSERT into it: its effect is added
+                // to whatever the direction and source below add.
+                if !to {
+                    for t in tables.iter().filter(|t| is_catalog_relation(t)) {
+                        self.write_target("COPY into", t);
+                    }
+                }
                 match (to, target) {
                     (true, CopyTarget::Stdout) => {
                         self.push(Export, tables, "COPY TO STDOUT copies data out")
                     }
                     (true, CopyTarget::File { .. }) => {
                         self.push(Export, tables, "COPY TO a server file")
-                    }
-                    (false, _) if tables.iter().any(|t| is_catalog_relation(t)) => {
-                        let verb = "COPY into";
-                        for t in &tables {
-                            self.write_target(verb, t);
-                        }
-                        if matches!(target, CopyTarget::Stdin) {
-                            self.prepared = Some(PreparedOp::CopyFromStdin);
-                        }
                     }
                     (false, CopyTarget::Stdin) => {
                         self.prepared = Some(PreparedOp::CopyFromStdin);

@@ -104,8 +104,9 @@ pub struct Shared {
     /// `COPY ... FROM STDIN`, by the server side when the server enters
     /// copy-in mode (CopyInResponse) or answers the unit without it.
     pub copy: AtomicU8,
-    /// Signalled when `copy` leaves `COPY_EXPECTED` (the server entered
-    /// copy-in mode or answered the COPY without it).
+    /// Signalled when the server side moves `copy` on (CopyInResponse, or
+    /// the answer that ends the COPY); a waiter always looks again, so a
+    /// signal nobody waited for costs one extra look.
     copy_settled: tokio::sync::Notify,
     /// Set (for good) before the first notice is queued for injection.
     /// Until then the outbound direction does not poll the injection
