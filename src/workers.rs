@@ -47,8 +47,12 @@ impl Workers {
         let mut workers = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for i in 0..n.max(1) {
+            // I/O and timers only: with the signal driver on, every park of
+            // the thread (one or more per relayed statement) also checks for
+            // exited child processes, which sessions never start.
             let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
+                .enable_time()
                 .build()?;
             workers.push(Worker {
                 handle: rt.handle().clone(),
