@@ -114,6 +114,7 @@ fn main() {
             agent: "bench-agent",
             statement: i as u64,
             sql: Some(&sqls[i % sqls.len()]),
+            redacted: None,
             parameters: &[],
             categories: &["read"],
             tables: &["pgbench_accounts"],

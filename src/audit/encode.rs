@@ -104,7 +104,15 @@ pub(crate) fn statement_fields(out: &mut Vec<u8>, ev: &Event) -> bool {
 /// derived serialiser writes them.
 pub(crate) fn statement<L: AsRef<str>>(out: &mut Vec<u8>, ts: Timestamp, s: &Fields<'_, L>) {
     out.extend_from_slice(b"\"ts\":");
-    value(out, &ts);
+    match ts.ascii() {
+        // Digits and `-:.TZ`: nothing to escape.
+        Some(b) => {
+            out.push(b'"');
+            out.extend_from_slice(&b);
+            out.push(b'"');
+        }
+        None => value(out, &ts),
+    }
     out.extend_from_slice(b",\"type\":\"statement\"");
     key(out, "session");
     string(out, s.session);

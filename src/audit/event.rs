@@ -73,7 +73,7 @@ impl Timestamp {
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` written digit by digit: every audit
     /// record carries one, and `write!` with padded integers cost about a
     /// tenth of the writer thread's time. `None` outside years 0..=9999.
-    fn ascii(self) -> Option<[u8; 27]> {
+    pub(crate) fn ascii(self) -> Option<[u8; 27]> {
         let secs = self.0.div_euclid(1_000_000);
         let micros = self.0.rem_euclid(1_000_000) as u32;
         let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));

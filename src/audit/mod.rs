@@ -190,6 +190,11 @@ pub struct StatementRecord<'a> {
     pub statement: u64,
     /// The raw text; the text policy decides what is recorded.
     pub sql: Option<&'a str>,
+    /// `sql` as [`redact::redact`] returns it, when the caller already has
+    /// it (the classifier keeps it with a statement shape): recorded under
+    /// `redacted` instead of scanning the text again. Never recorded for a
+    /// held statement or under `full` (the raw text is), nor under `none`.
+    pub redacted: Option<&'a str>,
     /// Bound values (empty: none); recorded only under `log_parameters`.
     pub parameters: &'a [Option<String>],
     /// Each list sorted, without duplicates.
@@ -1015,7 +1020,17 @@ impl Writer {
 /// `Statement` event under `cfg` (text policy included): what
 /// [`Auditor::statement`] queues. Public for the benchmark (`bench/audit.rs`).
 pub fn statement_body(cfg: &AuditConfig, ts: Timestamp, r: &StatementRecord<'_>) -> Vec<u8> {
-    let (sql, mode) = recorded_text(cfg, r.sql, r.request_id.is_some());
+    let held = r.request_id.is_some();
+    let (sql, mode) = match r.redacted {
+        Some(redacted) if !held && cfg.statement_text == TextMode::Redacted && r.sql.is_some() => {
+            debug_assert_eq!(Some(redacted.to_string()), r.sql.map(redact));
+            (Some(std::borrow::Cow::Borrowed(redacted)), TextMode::Redacted)
+        }
+        _ => {
+            let (sql, mode) = recorded_text(cfg, r.sql, held);
+            (sql.map(std::borrow::Cow::Owned), mode)
+        }
+    };
     let fields = encode::Fields {
         session: r.session,
         agent: r.agent,
@@ -1151,6 +1166,7 @@ mod tests {
                                 agent: "bot \"quoted\"",
                                 statement: 7,
                                 sql: Some(sql),
+                                redacted: None,
                                 parameters,
                                 categories: &["read", "write"],
                                 tables: &["public.t"],
@@ -1164,6 +1180,18 @@ mod tests {
                             };
                             let ts = Timestamp(1_796_000_000_123_456);
                             let fast = statement_body(&cfg, ts, &rec);
+                            // The classifier's redaction, handed in, gives
+                            // the same record.
+                            let hint = redact(sql);
+                            let hinted = StatementRecord {
+                                redacted: Some(&hint),
+                                ..rec
+                            };
+                            assert_eq!(
+                                String::from_utf8_lossy(&statement_body(&cfg, ts, &hinted)),
+                                String::from_utf8_lossy(&fast),
+                                "{mode:?} {sql}"
+                            );
                             let mut ev = Event {
                                 ts,
                                 kind: EventKind::Statement(event::Statement {
@@ -1220,6 +1248,7 @@ mod tests {
                 agent: "bot",
                 statement: i,
                 sql: Some("UPDATE t SET a = 'secret' WHERE id = 5"),
+                redacted: None,
                 parameters: &[],
                 categories: &["write"],
                 tables: &["t"],

@@ -45,17 +45,7 @@ pub fn redact(sql: &str) -> String {
 fn redact_plain(sql: &str) -> Option<String> {
     let mut shape = String::with_capacity(sql.len() + 8);
     crate::classify::shape::scan(sql, &mut shape, None)?;
-    let mut out = String::with_capacity(shape.len());
-    // The key starts with a NUL; each placeholder is NUL + an ASCII kind
-    // letter. NUL never occurs inside a multi-byte UTF-8 sequence, so the
-    // pieces between placeholders are whole characters.
-    let mut pieces = shape.get(1..).unwrap_or("").split('\0');
-    out.push_str(pieces.next().unwrap_or(""));
-    for piece in pieces {
-        out.push('?');
-        out.push_str(piece.get(1..).unwrap_or(""));
-    }
-    Some(out)
+    Some(crate::classify::shape::redacted(&shape))
 }
 
 fn redact_tokens(sql: &str) -> String {

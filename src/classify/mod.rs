@@ -367,8 +367,9 @@ enum Entry {
     /// Classification of exactly this text (key: the text).
     Text(Arc<Classification>),
     /// Classification shared by every text of this shape (key: the shape);
-    /// its span is that of the text it was computed on.
-    Shape(Arc<Classification>),
+    /// its span is that of the text it was computed on. With the shape's
+    /// redacted text (`shape::redacted`), which the audit trail records.
+    Shape(Arc<Classification>, Arc<str>),
     /// The classifier read literal values for this shape (or could not
     /// confirm it lexes as scanned): look the text up by itself.
     Varies,
@@ -439,7 +440,8 @@ impl Classifier {
             .max_capacity(cache_bytes)
             .weigher(|key: &Arc<str>, entry: &Entry| {
                 let class = match entry {
-                    Entry::Text(c) | Entry::Shape(c) => estimated_size(c),
+                    Entry::Text(c) => estimated_size(c),
+                    Entry::Shape(c, r) => estimated_size(c) + r.len(),
                     Entry::Varies => 0,
                 };
                 // + the cache's own per-entry overhead (keys, nodes, Arcs).
@@ -478,7 +480,7 @@ impl Classifier {
         // thread bouncing between cores on every statement.
         let own = match &entry {
             Entry::Text(c) => Entry::Text(Arc::new(c.own_copy())),
-            Entry::Shape(c) => Entry::Shape(Arc::new(c.own_copy())),
+            Entry::Shape(c, r) => Entry::Shape(Arc::new(c.own_copy()), Arc::from(&**r)),
             Entry::Varies => Entry::Varies,
         };
         FRONT.with(|f| {
@@ -496,9 +498,16 @@ impl Classifier {
     }
 
     pub fn classify(&self, sql: &str) -> Arc<Classification> {
+        self.classify_redacting(sql).0
+    }
+
+    /// [`Classifier::classify`], and the text with its literals redacted
+    /// when a cached shape already has it (what `audit::redact::redact`
+    /// returns for `sql`): the trail then skips its own scan of the text.
+    pub fn classify_redacting(&self, sql: &str) -> (Arc<Classification>, Option<Arc<str>>) {
         if sql.len() > self.opts.max_len {
             // Cheap (a length check) and would only evict useful entries.
-            return Arc::new(classify(sql, &self.opts));
+            return (Arc::new(classify(sql, &self.opts)), None);
         }
         let by_shape = SHAPE_SCRATCH.with(|k| {
             let Ok(mut scratch) = k.try_borrow_mut() else {
@@ -511,15 +520,17 @@ impl Classifier {
                 return None;
             }
             Some(match self.cached(key.as_str()) {
-                Some(Entry::Shape(class)) => Ok(with_span(class, scanned.span)),
+                Some(Entry::Shape(class, redacted)) => {
+                    Ok((with_span(class, scanned.span), Some(redacted)))
+                }
                 Some(_) => Err(()),
-                None => Ok(self.classify_shape(sql, key, literals, scanned.span)),
+                None => Ok((self.classify_shape(sql, key, literals, scanned.span), None)),
             })
         });
         match by_shape {
-            Some(Ok(class)) => class,
+            Some(Ok(found)) => found,
             // `Varies`, or a shape the classifier would not vouch for.
-            Some(Err(())) | None => self.classify_text(sql),
+            Some(Err(())) | None => (self.classify_text(sql), None),
         }
     }
 
@@ -537,7 +548,7 @@ impl Classifier {
         let class = Arc::new(class);
         if self.doorkeeper.seen_before(key) {
             let entry = if invariant {
-                Entry::Shape(Arc::clone(&class))
+                Entry::Shape(Arc::clone(&class), Arc::from(shape::redacted(key)))
             } else {
                 Entry::Varies
             };

@@ -54,6 +54,24 @@ pub(crate) struct Scanned {
     pub literals: usize,
 }
 
+/// A shape key printed with every placeholder as `?`: the text of every
+/// statement of that shape with its literals redacted. The audit trail's
+/// redaction (`audit::redact`) is this for every text `scan` accepts, so a
+/// shape's redacted text is computed once and shared by its statements.
+pub fn redacted(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    // The key starts with a NUL; each placeholder is NUL + an ASCII kind
+    // letter. NUL never occurs inside a multi-byte UTF-8 sequence, so the
+    // pieces between placeholders are whole characters.
+    let mut pieces = key.get(1..).unwrap_or("").split('\0');
+    out.push_str(pieces.next().unwrap_or(""));
+    for piece in pieces {
+        out.push('?');
+        out.push_str(piece.get(1..).unwrap_or(""));
+    }
+    out
+}
+
 /// Longest digit run replaced by a placeholder. Longer numbers stay in the
 /// key: parsers convert some to machine integers, where size can matter.
 const MAX_DIGITS: usize = 9;

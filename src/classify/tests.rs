@@ -529,10 +529,37 @@ fn shape_entry(c: &Classifier, sql: &str) -> Option<&'static str> {
     let mut key = String::new();
     shape::scan(sql, &mut key, None)?;
     c.cache.get(key.as_str()).map(|e| match e {
-        Entry::Shape(_) => "shape",
+        Entry::Shape(..) => "shape",
         Entry::Varies => "varies",
         Entry::Text(_) => "text",
     })
+}
+
+#[test]
+fn a_cached_shape_hands_out_the_texts_redaction() {
+    let c = Classifier::new(Options::default(), 1 << 20);
+    let q = |v: &str| format!("  UPDATE t SET note = {v}, n = 12 WHERE id = 7 ;\n");
+    // Not cached yet: no redaction to hand out (the trail scans itself).
+    assert_eq!(c.classify_redacting(&q("'a'")).1, None);
+    assert_eq!(c.classify_redacting(&q("'b'")).1, None);
+    for v in ["'it''s'", "'ünï'", "''"] {
+        let (class, redacted) = c.classify_redacting(&q(v));
+        assert_eq!(*class, classify(&q(v), &Options::default()));
+        assert_eq!(
+            redacted.as_deref(),
+            Some(crate::audit::redact(&q(v)).as_str()),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        c.classify_redacting(&q("'x'")).1.as_deref(),
+        Some("  UPDATE t SET note = ?, n = ? WHERE id = ? ;\n")
+    );
+    // A text that is its own shape (no literals) carries none.
+    let p = "SELECT * FROM t WHERE id = $1";
+    for _ in 0..3 {
+        assert_eq!(c.classify_redacting(p).1, None);
+    }
 }
 
 #[test]

@@ -216,6 +216,10 @@ pub struct Policy {
     /// order), for its record and reviewers.
     last_params: Arc<[Option<String>]>,
     last_sql: String,
+    /// `last_sql` with its literals redacted, when the classifier's cached
+    /// shape had it (a simple Query of one statement): the audit record's
+    /// text without a second scan.
+    last_redacted: Option<Arc<str>>,
     /// Shared by units without text or values: no allocation for them.
     no_params: Arc<[Option<String>]>,
     no_sql: Arc<str>,
@@ -267,6 +271,7 @@ impl Policy {
             segment_names: UnitNames::default(),
             last_params: Arc::from([]),
             last_sql: String::new(),
+            last_redacted: None,
             no_params: Arc::from([]),
             no_sql: Arc::from(""),
             pre: None,
@@ -326,7 +331,7 @@ impl Policy {
                     Ok(sql) => {
                         self.refresh();
                         Known {
-                            class: classify(&mut self.pre, &self.snap.classifier, sql),
+                            class: classify(&mut self.pre, &self.snap.classifier, sql).0,
                             sql: Arc::from(sql),
                         }
                     }
@@ -681,9 +686,14 @@ impl Policy {
                 let class = match std::str::from_utf8(sql) {
                     Ok(sql) => {
                         self.last_sql.push_str(sql);
-                        classify(&mut self.pre, &self.snap.classifier, sql)
+                        let (class, redacted) = classify(&mut self.pre, &self.snap.classifier, sql);
+                        self.last_redacted = redacted;
+                        class
                     }
-                    Err(_) => unknown("statement text is not valid UTF-8"),
+                    Err(_) => {
+                        self.last_redacted = None;
+                        unknown("statement text is not valid UTF-8")
+                    }
                 };
                 self.last_params = self.no_params.clone();
                 let judged = self.resolve(&class);
@@ -700,6 +710,7 @@ impl Policy {
                 (vec![Known { class, sql }], vec![judged])
             }
             Unit::Segment { .. } => {
+                self.last_redacted = None;
                 self.segment_names = UnitNames::default();
                 let execs = std::mem::take(&mut self.executed);
                 self.last_params = segment_text(&execs, &mut self.last_sql)
@@ -785,6 +796,7 @@ impl Policy {
             who: Arc::clone(&self.who),
             statement: self.statements,
             sql: self.last_sql.clone(),
+            redacted: self.last_redacted.take(),
             params: self.last_params.clone(),
             executed: if runs {
                 std::mem::take(&mut j.executed)
@@ -1275,10 +1287,10 @@ fn classify(
     pre: &mut Option<Pre>,
     classifier: &Arc<Classifier>,
     sql: &str,
-) -> SharedClassification {
+) -> (SharedClassification, Option<Arc<str>>) {
     match pre.take() {
-        Some(p) if Arc::ptr_eq(&p.classifier, classifier) && p.sql == sql => p.class,
-        _ => classifier.classify(sql),
+        Some(p) if Arc::ptr_eq(&p.classifier, classifier) && p.sql == sql => (p.class, None),
+        _ => classifier.classify_redacting(sql),
     }
 }
 

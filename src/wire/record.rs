@@ -25,6 +25,8 @@ pub struct Draft {
     /// Statement number within the session, from 1.
     pub statement: u64,
     pub sql: String,
+    /// `sql` with its literals redacted, when the classifier had it.
+    pub redacted: Option<Arc<str>>,
     /// Shared with the portal that bound them.
     pub params: Arc<[Option<String>]>,
     /// The classifications the unit executes, as judged.
@@ -76,6 +78,7 @@ impl Draft {
             agent: &self.who.agent,
             statement: self.statement,
             sql: Some(&self.sql),
+            redacted: self.redacted.as_deref(),
             parameters: &self.params,
             categories: &names[..tables_at],
             tables: &names[tables_at..functions_at],
