@@ -313,7 +313,7 @@ target_env() { # target -> env assignments for libpq
 as_target() { # target cmd... : run a libpq client against the target
     local t=$1; shift
     # shellcheck disable=SC2046
-    env PGHOST=127.0.0.1 PGDATABASE=$DB PGSSLMODE=disable PGGSSENCMODE=disable PGAPPNAME=pg-airlock-bench $(target_env "$t") "$@"
+    ${as_target_exec:+exec} env PGHOST=127.0.0.1 PGDATABASE=$DB PGSSLMODE=disable PGGSSENCMODE=disable PGAPPNAME=pg-airlock-bench $(target_env "$t") "$@"
 }
 target_pid() {
     case $1 in direct) echo "" ;; pgbouncer) echo "$BOUNCER_PID" ;; airlock) echo "$AIRLOCK_PID" ;; airlock-noaudit) echo "$NOAUDIT_PID" ;; esac
@@ -565,7 +565,10 @@ elif [[ $IDLE_CONNS -gt 0 ]]; then
     idle_clients() { # target count: that many more clients log in and stay idle
         # Each client logs in, then its only "transaction" sleeps: it never
         # sends a query, so pgbouncer never pairs it with a server connection.
-        as_target "$1" "$PG_BIN/pgbench" -n -c "$2" -j 4 -t 1 -f "$TMP/idle.sql" >>"$TMP/idle.out" 2>&1 &
+        # `exec` in the subshell: $! must be pgbench itself. It was the
+        # subshell, and stopping that left the clients connected after the
+        # run (holding ephemeral ports).
+        (as_target_exec=1 as_target "$1" "$PG_BIN/pgbench" -n -c "$2" -j 4 -t 1 -f "$TMP/idle.sql") >>"$TMP/idle.out" 2>&1 &
         IDLE_PID+=" $!"
     }
     wait_sessions() { # target count
