@@ -633,9 +633,9 @@ fn validate(
         max_sessions: l.max_sessions.unwrap_or(1000),
         session_threads: match l.session_threads {
             Some(n) => n as usize,
-            None => default_session_threads(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            None => {
+                default_session_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            }
         },
         max_statement_bytes: l.max_statement_bytes.unwrap_or(256 << 10) as usize,
         classify_cache_bytes: l.classify_cache_bytes.unwrap_or(16 << 20),

@@ -56,6 +56,7 @@ pub mod report;
 pub mod sink;
 pub mod verify;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1020,17 +1021,7 @@ impl Writer {
 /// `Statement` event under `cfg` (text policy included): what
 /// [`Auditor::statement`] queues. Public for the benchmark (`bench/audit.rs`).
 pub fn statement_body(cfg: &AuditConfig, ts: Timestamp, r: &StatementRecord<'_>) -> Vec<u8> {
-    let held = r.request_id.is_some();
-    let (sql, mode) = match r.redacted {
-        Some(redacted) if !held && cfg.statement_text == TextMode::Redacted && r.sql.is_some() => {
-            debug_assert_eq!(Some(redacted.to_string()), r.sql.map(redact));
-            (Some(std::borrow::Cow::Borrowed(redacted)), TextMode::Redacted)
-        }
-        _ => {
-            let (sql, mode) = recorded_text(cfg, r.sql, held);
-            (sql.map(std::borrow::Cow::Owned), mode)
-        }
-    };
+    let (sql, mode) = recorded_text(cfg, r.sql, r.redacted, r.request_id.is_some());
     let fields = encode::Fields {
         session: r.session,
         agent: r.agent,
@@ -1056,8 +1047,14 @@ pub fn statement_body(cfg: &AuditConfig, ts: Timestamp, r: &StatementRecord<'_>)
 
 /// What the trail records of a statement's text, and under which mode:
 /// held statements in full (that is what was approved), others per
-/// `statement_text`; secrets scrubbed either way.
-fn recorded_text(cfg: &AuditConfig, sql: Option<&str>, held: bool) -> (Option<String>, TextMode) {
+/// `statement_text`; secrets scrubbed either way. `redacted`: the text's
+/// redaction if the caller already has it (see `StatementRecord`).
+fn recorded_text<'a>(
+    cfg: &AuditConfig,
+    sql: Option<&str>,
+    redacted: Option<&'a str>,
+    held: bool,
+) -> (Option<Cow<'a, str>>, TextMode) {
     let mode = if held {
         TextMode::Full
     } else {
@@ -1065,8 +1062,14 @@ fn recorded_text(cfg: &AuditConfig, sql: Option<&str>, held: bool) -> (Option<St
     };
     let text = match (mode, sql) {
         (_, None) | (TextMode::None, _) => None,
-        (TextMode::Full, Some(sql)) => Some(scrub_secrets(sql)),
-        (TextMode::Redacted, Some(sql)) => Some(redact(sql)),
+        (TextMode::Full, Some(sql)) => Some(Cow::Owned(scrub_secrets(sql))),
+        (TextMode::Redacted, Some(sql)) => Some(match redacted {
+            Some(r) => {
+                debug_assert_eq!(r, redact(sql), "a caller's redaction differs");
+                Cow::Borrowed(r)
+            }
+            None => Cow::Owned(redact(sql)),
+        }),
     };
     (text, mode)
 }
@@ -1078,8 +1081,8 @@ fn recorded_text(cfg: &AuditConfig, sql: Option<&str>, held: bool) -> (Option<St
 fn apply_text_policy(cfg: &AuditConfig, ev: &mut Event) {
     match &mut ev.kind {
         EventKind::Statement(s) => {
-            let (sql, mode) = recorded_text(cfg, s.sql.as_deref(), s.request_id.is_some());
-            s.sql = sql;
+            let (sql, mode) = recorded_text(cfg, s.sql.as_deref(), None, s.request_id.is_some());
+            s.sql = sql.map(Cow::into_owned);
             s.text_mode = mode.as_str().to_string();
             if let Some(p) = &s.parameters {
                 s.parameter_count = s.parameter_count.max(p.len());
