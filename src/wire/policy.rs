@@ -113,6 +113,9 @@ struct Known {
     class: SharedClassification,
     /// Empty for a statement the proxy has not seen (its class says so).
     sql: Arc<str>,
+    /// `sql` with its literals redacted, when the classifier's cached
+    /// shape had it: the audit record of each Execute without a rescan.
+    redacted: Option<Arc<str>>,
 }
 
 /// What the server answered a forwarded unit, as far as the session
@@ -215,10 +218,12 @@ pub struct Policy {
     /// The current unit's text and bound values (every Execute's, in
     /// order), for its record and reviewers.
     last_params: Arc<[Option<String>]>,
-    last_sql: String,
+    /// Shared with the unit's draft (and, for one Execute, with its
+    /// prepared statement): no copy per statement.
+    last_sql: Arc<str>,
     /// `last_sql` with its literals redacted, when the classifier's cached
-    /// shape had it (a simple Query of one statement): the audit record's
-    /// text without a second scan.
+    /// shape had it (a simple Query or one Execute of one statement): the
+    /// audit record's text without a second scan.
     last_redacted: Option<Arc<str>>,
     /// Shared by units without text or values: no allocation for them.
     no_params: Arc<[Option<String>]>,
@@ -270,7 +275,7 @@ impl Policy {
             executed: Vec::new(),
             segment_names: UnitNames::default(),
             last_params: Arc::from([]),
-            last_sql: String::new(),
+            last_sql: Arc::from(""),
             last_redacted: None,
             no_params: Arc::from([]),
             no_sql: Arc::from(""),
@@ -330,15 +335,18 @@ impl Policy {
                 let known = match std::str::from_utf8(sql) {
                     Ok(sql) => {
                         self.refresh();
+                        let (class, redacted) = classify(&mut self.pre, &self.snap.classifier, sql);
                         Known {
-                            class: classify(&mut self.pre, &self.snap.classifier, sql).0,
+                            class,
                             sql: Arc::from(sql),
+                            redacted,
                         }
                     }
                     // The session is UTF8; invalid text cannot be judged.
                     Err(_) => Known {
                         class: unknown("statement text is not valid UTF-8"),
                         sql: self.no_sql.clone(),
+                        redacted: None,
                     },
                 };
                 // The unnamed statement is replaced by every Parse; a named
@@ -371,6 +379,7 @@ impl Policy {
                     stmt: Known {
                         class: unknown("Execute of a portal the proxy has not seen"),
                         sql: self.no_sql.clone(),
+                        redacted: None,
                     },
                     params: self.no_params.clone(),
                 });
@@ -441,6 +450,7 @@ impl Policy {
         let unseen = |why| Known {
             class: unknown(why),
             sql: self.no_sql.clone(),
+            redacted: None,
         };
         match self.segment_names.touched(name) {
             Some(Some(effects)) => {
@@ -453,6 +463,7 @@ impl Policy {
                         }],
                     }),
                     sql: self.no_sql.clone(),
+                    redacted: None,
                 };
                 // If the name existed, the server refused that PREPARE.
                 match self.named(name) {
@@ -682,15 +693,15 @@ impl Policy {
                 let sql = b
                     .cstr()
                     .map_err(|e| (sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
-                self.last_sql.clear();
                 let class = match std::str::from_utf8(sql) {
                     Ok(sql) => {
-                        self.last_sql.push_str(sql);
+                        self.last_sql = Arc::from(sql);
                         let (class, redacted) = classify(&mut self.pre, &self.snap.classifier, sql);
                         self.last_redacted = redacted;
                         class
                     }
                     Err(_) => {
+                        self.last_sql = self.no_sql.clone();
                         self.last_redacted = None;
                         unknown("statement text is not valid UTF-8")
                     }
@@ -703,18 +714,28 @@ impl Policy {
                     .iter()
                     .any(|s| matches!(s.prepared, Some(PreparedOp::Prepare { .. })));
                 let sql = if prepares {
-                    Arc::from(self.last_sql.as_str())
+                    Arc::clone(&self.last_sql)
                 } else {
                     self.no_sql.clone()
                 };
-                (vec![Known { class, sql }], vec![judged])
+                let known = Known {
+                    class,
+                    sql,
+                    redacted: None,
+                };
+                (vec![known], vec![judged])
             }
             Unit::Segment { .. } => {
-                self.last_redacted = None;
                 self.segment_names = UnitNames::default();
                 let execs = std::mem::take(&mut self.executed);
-                self.last_params = segment_text(&execs, &mut self.last_sql)
-                    .unwrap_or_else(|| self.no_params.clone());
+                let text = segment_text(&execs).unwrap_or_else(|| SegmentText {
+                    sql: self.no_sql.clone(),
+                    redacted: None,
+                    params: self.no_params.clone(),
+                });
+                self.last_sql = text.sql;
+                self.last_redacted = text.redacted;
+                self.last_params = text.params;
                 execs.into_iter().map(|e| (e.raw, e.judged)).unzip()
             }
         };
@@ -795,7 +816,7 @@ impl Policy {
         Draft {
             who: Arc::clone(&self.who),
             statement: self.statements,
-            sql: self.last_sql.clone(),
+            sql: Arc::clone(&self.last_sql),
             redacted: self.last_redacted.take(),
             params: self.last_params.clone(),
             executed: if runs {
@@ -860,7 +881,7 @@ impl Policy {
                 categories.dedup();
                 let prepared = self.prepared_texts(&judgement.raw);
                 Verdict::Hold(Box::new(Held {
-                    sql: self.last_sql.clone(),
+                    sql: self.last_sql.to_string(),
                     prepared,
                     params: self.last_params.to_vec(),
                     settings: d.hold.clone().unwrap_or_default(),
@@ -937,7 +958,11 @@ impl Policy {
                         }],
                     });
                     let sql = Arc::from(k.sql.get(s.span.0..s.span.1).unwrap_or(&k.sql));
-                    let known = Known { class: inner, sql };
+                    let known = Known {
+                        class: inner,
+                        sql,
+                        redacted: None,
+                    };
                     let known = match self.named(name) {
                         Some(old) => redefined(old, known),
                         None => known,
@@ -1189,6 +1214,7 @@ fn redefined(old: &Known, new: Known) -> Known {
                 statements: vec![why.statements[0].clone(); MAX_DEFINITIONS],
             }),
             sql: old.sql.clone(),
+            redacted: None,
         };
     }
     let statements = old
@@ -1201,16 +1227,24 @@ fn redefined(old: &Known, new: Known) -> Known {
     Known {
         class: Arc::new(Classification { statements }),
         sql: Arc::from(format!("{}\n{}", old.sql, new.sql)),
+        redacted: None,
     }
 }
 
-/// A segment's text and bound values for its record and reviewers: each
-/// Execute's statement text, in order, one per line (a portal executed
-/// again, in row-limited steps, once), written into `sql`, and their
-/// values, concatenated; `None` for no Execute. When every Execute is the
-/// same binding (the common case, one Execute) its values are shared, not
-/// copied.
-fn segment_text(execs: &[Exec], sql: &mut String) -> Option<Arc<[Option<String>]>> {
+/// A segment's text, its redaction and its bound values, for its record
+/// and reviewers.
+struct SegmentText {
+    sql: Arc<str>,
+    redacted: Option<Arc<str>>,
+    params: Arc<[Option<String>]>,
+}
+
+/// Each Execute's statement text, in order, one per line (a portal
+/// executed again, in row-limited steps, once), and their values,
+/// concatenated; `None` for no Execute. When every Execute is the same
+/// binding (the common case, one Execute) its text, redaction and values
+/// are shared, not copied.
+fn segment_text(execs: &[Exec]) -> Option<SegmentText> {
     let same = |a: &Exec, b: &Exec| {
         Arc::ptr_eq(&a.raw.sql, &b.raw.sql) && Arc::ptr_eq(&a.params, &b.params)
     };
@@ -1221,21 +1255,32 @@ fn segment_text(execs: &[Exec], sql: &mut String) -> Option<Arc<[Option<String>]
             .filter(|&(i, e)| i == 0 || !same(&execs[i - 1], e))
             .map(|(_, e)| e)
     };
-    sql.clear();
-    for (i, e) in distinct().enumerate() {
-        if i > 0 {
-            sql.push_str(if sql.trim_end().ends_with(';') {
-                "\n"
-            } else {
-                ";\n"
-            });
-        }
-        sql.push_str(&e.raw.sql);
-    }
     match execs {
         [] => None,
-        [first, rest @ ..] if rest.iter().all(|e| same(e, first)) => Some(first.params.clone()),
-        _ => Some(distinct().flat_map(|e| e.params.iter().cloned()).collect()),
+        [first, rest @ ..] if rest.iter().all(|e| same(e, first)) => Some(SegmentText {
+            sql: Arc::clone(&first.raw.sql),
+            redacted: first.raw.redacted.clone(),
+            params: Arc::clone(&first.params),
+        }),
+        _ => {
+            let mut sql = String::new();
+            for (i, e) in distinct().enumerate() {
+                if i > 0 {
+                    sql.push_str(if sql.trim_end().ends_with(';') {
+                        "\n"
+                    } else {
+                        ";\n"
+                    });
+                }
+                sql.push_str(&e.raw.sql);
+            }
+            Some(SegmentText {
+                sql: Arc::from(sql),
+                // Joined texts are redacted by the audit trail itself.
+                redacted: None,
+                params: distinct().flat_map(|e| e.params.iter().cloned()).collect(),
+            })
+        }
     }
 }
 
@@ -1304,6 +1349,7 @@ mod tests {
             raw: Known {
                 class: class.clone(),
                 sql: sql.clone(),
+                redacted: Some(Arc::from(format!("redacted {sql}"))),
             },
             params: params.clone(),
             judged: class,
@@ -1326,6 +1372,7 @@ mod tests {
                 }],
             }),
             sql: Arc::from(sql),
+            redacted: None,
         }
     }
 
@@ -1374,37 +1421,38 @@ mod tests {
         let p1: Arc<[Option<String>]> = Arc::from([Some("1".to_string())]);
         let p2: Arc<[Option<String>]> = Arc::from([Some("2".to_string())]);
         let none: Arc<[Option<String>]> = Arc::from([]);
-        let mut sql = "left over".to_string();
-        assert_eq!(segment_text(&[], &mut sql), None);
-        assert_eq!(sql, "");
-        let params = segment_text(&[exec(&a, &p1)], &mut sql);
-        assert_eq!(sql, "SELECT $1");
+        assert!(segment_text(&[]).is_none());
+        let one = segment_text(&[exec(&a, &p1)]).unwrap();
+        assert!(Arc::ptr_eq(&one.sql, &a), "one Execute shares its text");
+        assert_eq!(one.redacted.as_deref(), Some("redacted SELECT $1"));
         assert!(
-            Arc::ptr_eq(&params.unwrap(), &p1),
+            Arc::ptr_eq(&one.params, &p1),
             "one Execute shares its values"
         );
-        let params = segment_text(&[exec(&a, &p1), exec(&a, &p1)], &mut sql);
-        assert_eq!(sql, "SELECT $1");
+        let continued = segment_text(&[exec(&a, &p1), exec(&a, &p1)]).unwrap();
+        assert_eq!(&*continued.sql, "SELECT $1");
         assert!(
-            Arc::ptr_eq(&params.unwrap(), &p1),
+            Arc::ptr_eq(&continued.params, &p1),
             "a continued portal shares its values"
         );
-        let params = segment_text(
-            &[
-                exec(&b, &p2),
-                exec(&b, &p2),
-                exec(&a, &p1),
-                exec(&a, &none),
-                exec(&b, &p1),
-            ],
-            &mut sql,
-        );
+        let many = segment_text(&[
+            exec(&b, &p2),
+            exec(&b, &p2),
+            exec(&a, &p1),
+            exec(&a, &none),
+            exec(&b, &p1),
+        ])
+        .unwrap();
         assert_eq!(
-            sql,
+            &*many.sql,
             "DELETE FROM t WHERE id = $1;\nSELECT $1;\nSELECT $1;\nDELETE FROM t WHERE id = $1;"
         );
         assert_eq!(
-            &*params.unwrap(),
+            many.redacted, None,
+            "a joined text is redacted by the trail"
+        );
+        assert_eq!(
+            &*many.params,
             [Some("2".into()), Some("1".into()), Some("1".into())]
         );
     }

@@ -24,7 +24,7 @@ pub struct Draft {
     pub who: Arc<Who>,
     /// Statement number within the session, from 1.
     pub statement: u64,
-    pub sql: String,
+    pub sql: Arc<str>,
     /// `sql` with its literals redacted, when the classifier had it.
     pub redacted: Option<Arc<str>>,
     /// Shared with the portal that bound them.
