@@ -3,7 +3,7 @@
 //! the classifier's list, so a rules reload can mean a new classifier and
 //! a fresh classification cache).
 
-use crate::classify::{Classifier, Options};
+use crate::classify::Classifier;
 use crate::rules::{RuleSet, RuleStore};
 use arc_swap::ArcSwap;
 use std::sync::{Arc, Mutex};
@@ -60,7 +60,9 @@ impl Engine {
         }
         // Keep the old classifier (and its warm cache) unless the rules
         // changed the function list it classifies with.
-        let classifier = if rules.extra_functions() == snap.rules.extra_functions() {
+        let classifier = if rules.extra_functions() == snap.rules.extra_functions()
+            && rules.privileged_settings() == snap.rules.privileged_settings()
+        {
             snap.classifier.clone()
         } else {
             Arc::new(build_classifier(&rules, self.max_len, self.cache_bytes))
@@ -72,11 +74,5 @@ impl Engine {
 }
 
 fn build_classifier(rules: &RuleSet, max_len: usize, cache_bytes: u64) -> Classifier {
-    Classifier::new(
-        Options {
-            max_len,
-            extra_functions: rules.extra_functions(),
-        },
-        cache_bytes,
-    )
+    Classifier::new(rules.classifier_options(max_len), cache_bytes)
 }

@@ -296,10 +296,7 @@ fn load_policy(
     let cfg = pg_airlock::config::Config::load(config)?;
     let rules = RuleSet::load(&cfg.rules.paths)
         .map_err(|e| anyhow::anyhow!("{}", pg_airlock::rules::format_errors(&e)))?;
-    let opts = pg_airlock::classify::Options {
-        max_len: cfg.limits.max_statement_bytes,
-        extra_functions: rules.extra_functions(),
-    };
+    let opts = rules.classifier_options(cfg.limits.max_statement_bytes);
     let classifier = Classifier::new(opts, 1 << 20);
     Ok((cfg, rules, classifier))
 }

@@ -10,9 +10,13 @@
 use super::Category;
 
 /// Settings whose change is a privilege action rather than a session tweak:
-/// the role and session user, and the settings that change how the proxy and
-/// the server split SQL text into statements (see DESIGN-NOTES section 1).
-/// Postgres looks up setting names case-insensitively, whatever the quoting.
+/// the role and session user, the settings that change how the proxy and
+/// the server split SQL text into statements (see DESIGN-NOTES section 1),
+/// the server's own record of what sessions do (`log_*`, pgaudit), data
+/// masking (postgresql_anonymizer) and superuser switches that bypass
+/// catalog or data safety. Lowercase globs as in the function list, matched
+/// against the whole, dotted name: Postgres looks setting names up
+/// case-insensitively, whatever the quoting.
 pub(super) const PRIVILEGED_SETTINGS: &[&str] = &[
     "role",
     "session_authorization",
@@ -20,12 +24,24 @@ pub(super) const PRIVILEGED_SETTINGS: &[&str] = &[
     "client_encoding",
     "backslash_quote",
     "session_replication_role",
+    "log_*",
+    "pgaudit.*",
+    "anon.*",
+    "allow_system_table_mods",
+    "zero_damaged_pages",
+    "ignore_checksum_failure",
+    "ignore_system_indexes",
 ];
 
-pub(super) fn is_privileged_setting(name: &str) -> bool {
+/// `name`: a setting's full name, `pgaudit.log` or `role`, any case;
+/// `extra`: the rule files' additions (`Options::privileged_settings`).
+pub(super) fn is_privileged_setting(name: &str, extra: &[String]) -> bool {
+    let name = name.to_ascii_lowercase();
     PRIVILEGED_SETTINGS
         .iter()
-        .any(|s| s.eq_ignore_ascii_case(name))
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .any(|p| glob_match(p, &name))
 }
 
 /// One entry of the built-in list: a pattern on the function's own name
@@ -46,7 +62,7 @@ const fn b(pattern: &'static str, category: Category, why: &'static str) -> Buil
     }
 }
 
-use Category::{Ddl, Destructive, Export, Privilege, Session, Write};
+use Category::{Ddl, Destructive, Export, Privilege, Procedural, Session, Write};
 
 static BUILTINS: &[Builtin] = &[
     // Server files and directories.
@@ -79,29 +95,181 @@ static BUILTINS: &[Builtin] = &[
     b("lo_*", Export, "large-object I/O"),
     b("loread", Export, "large-object I/O"),
     b("lowrite", Export, "large-object I/O"),
-    // Other databases and servers.
+    // SQL given as text, run where the proxy does not see it: on another
+    // connection (possibly to this very database), in a background worker,
+    // or later by a scheduler. As opaque as a DO block, and judged so.
     b(
         "dblink*",
-        Export,
-        "dblink: connects to a database and moves data",
+        Procedural,
+        "dblink: runs SQL given as text on a connection the proxy does not see",
     ),
-    // Run a query given as text (read-only, but invisible to table rules).
+    b(
+        "pg_background_*",
+        Procedural,
+        "pg_background: runs SQL given as text in a background worker",
+    ),
+    b(
+        "schedule",
+        Procedural,
+        "pg_cron: schedules SQL given as text to run later",
+    ),
+    b(
+        "schedule_in_database",
+        Procedural,
+        "pg_cron: schedules SQL given as text to run later",
+    ),
+    b("unschedule", Procedural, "pg_cron: removes a scheduled job"),
+    b("alter_job", Procedural, "changes a scheduled job"),
+    b("add_job", Procedural, "timescaledb: schedules a procedure"),
+    b(
+        "run_command_on_*",
+        Procedural,
+        "citus: runs SQL given as text on other nodes",
+    ),
+    // Data sent out of the database by extensions.
+    b("http", Export, "pgsql-http: sends an HTTP request"),
+    b(
+        "http_get",
+        Export,
+        "pgsql-http / pg_net: sends an HTTP request",
+    ),
+    b(
+        "http_post",
+        Export,
+        "pgsql-http / pg_net: sends an HTTP request",
+    ),
+    b("http_put", Export, "pgsql-http: sends an HTTP request"),
+    b("http_patch", Export, "pgsql-http: sends an HTTP request"),
+    b(
+        "http_delete",
+        Export,
+        "pgsql-http / pg_net: sends an HTTP request",
+    ),
+    b("http_head", Export, "pgsql-http: sends an HTTP request"),
+    b(
+        "query_export_to_s3",
+        Export,
+        "aws_s3: exports a query's rows to S3",
+    ),
+    // Into a table named by a string, which table rules cannot see; COPY
+    // FROM a file is `export` too.
+    b("table_import_from_s3", Export, "aws_s3: loads rows from S3"),
+    b("blob_put", Export, "azure_storage: writes a blob"),
+    b(
+        "get_raw_page",
+        Export,
+        "pageinspect: reads raw pages, past row-level security and column grants",
+    ),
+    b(
+        "pg_get_wal_*",
+        Export,
+        "pg_walinspect: reads raw WAL records, past row-level security and column grants",
+    ),
+    // More SQL text run out of sight.
+    b(
+        "replicate_ddl_command",
+        Procedural,
+        "pglogical / bdr: runs SQL given as text on every node",
+    ),
+    b(
+        "master_run_on_worker",
+        Procedural,
+        "citus: runs SQL given as text on other nodes",
+    ),
+    b("run_job", Procedural, "runs a scheduled job now"),
+    b("delete_job", Procedural, "removes a scheduled job"),
+    // Masking (postgresql_anonymizer): rewriting real data, or lifting masks.
+    b(
+        "anonymize_*",
+        Destructive,
+        "postgresql_anonymizer: overwrites real data with fake values",
+    ),
+    b(
+        "stop_dynamic_masking",
+        Privilege,
+        "postgresql_anonymizer: lifts the masks on real data",
+    ),
+    b(
+        "remove_masks_for_all_roles",
+        Privilege,
+        "postgresql_anonymizer: lifts the masks on real data",
+    ),
+    b(
+        "citus_drop_all_shards",
+        Destructive,
+        "citus: drops a table's shards and their data",
+    ),
+    b(
+        "truncate_local_data_after_distributing_table",
+        Destructive,
+        "citus: deletes a table's local rows",
+    ),
+    b(
+        "undo_partition*",
+        Ddl,
+        "pg_partman: moves data out of partitions and drops them",
+    ),
+    b(
+        "partition_data_*",
+        Write,
+        "pg_partman: moves rows between partitions",
+    ),
+    b("pg_restore_*_stats", Write, "writes planner statistics"),
+    b("pg_clear_*_stats", Write, "clears planner statistics"),
+    // Extension functions that delete or rewrite data or schema.
+    b(
+        "heap_force_*",
+        Destructive,
+        "pg_surgery: kills or freezes tuples by hand",
+    ),
+    b("drop_chunks", Destructive, "timescaledb: deletes data"),
+    b(
+        "add_retention_policy",
+        Destructive,
+        "timescaledb: schedules the deletion of old data",
+    ),
+    b(
+        "drop_partition_*",
+        Destructive,
+        "pg_partman: drops partitions and their data",
+    ),
+    b(
+        "run_maintenance*",
+        Ddl,
+        "pg_partman: creates and drops partitions",
+    ),
+    b("create_parent", Ddl, "pg_partman: partitions a table"),
+    // Run a query given as text in this session. The server runs it
+    // read-only (no INSERT/UPDATE/DELETE), but any function it calls runs
+    // too (`set_config`, `nextval`, `dblink_exec`): as opaque as a DO block.
     b(
         "query_to_xml*",
-        Export,
-        "runs a query given as text and exports its rows",
-    ),
-    b("query_to_xmlschema", Export, "runs a query given as text"),
-    b(
-        "ts_stat",
-        Export,
+        Procedural,
         "runs a query given as text (any function call in it runs too)",
     ),
-    b("ts_rewrite", Export, "runs a query given as text"),
-    b("crosstab*", Export, "tablefunc: runs a query given as text"),
+    b(
+        "query_to_xmlschema",
+        Procedural,
+        "runs a query given as text (any function call in it runs too)",
+    ),
+    b(
+        "ts_stat",
+        Procedural,
+        "runs a query given as text (any function call in it runs too)",
+    ),
+    b(
+        "ts_rewrite",
+        Procedural,
+        "runs a query given as text (any function call in it runs too)",
+    ),
+    b(
+        "crosstab*",
+        Procedural,
+        "tablefunc: runs a query given as text (any function call in it runs too)",
+    ),
     b(
         "connectby",
-        Export,
+        Procedural,
         "tablefunc: runs a query built from text arguments",
     ),
     b("cursor_to_xml*", Export, "exports the rows of a cursor"),
@@ -194,6 +362,7 @@ static BUILTINS: &[Builtin] = &[
     ),
     b("pg_stat_reset*", Write, "resets statistics"),
     b("pg_stat_statements_reset", Write, "resets statistics"),
+    b("pg_*_reset", Write, "resets an extension's statistics"),
     b("pg_notify", Session, "sends a notification"),
 ];
 
@@ -270,6 +439,70 @@ mod tests {
         assert!(glob_match("*_x", "a_x"));
         assert!(glob_match("nextval", "nextval"));
         assert!(!glob_match("nextval", "nextvalx"));
+    }
+
+    /// Extension functions that run SQL text out of the proxy's sight are
+    /// judged as opaque as a DO block, whatever their schema; data leaving
+    /// or dropped by an extension is not a read.
+    #[test]
+    fn extension_side_effects_are_more_than_reads() {
+        for (name, category) in [
+            ("dblink_exec", Procedural),
+            ("public.dblink", Procedural),
+            ("pg_background_launch", Procedural),
+            ("cron.schedule", Procedural),
+            ("cron.schedule_in_database", Procedural),
+            ("cron.unschedule", Procedural),
+            ("citus.run_command_on_workers", Procedural),
+            ("http_post", Export),
+            ("net.http_get", Export),
+            ("aws_s3.query_export_to_s3", Export),
+            ("heap_force_kill", Destructive),
+            ("drop_chunks", Destructive),
+            ("partman.run_maintenance_proc", Ddl),
+            ("pg_qualstats_reset", Write),
+            ("query_to_xml", Procedural),
+            ("crosstab2", Procedural),
+            ("aws_s3.table_import_from_s3", Export),
+            ("anon.anonymize_database", Destructive),
+            ("anon.stop_dynamic_masking", Privilege),
+            ("pglogical.replicate_ddl_command", Procedural),
+            ("pg_restore_relation_stats", Write),
+        ] {
+            let got = lookup(name, &[]).map(|(c, _)| c);
+            assert_eq!(got, Some(category), "{name}");
+        }
+        for harmless in ["schedules", "http_status_label", "reset", "pg_reset_x"] {
+            assert_eq!(lookup(harmless, &[]), None, "{harmless}");
+        }
+    }
+
+    #[test]
+    fn privileged_settings_match_whole_dotted_names_in_any_case() {
+        for name in [
+            "role",
+            "ROLE",
+            "pgaudit.log",
+            "PgAudit.Log",
+            "log_statement",
+            "anon.restrict_to_trusted_schemas",
+        ] {
+            assert!(is_privileged_setting(name, &[]), "{name}");
+        }
+        for name in [
+            "work_mem",
+            "app.role",
+            "myapp.pgaudit",
+            "search_path",
+            "catalog_log",
+        ] {
+            assert!(!is_privileged_setting(name, &[]), "{name}");
+        }
+        let extra = ["app.tenant_id".to_string(), "rls.*".to_string()];
+        for name in ["app.tenant_id", "App.Tenant_Id", "rls.user"] {
+            assert!(is_privileged_setting(name, &extra), "{name}");
+        }
+        assert!(!is_privileged_setting("app.tenant", &extra));
     }
 
     #[test]

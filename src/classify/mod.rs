@@ -64,6 +64,11 @@ pub struct Options {
     /// entry matches `f` in any schema. They take precedence over the
     /// built-in list.
     pub extra_functions: Vec<(String, Category)>,
+    /// Extra settings whose change is a privilege action (a tenant id read
+    /// by row-level security policies, say): lowercase names, dotted for
+    /// custom settings, a `*` allowed at the start or end. Added to the
+    /// built-in list (`role`, `pgaudit.*`, ...).
+    pub privileged_settings: Vec<String>,
 }
 
 impl Default for Options {
@@ -71,6 +76,7 @@ impl Default for Options {
         Options {
             max_len: 64 * 1024,
             extra_functions: Vec::new(),
+            privileged_settings: Vec::new(),
         }
     }
 }

@@ -138,7 +138,7 @@ pub(super) fn recognise(tokens: &[TokenWithSpan]) -> Option<Recognised> {
         // `SET role TO x`, so count it as that.
         "SET" | "RESET" => {
             let what = if any_word(&|w| {
-                is_privileged_setting(w) || w.eq_ignore_ascii_case("authorization")
+                is_privileged_setting(w, &[]) || w.eq_ignore_ascii_case("authorization")
             }) {
                 "SET/RESET of a privileged setting"
             } else {
@@ -146,20 +146,31 @@ pub(super) fn recognise(tokens: &[TokenWithSpan]) -> Option<Recognised> {
             };
             one(Privilege, Vec::new(), what)
         }
-        "ALTER" if matches!(kw(1).as_str(), "SYSTEM" | "DATABASE") => {
+        // The server's configuration, for every session.
+        "ALTER" if kw(1) == "SYSTEM" => one(
+            Privilege,
+            Vec::new(),
+            "ALTER SYSTEM changes the server's configuration",
+        ),
+        // A database's settings are every new session's defaults, `role`
+        // and custom settings (read by row-level security) included, and
+        // dotted names arrive here as separate words: any SET / RESET is
+        // judged a privileged one.
+        "ALTER" if kw(1) == "DATABASE" => {
             let privileged = any_word(&|w| {
-                is_privileged_setting(w)
-                    || w.eq_ignore_ascii_case("owner")
-                    || w.eq_ignore_ascii_case("all")
+                is_privileged_setting(w, &[])
+                    || ["owner", "all", "set", "reset"]
+                        .iter()
+                        .any(|k| w.eq_ignore_ascii_case(k))
             });
             if privileged {
                 one(
                     Privilege,
                     Vec::new(),
-                    "ALTER SYSTEM/DATABASE touching a privileged setting or owner",
+                    "ALTER DATABASE changing a setting or the owner",
                 )
             } else {
-                one(Ddl, Vec::new(), "ALTER SYSTEM/DATABASE")
+                one(Ddl, Vec::new(), "ALTER DATABASE")
             }
         }
         "TABLE" => {

@@ -782,6 +782,38 @@ fn a_thread_front_never_answers_for_another_classifier() {
     assert_eq!(*hit, classify(&q(99), named.options()));
 }
 
+/// A setting the rule files name (`[[setting]]`) is a privilege change
+/// however it is changed; other custom settings stay `session`.
+#[test]
+fn rule_file_settings_are_privileged_however_they_are_set() {
+    let opts = Options {
+        privileged_settings: vec!["app.tenant_id".into()],
+        ..Options::default()
+    };
+    for sql in [
+        "SET app.tenant_id = '5'",
+        "SET LOCAL App.Tenant_Id TO 5",
+        "SET \"app\".\"tenant_id\" = '5'",
+        "RESET app.tenant_id",
+        "SELECT set_config('app.tenant_id', '5', false)",
+        "SELECT set_config('APP.TENANT_ID', '5', true)",
+    ] {
+        assert_eq!(
+            classify(sql, &opts).category(),
+            Category::Privilege,
+            "{sql}"
+        );
+        assert!(
+            classify(sql, &Options::default()).category() < Category::Privilege,
+            "{sql} without the rule file"
+        );
+    }
+    assert_eq!(
+        classify("SET app.other = '5'", &opts).category(),
+        Category::Session
+    );
+}
+
 /// CTEs are followed by name through a walk of the whole statement: a
 /// chain or a fan-out of CTEs naming each other stays bounded (`restrict`'s
 /// depth and lookup budget) and, past the bound, counts as reading the

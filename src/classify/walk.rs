@@ -106,15 +106,24 @@ pub(super) fn normalize_name(name: &ObjectName) -> String {
     out
 }
 
-fn last_ident_value(name: &ObjectName) -> String {
-    match name.0.last() {
-        Some(ObjectNamePart::Identifier(id)) => id.value.clone(),
-        Some(other) => {
-            note_literal_read();
-            other.to_string()
+/// A setting's name as Postgres looks it up: every part, dotted, in
+/// lowercase (quoted or not, `"Role"` and `role` are one setting).
+fn setting_name(name: &ObjectName) -> String {
+    let mut out = String::new();
+    for (i, part) in name.0.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
         }
-        None => String::new(),
+        match part {
+            ObjectNamePart::Identifier(id) => out.push_str(&id.value),
+            other => {
+                note_literal_read();
+                out.push_str(&other.to_string());
+            }
+        }
     }
+    out.make_ascii_lowercase();
+    out
 }
 
 /// `pg_catalog.x` (also `db.pg_catalog.x`, which PostgreSQL accepts for
@@ -384,7 +393,7 @@ impl<'o, 'a> Collector<'o, 'a> {
         if base_name(&n) == "set_config"
             && functions::lookup(&n, &self.opts.extra_functions).is_none()
         {
-            let (category, why) = set_config_effect(args);
+            let (category, why) = set_config_effect(args, &self.opts.privileged_settings);
             self.push_functions(category, vec![n.clone()], why);
         } else if let Some((category, why)) = functions::lookup(&n, &self.opts.extra_functions) {
             if category != Category::Read {
@@ -741,8 +750,8 @@ impl<'o, 'a> Collector<'o, 'a> {
                     self.push(Privilege, Vec::new(), "RESET SESSION AUTHORIZATION")
                 }
                 Reset::ConfigurationParameter(name) => {
-                    let setting = last_ident_value(name);
-                    if name.0.len() == 1 && is_privileged_setting(&setting) {
+                    let setting = setting_name(name);
+                    if is_privileged_setting(&setting, &self.opts.privileged_settings) {
                         self.push(
                             Privilege,
                             Vec::new(),
@@ -1088,12 +1097,12 @@ impl<'o, 'a> Collector<'o, 'a> {
                 variable,
                 ..
             } => {
-                let setting = last_ident_value(variable);
-                if variable.0.len() == 1 && is_privileged_setting(&setting) {
+                let setting = setting_name(variable);
+                if is_privileged_setting(&setting, &self.opts.privileged_settings) {
                     self.push(
                         Privilege,
                         Vec::new(),
-                        format!("SET of privileged setting {}", setting.to_ascii_lowercase()),
+                        format!("SET of privileged setting {setting}"),
                     );
                 } else {
                     self.push(
@@ -1203,7 +1212,7 @@ fn fn_args(f: &Function) -> Option<&[FunctionArg]> {
 
 /// `set_config(name, value, is_local)`: privileged when the setting name is
 /// privileged or is not a plain string literal (it could be anything).
-fn set_config_effect(args: Option<&[FunctionArg]>) -> (Category, String) {
+fn set_config_effect(args: Option<&[FunctionArg]>, extra: &[String]) -> (Category, String) {
     let name_arg = args.and_then(|args| {
         args.iter()
             .find_map(|a| match a {
@@ -1231,7 +1240,7 @@ fn set_config_effect(args: Option<&[FunctionArg]>) -> (Category, String) {
         _ => None,
     };
     match literal {
-        Some(s) if !is_privileged_setting(&s) => (
+        Some(s) if !is_privileged_setting(&s, extra) => (
             Category::Session,
             format!("set_config of ordinary setting {s}"),
         ),

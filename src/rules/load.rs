@@ -37,6 +37,9 @@
 //! [[function]]              # add a function to the classifier's side-effect list
 //! name = "app.purge_all"    # exact name (no globs), normalised like SQL identifiers
 //! category = "destructive"
+//!
+//! [[setting]]               # a setting whose SET / set_config is a privilege change
+//! name = "app.tenant_id"    # case-insensitive; one `*` at the start or end: "rls.*"
 //! ```
 //!
 //! Refused: unknown keys (with a suggestion), wrong types, unknown actions
@@ -57,7 +60,7 @@ use super::pattern::{self, ObjectPattern, SchemaPattern, TextPattern};
 use super::{Action, Conditions, Defaults, Error, ErrorKind, HoldSettings, Origin, Rule, RuleSet};
 use crate::classify::Category;
 
-const TOP_KEYS: &[&str] = &["defaults", "rule", "function"];
+const TOP_KEYS: &[&str] = &["defaults", "rule", "function", "setting"];
 const RULE_KEYS: &[&str] = &[
     "name",
     "description",
@@ -84,6 +87,7 @@ const DEFAULTS_KEYS: &[&str] = &[
     "timeout",
 ];
 const FUNCTION_KEYS: &[&str] = &["name", "category"];
+const SETTING_KEYS: &[&str] = &["name"];
 const HOLD_KEYS: &[&str] = &["channel", "approvers", "quorum", "timeout"];
 
 /// Longest hold we accept: a held statement may keep a transaction (and its
@@ -170,6 +174,7 @@ pub(crate) fn build(sources: &[(PathBuf, String)]) -> Result<RuleSet, Vec<Error>
     let mut names: Vec<(String, Origin)> = Vec::new();
     let mut defaults: Option<Defaults> = None;
     let mut functions: Vec<(String, Category, Origin)> = Vec::new();
+    let mut settings: Vec<String> = Vec::new();
 
     let mut sorted: Vec<&(PathBuf, String)> = sources.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -199,6 +204,7 @@ pub(crate) fn build(sources: &[(PathBuf, String)]) -> Result<RuleSet, Vec<Error>
             &mut names,
             &mut defaults,
             &mut functions,
+            &mut settings,
         );
     }
 
@@ -239,6 +245,7 @@ pub(crate) fn build(sources: &[(PathBuf, String)]) -> Result<RuleSet, Vec<Error>
         rules,
         defaults,
         functions: functions.into_iter().map(|(n, c, _)| (n, c)).collect(),
+        settings,
         files,
         version: version_of(sources),
     })
@@ -292,6 +299,7 @@ fn parse_file(
     names: &mut Vec<(String, Origin)>,
     defaults: &mut Option<Defaults>,
     functions: &mut Vec<(String, Category, Origin)>,
+    settings: &mut Vec<String>,
 ) {
     let mut top = Section::new(cx, root, None);
     top.check_keys(TOP_KEYS, "the top level of a rule file");
@@ -371,6 +379,26 @@ fn parse_file(
                 &key_span,
                 None,
                 shape("`function` must be a list of tables: write [[function]]"),
+            ),
+        }
+    }
+
+    if let Some((key_span, item)) = entry(root, "setting") {
+        match item.as_array_of_tables() {
+            Some(array) => {
+                for t in array.iter() {
+                    let mut sec = Section::new(cx, t, None);
+                    if let Some(name) = parse_setting(&mut sec)
+                        && !settings.contains(&name)
+                    {
+                        settings.push(name);
+                    }
+                }
+            }
+            None => cx.push(
+                &key_span,
+                None,
+                shape("`setting` must be a list of tables: write [[setting]]"),
             ),
         }
     }
@@ -756,6 +784,49 @@ fn parse_function(sec: &mut Section) -> Option<(String, Category, Origin)> {
         return None;
     }
     Some((name?, category?, sec.cx.origin(&sec.header)))
+}
+
+/// A `[[setting]]` name: lowercased (Postgres ignores the case of setting
+/// names), dotted parts of letters, digits, `_` and `$`, with at most one
+/// `*` at its start or end (the classifier's glob).
+fn parse_setting(sec: &mut Section) -> Option<String> {
+    sec.check_keys(SETTING_KEYS, "[[setting]]");
+    let name = sec.string("name", true).and_then(|(raw, span)| {
+        let stars = raw.matches('*').count();
+        // The star stands for at least one character of a part: `app.*`.
+        let parts = raw.replace('*', "x");
+        let reason = if raw == "*" {
+            Some("name a setting (`app.tenant_id`) or a family of them (`app.*`)")
+        } else if stars > 1 || (stars == 1 && !raw.starts_with('*') && !raw.ends_with('*')) {
+            Some("one `*` at most, at the start or the end")
+        } else if parts.split('.').any(str::is_empty) {
+            Some("every dotted part needs a name (`app.tenant_id`)")
+        } else if !parts
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '.'))
+        {
+            Some("setting names are letters, digits, `_`, `$` and `.`")
+        } else {
+            None
+        };
+        match reason {
+            None => Some(raw.to_ascii_lowercase()),
+            Some(reason) => {
+                sec.err(
+                    &span,
+                    ErrorKind::BadSetting {
+                        name: raw,
+                        reason: reason.to_string(),
+                    },
+                );
+                None
+            }
+        }
+    });
+    if sec.failed() {
+        return None;
+    }
+    name
 }
 
 fn valid_rule_name(name: &str) -> bool {

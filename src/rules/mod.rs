@@ -341,6 +341,8 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     defaults: Defaults,
     functions: Vec<(String, Category)>,
+    /// `[[setting]]` names, lowercase, in file order without duplicates.
+    settings: Vec<String>,
     files: Vec<PathBuf>,
     version: String,
 }
@@ -399,6 +401,23 @@ impl RuleSet {
     /// (`[[function]]`), names normalised like the classifier's.
     pub fn extra_functions(&self) -> Vec<(String, Category)> {
         self.functions.clone()
+    }
+
+    /// Settings the rule files add to the classifier's privileged list
+    /// (`[[setting]]`).
+    pub fn privileged_settings(&self) -> &[String] {
+        &self.settings
+    }
+
+    /// The classifier options these rules call for: every place that
+    /// builds a classifier for a rule set (the proxy, the rule tools,
+    /// tests) takes them from here, so none forgets a list.
+    pub fn classifier_options(&self, max_len: usize) -> crate::classify::Options {
+        crate::classify::Options {
+            max_len,
+            extra_functions: self.extra_functions(),
+            privileged_settings: self.settings.clone(),
+        }
     }
 
     /// Rules sorted by name.
@@ -765,6 +784,8 @@ pub enum ErrorKind {
         name: String,
         reason: String,
     },
+    #[error("[[setting]]: bad setting name `{name}`: {reason}")]
+    BadSetting { name: String, reason: String },
     #[error("function `{name}` is already declared as {first_category} at {first}")]
     ConflictingFunction {
         name: String,

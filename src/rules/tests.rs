@@ -549,6 +549,42 @@ fn extra_functions_are_normalised() {
     );
 }
 
+#[test]
+fn privileged_settings_are_lowercased_once_each_and_checked() {
+    let s = set("[[setting]]\nname = \"App.Tenant_Id\"\n\
+         [[setting]]\nname = \"rls.*\"\n\
+         [[setting]]\nname = \"app.tenant_id\"\n\
+         [[setting]]\nname = \"Mandant.Kennung_$1\"\n");
+    assert_eq!(
+        s.privileged_settings(),
+        ["app.tenant_id", "rls.*", "mandant.kennung_$1"]
+    );
+    let errs = errors(&[(
+        "s.toml",
+        "[[setting]]\nname = \"a*b\"\n[[setting]]\nname = \"*\"\n\
+         [[setting]]\nname = \"app tenant\"\n[[setting]]\nname = \"*x*\"\n\
+         [[setting]]\nname = \"ok\"\ncategory = \"privilege\"\n\
+         [[setting]]\nname = \"app.\"\n[[setting]]\nname = \"a**\"\n",
+    )]);
+    let text = errs.join("\n");
+    assert_eq!(errs.len(), 7, "{text}");
+    for (line, what) in [
+        (2, "a*b"),
+        (4, "`*`"),
+        (6, "app tenant"),
+        (8, "*x*"),
+        (11, "category"),
+        (13, "dotted part"),
+        (15, "one `*` at most"),
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(&format!("s.toml:{line}")) && e.contains(what)),
+            "no error for {what} at line {line}:\n{text}"
+        );
+    }
+}
+
 // ------------------------------------------------------------------ errors
 
 #[test]
@@ -1101,10 +1137,7 @@ fn shipped_case_files_pass_against_shipped_rules() {
         let rules = shipped(name);
         let path = repo_path(&format!("fixtures/rules/{name}-cases.toml"));
         // The real classifier: the shipped cases document real behaviour.
-        let opts = crate::classify::Options {
-            extra_functions: rules.extra_functions(),
-            ..Default::default()
-        };
+        let opts = rules.classifier_options(crate::classify::Options::default().max_len);
         let judge = |sql: &str| {
             let class = std::sync::Arc::new(crate::classify::classify(sql, &opts));
             (*crate::wire::policy::resolve_prepared(&class, |_| None)).clone()
