@@ -439,6 +439,11 @@ impl Front {
 static NEXT_CLASSIFIER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Classifier {
+    /// Unique among the classifiers this process built (never 0).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// `cache_bytes` bounds the cache by the total weight of its entries:
     /// the key plus an estimate of the classification's size.
     pub fn new(opts: Options, cache_bytes: u64) -> Self {

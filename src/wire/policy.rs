@@ -116,6 +116,12 @@ struct Known {
     /// `sql` with its literals redacted, when the classifier's cached
     /// shape had it: the audit record of each Execute without a rescan.
     redacted: Option<Arc<str>>,
+    /// The classifier that judged `class` from `sql` alone (a protocol
+    /// Parse, an SQL-level PREPARE), reclassified with its successor after
+    /// a rule reload that changed the classifier's lists (see `rejudged`);
+    /// 0 for a class not made that way (unknown, redefined), which keeps
+    /// its class.
+    by: u64,
 }
 
 /// What the server answered a forwarded unit, as far as the session
@@ -304,12 +310,29 @@ impl Policy {
         });
     }
 
-    /// The rules in force, brought up to date.
+    /// The rules in force, brought up to date. A new classifier (the
+    /// rules changed its function or setting lists) also judges the
+    /// statements this session prepared before, from their text: a
+    /// `[[function]]` added to close a hole closes it for them too.
     fn refresh(&mut self) {
         let before = Arc::as_ptr(&self.snap.rules);
         self.proxy.engine.refresh(&mut self.snap);
         if Arc::as_ptr(&self.snap.rules) != before {
             self.ruleset = Arc::from(self.snap.rules.version());
+            let classifier = &self.snap.classifier;
+            let stale = |k: &Known| k.by != 0 && k.by != classifier.id();
+            let portals = self.portals.values_mut().map(|b| &mut b.stmt);
+            for k in self
+                .prepared
+                .values_mut()
+                .chain(portals)
+                .filter(|k| stale(k))
+            {
+                let (class, redacted) = classifier.classify_redacting(&k.sql);
+                k.class = rejudged(&k.class, class);
+                k.redacted = redacted;
+                k.by = classifier.id();
+            }
         }
     }
 
@@ -340,6 +363,7 @@ impl Policy {
                             class,
                             sql: Arc::from(sql),
                             redacted,
+                            by: self.snap.classifier.id(),
                         }
                     }
                     // The session is UTF8; invalid text cannot be judged.
@@ -347,6 +371,7 @@ impl Policy {
                         class: unknown("statement text is not valid UTF-8"),
                         sql: self.no_sql.clone(),
                         redacted: None,
+                        by: 0,
                     },
                 };
                 // The unnamed statement is replaced by every Parse; a named
@@ -361,6 +386,9 @@ impl Policy {
                 self.segment_names.forget(name);
             }
             b'B' => {
+                // A reload since the Parse may have changed what the bound
+                // statement is (see `refresh`).
+                self.refresh();
                 let portal = b.name()?;
                 let stmt = b.name()?;
                 let stmt = self.bind_target(stmt);
@@ -380,6 +408,7 @@ impl Policy {
                         class: unknown("Execute of a portal the proxy has not seen"),
                         sql: self.no_sql.clone(),
                         redacted: None,
+                        by: 0,
                     },
                     params: self.no_params.clone(),
                 });
@@ -451,6 +480,7 @@ impl Policy {
             class: unknown(why),
             sql: self.no_sql.clone(),
             redacted: None,
+            by: 0,
         };
         match self.segment_names.touched(name) {
             Some(Some(effects)) => {
@@ -464,6 +494,7 @@ impl Policy {
                     }),
                     sql: self.no_sql.clone(),
                     redacted: None,
+                    by: 0,
                 };
                 // If the name existed, the server refused that PREPARE.
                 match self.named(name) {
@@ -722,6 +753,7 @@ impl Policy {
                     class,
                     sql,
                     redacted: None,
+                    by: 0,
                 };
                 (vec![known], vec![judged])
             }
@@ -962,6 +994,7 @@ impl Policy {
                         class: inner,
                         sql,
                         redacted: None,
+                        by: self.snap.classifier.id(),
                     };
                     let known = match self.named(name) {
                         Some(old) => redefined(old, known),
@@ -1200,6 +1233,35 @@ fn unknown_effect(why: &str) -> Effect {
 /// and reviewers see both texts. Believing the new one would let
 /// `PREPARE x AS SELECT 1` launder an existing `PREPARE x AS DELETE ...`.
 ///
+/// A prepared statement's class judged again from its text (`new`), with
+/// the statement bookkeeping of the old one: an SQL-level PREPARE's text
+/// classifies as the PREPARE, its name stands for the statement inside.
+/// A text that no longer splits as before is unknown.
+fn rejudged(old: &Classification, new: SharedClassification) -> SharedClassification {
+    if old.statements.len() != new.statements.len() {
+        return unknown("a prepared text judged again after a rule reload splits differently");
+    }
+    if old
+        .statements
+        .iter()
+        .zip(&new.statements)
+        .all(|(o, n)| o.prepared == n.prepared)
+    {
+        return new;
+    }
+    Arc::new(Classification {
+        statements: old
+            .statements
+            .iter()
+            .zip(&new.statements)
+            .map(|(o, n)| StatementClass {
+                prepared: o.prepared.clone(),
+                ..n.clone()
+            })
+            .collect(),
+    })
+}
+
 /// Each refused redefinition would add to the name; past a few the name
 /// is judged unknown (held everywhere) for good, keeping the texts it had,
 /// so a loop of them cannot grow a session's memory.
@@ -1215,6 +1277,7 @@ fn redefined(old: &Known, new: Known) -> Known {
             }),
             sql: old.sql.clone(),
             redacted: None,
+            by: 0,
         };
     }
     let statements = old
@@ -1228,6 +1291,7 @@ fn redefined(old: &Known, new: Known) -> Known {
         class: Arc::new(Classification { statements }),
         sql: Arc::from(format!("{}\n{}", old.sql, new.sql)),
         redacted: None,
+        by: 0,
     }
 }
 
@@ -1350,6 +1414,7 @@ mod tests {
                 class: class.clone(),
                 sql: sql.clone(),
                 redacted: Some(Arc::from(format!("redacted {sql}"))),
+                by: 0,
             },
             params: params.clone(),
             judged: class,
@@ -1373,6 +1438,7 @@ mod tests {
             }),
             sql: Arc::from(sql),
             redacted: None,
+            by: 0,
         }
     }
 

@@ -306,6 +306,63 @@ async fn rules_reload_on_change_and_bad_files_keep_the_old_rules() {
     p.shutdown().await;
 }
 
+/// A rule reload that teaches the classifier a function or a setting
+/// also re-judges the statements a session prepared before it: the
+/// prepared text is classified again, not trusted from before the reload.
+#[tokio::test]
+async fn statements_prepared_before_a_reload_are_judged_with_its_new_lists() {
+    let db = pg().create_db();
+    setup(&db).await;
+    pg().direct(&db)
+        .await
+        .batch_execute(
+            "CREATE FUNCTION purge_all() RETURNS bigint LANGUAGE sql AS
+             $$ WITH d AS (DELETE FROM t RETURNING 1) SELECT count(*) FROM d $$",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.toml");
+    let routine = "[defaults]\naction = \"hold\"\ntimeout = \"200ms\"\n\n[[rule]]\nname = \"routine\"\ndescription = \"d\"\naction = \"allow\"\ncategories = [\"read\", \"write\", \"session\", \"transaction\"]\n";
+    std::fs::write(&file, routine).unwrap();
+    let p = proxy().rules(std::slice::from_ref(&file)).start().await;
+    let c = p.connect(&db).await;
+    // Before the reload both are ordinary: a read and a session setting.
+    let purge = c.prepare("SELECT purge_all()").await.unwrap();
+    let tenant = c
+        .prepare("SELECT set_config('app.tenant_id', $1, false)")
+        .await
+        .unwrap();
+    c.query(&tenant, &[&"1"]).await.unwrap();
+    c.simple_query("PREPARE sql_purge AS SELECT purge_all()")
+        .await
+        .unwrap();
+
+    std::fs::write(
+        &file,
+        format!(
+            "{routine}\n[[function]]\nname = \"purge_all\"\ncategory = \"destructive\"\n\
+             \n[[setting]]\nname = \"app.tenant_id\"\n"
+        ),
+    )
+    .unwrap();
+    let reloaded = eventually(Duration::from_secs(5), || async {
+        c.simple_query("SELECT set_config('app.tenant_id', '2', false)")
+            .await
+            .is_err()
+    })
+    .await;
+    assert!(reloaded, "new rules were not picked up");
+
+    assert_held(&c.query(&purge, &[]).await.unwrap_err());
+    assert_held(&c.query(&tenant, &[&"7"]).await.unwrap_err());
+    assert_held(&c.simple_query("EXECUTE sql_purge").await.unwrap_err());
+    assert_eq!(rows(&db).await, 10, "the prepared DELETE never ran");
+    // The session is still usable, and still knows its statements.
+    c.simple_query("SELECT 1").await.unwrap();
+    p.shutdown().await;
+}
+
 /// Large statement texts are classified on the blocking pool (a session
 /// thread serves other sessions meanwhile) and judged exactly as small ones:
 /// allowed work runs, a held one never reaches the database, through the
