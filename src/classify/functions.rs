@@ -395,6 +395,17 @@ pub(super) fn base_name(name: &str) -> &str {
 /// unqualified `f` (the search path may resolve to it); an unqualified entry
 /// `f` matches `f` in any schema.
 pub(super) fn lookup(name: &str, extra: &[(String, Category)]) -> Option<(Category, String)> {
+    lookup_extra(name, extra).or_else(|| {
+        let base = base_name(name);
+        BUILTINS
+            .iter()
+            .find(|b| glob_match(b.pattern, base))
+            .map(|b| (b.category, format!("calls {name}: {}", b.why)))
+    })
+}
+
+/// `lookup` in the rule files' entries only.
+pub(super) fn lookup_extra(name: &str, extra: &[(String, Category)]) -> Option<(Category, String)> {
     let base = base_name(name);
     let qualified = name.len() != base.len();
     for (entry, category) in extra {
@@ -414,10 +425,7 @@ pub(super) fn lookup(name: &str, extra: &[(String, Category)]) -> Option<(Catego
             ));
         }
     }
-    BUILTINS
-        .iter()
-        .find(|b| glob_match(b.pattern, base))
-        .map(|b| (b.category, format!("calls {name}: {}", b.why)))
+    None
 }
 
 #[cfg(test)]

@@ -782,6 +782,35 @@ fn a_thread_front_never_answers_for_another_classifier() {
     assert_eq!(*hit, classify(&q(99), named.options()));
 }
 
+/// A rule-file function called in attribute notation (`t.f` is `f(t)`
+/// when `t` has no column `f`) is the call it is; columns named like a
+/// built-in function are not calls.
+#[test]
+fn rule_file_functions_are_seen_in_attribute_notation() {
+    let opts = Options {
+        extra_functions: vec![("app.purge".into(), Category::Destructive)],
+        ..Options::default()
+    };
+    for sql in [
+        "SELECT t.purge FROM t",
+        "SELECT (t).purge FROM t",
+        "SELECT x.t.purge FROM x.t",
+        "SELECT count(*) FROM t WHERE t.purge > 0",
+    ] {
+        assert_eq!(
+            classify(sql, &opts).category(),
+            Category::Destructive,
+            "{sql}"
+        );
+    }
+    for sql in [
+        "SELECT j.schedule, j.http FROM jobs j",
+        "SELECT purge FROM t",
+    ] {
+        assert_eq!(classify(sql, &opts).category(), Category::Read, "{sql}");
+    }
+}
+
 /// A setting the rule files name (`[[setting]]`) is a privilege change
 /// however it is changed; other custom settings stay `session`.
 #[test]

@@ -388,6 +388,17 @@ impl<'o, 'a> Collector<'o, 'a> {
         }
     }
 
+    /// `x.f` where `f` may be a function of the rule files (see
+    /// `pre_visit_expr`).
+    fn attribute_call(&mut self, id: &Ident) {
+        let n = normalize_ident(id);
+        if let Some((category, why)) = functions::lookup_extra(&n, &self.opts.extra_functions)
+            && category != Category::Read
+        {
+            self.push_functions(category, vec![n], format!("{why} (attribute notation)"));
+        }
+    }
+
     fn call(&mut self, name: &ObjectName, args: Option<&[FunctionArg]>) {
         let n = normalize_name(name);
         if base_name(&n) == "set_config"
@@ -1397,8 +1408,23 @@ impl Visitor for Collector<'_, '_> {
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(f) = e {
-            self.call(&f.name, fn_args(f));
+        match e {
+            Expr::Function(f) => self.call(&f.name, fn_args(f)),
+            // Attribute notation: `t.f` and `(t).f` call `f(t)` when no
+            // column `f` exists and `f` takes `t`'s row type. Only the rule
+            // files' functions are checked: the built-in ones take no row
+            // type, and columns named like them (`j.schedule`) are common.
+            Expr::CompoundIdentifier(ids) if ids.len() >= 2 => {
+                self.attribute_call(&ids[ids.len() - 1]);
+            }
+            Expr::CompoundFieldAccess { access_chain, .. } => {
+                for a in access_chain {
+                    if let sqlparser::ast::AccessExpr::Dot(Expr::Identifier(id)) = a {
+                        self.attribute_call(id);
+                    }
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }
