@@ -388,6 +388,20 @@ impl<'o, 'a> Collector<'o, 'a> {
         }
     }
 
+    /// A function's own `SET setting = ...` clause: every call of the
+    /// function runs with it (`SET role`, a tenant id), so naming a
+    /// privileged setting there is that privilege change, to come.
+    fn function_setting(&mut self, function: &str, p: &sqlparser::ast::FunctionDefinitionSetParam) {
+        let setting = setting_name(&p.name);
+        if is_privileged_setting(&setting, &self.opts.privileged_settings) {
+            self.push_functions(
+                Category::Privilege,
+                vec![function.to_string()],
+                format!("function {function} sets privileged setting {setting} for its calls"),
+            );
+        }
+    }
+
     /// `x.f` where `f` may be a function of the rule files (see
     /// `pre_visit_expr`).
     fn attribute_call(&mut self, id: &Ident) {
@@ -922,7 +936,11 @@ impl<'o, 'a> Collector<'o, 'a> {
                 self.push(Ddl, tables, "CREATE INDEX");
             }
             Statement::CreateFunction(f) => {
-                self.push_functions(Ddl, vec![normalize_name(&f.name)], "CREATE FUNCTION")
+                let n = normalize_name(&f.name);
+                self.push_functions(Ddl, vec![n.clone()], "CREATE FUNCTION");
+                for p in &f.set_params {
+                    self.function_setting(&n, p);
+                }
             }
             Statement::CreateProcedure { name, .. } => {
                 self.push_functions(Ddl, vec![normalize_name(name)], "CREATE PROCEDURE")
@@ -1026,7 +1044,16 @@ impl<'o, 'a> Collector<'o, 'a> {
                 let n = normalize_name(&f.function.name);
                 self.alter(stmt, Vec::new(), "ALTER FUNCTION");
                 if let Some(last) = self.effects.last_mut() {
-                    last.functions.push(n);
+                    last.functions.push(n.clone());
+                }
+                if let sqlparser::ast::AlterFunctionOperation::Actions { actions, .. } =
+                    &f.operation
+                {
+                    for a in actions {
+                        if let sqlparser::ast::AlterFunctionAction::Set(p) = a {
+                            self.function_setting(&n, p);
+                        }
+                    }
                 }
             }
             Statement::AlterCollation(_)
