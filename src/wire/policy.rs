@@ -1475,6 +1475,34 @@ mod tests {
         );
     }
 
+    /// A prepared text classified again after a reload takes the new
+    /// effects and keeps its own statement bookkeeping (an SQL-level
+    /// PREPARE's text classifies as the PREPARE; its name stands for the
+    /// statement inside); a text that now splits differently is unknown.
+    #[test]
+    fn rejudged_takes_new_effects_keeps_bookkeeping_and_fails_closed() {
+        let c = crate::classify::Classifier::new(Default::default(), 1 << 20);
+        let inner = known("DELETE FROM t", Category::Read).class;
+        let again = c.classify("PREPARE p AS DELETE FROM t");
+        assert!(matches!(
+            again.statements[0].prepared,
+            Some(PreparedOp::Prepare { .. })
+        ));
+        let r = rejudged(&inner, again.clone());
+        assert_eq!(r.statements[0].prepared, None, "still the statement inside");
+        assert_eq!(r.category(), again.category());
+        assert_eq!(r.category(), Category::Destructive);
+
+        let same = c.classify("SELECT 1");
+        assert!(
+            Arc::ptr_eq(&rejudged(&same, same.clone()), &same),
+            "nothing to change"
+        );
+
+        let two = c.classify("SELECT 1; SELECT 2");
+        assert_eq!(rejudged(&same, two).category(), Category::Unknown);
+    }
+
     /// A pipelined segment's record shows every Execute's own text and
     /// values in order; a portal executed again in row-limited steps (same
     /// binding) appears once; one Execute shares its values.
