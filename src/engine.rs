@@ -59,13 +59,13 @@ impl Engine {
             return snap;
         }
         // Keep the old classifier (and its warm cache) unless the rules
-        // changed the function list it classifies with.
-        let classifier = if rules.extra_functions() == snap.rules.extra_functions()
-            && rules.privileged_settings() == snap.rules.privileged_settings()
-        {
+        // changed the options it classifies with (its function and setting
+        // lists).
+        let opts = rules.classifier_options(self.max_len);
+        let classifier = if opts == *snap.classifier.options() {
             snap.classifier.clone()
         } else {
-            Arc::new(build_classifier(&rules, self.max_len, self.cache_bytes))
+            Arc::new(Classifier::new(opts, self.cache_bytes))
         };
         let next = Arc::new(Snapshot { rules, classifier });
         self.current.store(next.clone());

@@ -53,7 +53,7 @@ use recognise::Recognised;
 use walk::{Outcome, unknown};
 
 /// Classifier settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// Messages longer than this (bytes) are `Unknown` without parsing:
     /// parse time grows with length, and a cap keeps it bounded.

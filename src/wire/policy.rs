@@ -124,6 +124,19 @@ struct Known {
     by: u64,
 }
 
+impl Known {
+    /// A class not judged from `sql` alone (unknown, redefined, a Query's
+    /// bookkeeping): no redaction, kept as it is across reloads.
+    fn fixed(class: SharedClassification, sql: Arc<str>) -> Known {
+        Known {
+            class,
+            sql,
+            redacted: None,
+            by: 0,
+        }
+    }
+}
+
 /// What the server answered a forwarded unit, as far as the session
 /// knows (set from the unit's in-flight entry, see `take_outcome`).
 pub const ANSWER_PENDING: u8 = 0;
@@ -350,6 +363,10 @@ impl Policy {
         if !self.unsettled.is_empty() {
             self.settle();
         }
+        // A reload since the last frame may have changed what a prepared
+        // statement or portal is (see `refresh`): every frame judges with
+        // the rules in force.
+        self.refresh();
         let mut b = Body::new(frame);
         match frame[0] {
             b'P' => {
@@ -357,7 +374,6 @@ impl Policy {
                 let sql = b.cstr()?;
                 let known = match std::str::from_utf8(sql) {
                     Ok(sql) => {
-                        self.refresh();
                         let (class, redacted) = classify(&mut self.pre, &self.snap.classifier, sql);
                         Known {
                             class,
@@ -367,12 +383,10 @@ impl Policy {
                         }
                     }
                     // The session is UTF8; invalid text cannot be judged.
-                    Err(_) => Known {
-                        class: unknown("statement text is not valid UTF-8"),
-                        sql: self.no_sql.clone(),
-                        redacted: None,
-                        by: 0,
-                    },
+                    Err(_) => Known::fixed(
+                        unknown("statement text is not valid UTF-8"),
+                        self.no_sql.clone(),
+                    ),
                 };
                 // The unnamed statement is replaced by every Parse; a named
                 // one that exists is not (see `redefined`).
@@ -386,9 +400,6 @@ impl Policy {
                 self.segment_names.forget(name);
             }
             b'B' => {
-                // A reload since the Parse may have changed what the bound
-                // statement is (see `refresh`).
-                self.refresh();
                 let portal = b.name()?;
                 let stmt = b.name()?;
                 let stmt = self.bind_target(stmt);
@@ -404,12 +415,10 @@ impl Policy {
             b'E' => {
                 let portal = b.name()?;
                 let bound = self.portals.get(portal).cloned().unwrap_or_else(|| Bound {
-                    stmt: Known {
-                        class: unknown("Execute of a portal the proxy has not seen"),
-                        sql: self.no_sql.clone(),
-                        redacted: None,
-                        by: 0,
-                    },
+                    stmt: Known::fixed(
+                        unknown("Execute of a portal the proxy has not seen"),
+                        self.no_sql.clone(),
+                    ),
                     params: self.no_params.clone(),
                 });
                 let judged = self.resolve(&bound.stmt.class);
@@ -476,26 +485,17 @@ impl Policy {
     /// mostly agrees with `named`; it differs after DEALLOCATE ALL, where
     /// it stays unknown.)
     fn bind_target(&self, name: &str) -> Known {
-        let unseen = |why| Known {
-            class: unknown(why),
-            sql: self.no_sql.clone(),
-            redacted: None,
-            by: 0,
-        };
+        let unseen = |why| Known::fixed(unknown(why), self.no_sql.clone());
         match self.segment_names.touched(name) {
             Some(Some(effects)) => {
-                let here = Known {
-                    class: Arc::new(Classification {
-                        statements: vec![StatementClass {
-                            span: (0, 0),
-                            effects,
-                            prepared: None,
-                        }],
-                    }),
-                    sql: self.no_sql.clone(),
-                    redacted: None,
-                    by: 0,
-                };
+                let class = Arc::new(Classification {
+                    statements: vec![StatementClass {
+                        span: (0, 0),
+                        effects,
+                        prepared: None,
+                    }],
+                });
+                let here = Known::fixed(class, self.no_sql.clone());
                 // If the name existed, the server refused that PREPARE.
                 match self.named(name) {
                     Some(old) => redefined(old, here),
@@ -749,13 +749,7 @@ impl Policy {
                 } else {
                     self.no_sql.clone()
                 };
-                let known = Known {
-                    class,
-                    sql,
-                    redacted: None,
-                    by: 0,
-                };
-                (vec![known], vec![judged])
+                (vec![Known::fixed(class, sql)], vec![judged])
             }
             Unit::Segment { .. } => {
                 self.segment_names = UnitNames::default();
@@ -1225,14 +1219,6 @@ fn unknown_effect(why: &str) -> Effect {
     }
 }
 
-/// A name prepared again while it exists. PostgreSQL refuses the new
-/// definition (42P05) and keeps the old one, but the proxy decides before
-/// the server answers, and its view of which names exist can be stale
-/// after statements the server refused: so the name is taken to be either
-/// statement. Executing it is judged on both effects (the stricter wins)
-/// and reviewers see both texts. Believing the new one would let
-/// `PREPARE x AS SELECT 1` launder an existing `PREPARE x AS DELETE ...`.
-///
 /// A prepared statement's class judged again from its text (`new`), with
 /// the statement bookkeeping of the old one: an SQL-level PREPARE's text
 /// classifies as the PREPARE, its name stands for the statement inside.
@@ -1262,6 +1248,14 @@ fn rejudged(old: &Classification, new: SharedClassification) -> SharedClassifica
     })
 }
 
+/// A name prepared again while it exists. PostgreSQL refuses the new
+/// definition (42P05) and keeps the old one, but the proxy decides before
+/// the server answers, and its view of which names exist can be stale
+/// after statements the server refused: so the name is taken to be either
+/// statement. Executing it is judged on both effects (the stricter wins)
+/// and reviewers see both texts. Believing the new one would let
+/// `PREPARE x AS SELECT 1` launder an existing `PREPARE x AS DELETE ...`.
+///
 /// Each refused redefinition would add to the name; past a few the name
 /// is judged unknown (held everywhere) for good, keeping the texts it had,
 /// so a loop of them cannot grow a session's memory.
@@ -1271,14 +1265,10 @@ fn redefined(old: &Known, new: Known) -> Known {
         // MAX_DEFINITIONS statements, so the capped entry stays capped: its
         // text (at most MAX_DEFINITIONS texts) is never extended again.
         let why = unknown("a name prepared again and again while it existed");
-        return Known {
-            class: Arc::new(Classification {
-                statements: vec![why.statements[0].clone(); MAX_DEFINITIONS],
-            }),
-            sql: old.sql.clone(),
-            redacted: None,
-            by: 0,
-        };
+        let class = Arc::new(Classification {
+            statements: vec![why.statements[0].clone(); MAX_DEFINITIONS],
+        });
+        return Known::fixed(class, old.sql.clone());
     }
     let statements = old
         .class
@@ -1287,12 +1277,10 @@ fn redefined(old: &Known, new: Known) -> Known {
         .chain(new.class.statements.iter())
         .cloned()
         .collect();
-    Known {
-        class: Arc::new(Classification { statements }),
-        sql: Arc::from(format!("{}\n{}", old.sql, new.sql)),
-        redacted: None,
-        by: 0,
-    }
+    Known::fixed(
+        Arc::new(Classification { statements }),
+        Arc::from(format!("{}\n{}", old.sql, new.sql)),
+    )
 }
 
 /// A segment's text, its redaction and its bound values, for its record
@@ -1428,18 +1416,14 @@ mod tests {
             functions: Vec::new(),
             why: String::new(),
         };
-        Known {
-            class: Arc::new(Classification {
-                statements: vec![crate::classify::StatementClass {
-                    span: (0, sql.len()),
-                    effects: Arc::from(vec![effect]),
-                    prepared: None,
-                }],
-            }),
-            sql: Arc::from(sql),
-            redacted: None,
-            by: 0,
-        }
+        let class = Arc::new(Classification {
+            statements: vec![crate::classify::StatementClass {
+                span: (0, sql.len()),
+                effects: Arc::from(vec![effect]),
+                prepared: None,
+            }],
+        });
+        Known::fixed(class, Arc::from(sql))
     }
 
     /// A name defined again while it exists stands for every definition
