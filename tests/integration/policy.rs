@@ -272,13 +272,17 @@ async fn deny_rules_answer_with_their_message() {
     p.shutdown().await;
 }
 
+/// A rule file that allows routine work and holds the rest, for 200 ms:
+/// the reload tests start from it and add to it.
+const ROUTINE_ONLY: &str = "[defaults]\naction = \"hold\"\ntimeout = \"200ms\"\n\n[[rule]]\nname = \"routine\"\ndescription = \"d\"\naction = \"allow\"\ncategories = [\"read\", \"write\", \"session\", \"transaction\"]\n";
+
 #[tokio::test]
 async fn rules_reload_on_change_and_bad_files_keep_the_old_rules() {
     let db = pg().create_db();
     setup(&db).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.toml");
-    let hold_ddl = "[defaults]\naction = \"hold\"\ntimeout = \"200ms\"\n\n[[rule]]\nname = \"routine\"\ndescription = \"d\"\naction = \"allow\"\ncategories = [\"read\", \"write\", \"session\", \"transaction\"]\n";
+    let hold_ddl = ROUTINE_ONLY;
     std::fs::write(&file, hold_ddl).unwrap();
     let p = proxy().rules(std::slice::from_ref(&file)).start().await;
     let c = p.connect(&db).await;
@@ -323,7 +327,7 @@ async fn statements_prepared_before_a_reload_are_judged_with_its_new_lists() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.toml");
-    let routine = "[defaults]\naction = \"hold\"\ntimeout = \"200ms\"\n\n[[rule]]\nname = \"routine\"\ndescription = \"d\"\naction = \"allow\"\ncategories = [\"read\", \"write\", \"session\", \"transaction\"]\n";
+    let routine = ROUTINE_ONLY;
     std::fs::write(&file, routine).unwrap();
     let p = proxy().rules(std::slice::from_ref(&file)).start().await;
     let c = p.connect(&db).await;
