@@ -32,7 +32,9 @@ impl UnitResult {
 pub type Done = Box<dyn FnOnce(UnitResult) + Send>;
 
 struct Entry {
-    started: Instant,
+    /// When it was forwarded; only for units someone watches (the clock
+    /// read is most of the cost of a unit nobody watches).
+    started: Option<Instant>,
     result: UnitResult,
     /// Who wants the result; units nobody watches cost no allocation.
     done: Option<Done>,
@@ -68,7 +70,7 @@ impl InFlight {
     /// A unit that will be answered with one ReadyForQuery was forwarded.
     pub fn push(&self, done: Option<Done>) {
         let e = Entry {
-            started: Instant::now(),
+            started: done.as_ref().map(|_| Instant::now()),
             result: UnitResult::default(),
             done,
         };
@@ -87,7 +89,11 @@ impl InFlight {
         {
             // Only the last one is reported; one buffer for all of them.
             e.result.tag.clear();
-            e.result.tag.push_str(&String::from_utf8_lossy(tag));
+            match std::str::from_utf8(tag) {
+                Ok(t) => e.result.tag.push_str(t),
+                // Server tags are ASCII; anything else is shown, not trusted.
+                Err(_) => e.result.tag.push_str(&String::from_utf8_lossy(tag)),
+            }
         }
     }
 
@@ -109,7 +115,7 @@ impl InFlight {
         if let Some(mut e) = e
             && let Some(done) = e.done.take()
         {
-            e.result.elapsed = e.started.elapsed();
+            e.result.elapsed = e.started.map_or(Duration::ZERO, |t| t.elapsed());
             finished.0.push((done, e.result));
         }
     }
@@ -125,7 +131,7 @@ impl InFlight {
         for mut e in drained {
             if let Some(done) = e.done.take() {
                 e.result.error.get_or_insert(("08006".into(), why.into()));
-                e.result.elapsed = e.started.elapsed();
+                e.result.elapsed = e.started.map_or(Duration::ZERO, |t| t.elapsed());
                 done(e.result);
             }
         }

@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod client;
 pub mod decided;
 pub mod frame;
+pub mod gated;
 pub mod halves;
 pub mod inflight;
 pub mod io;

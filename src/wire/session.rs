@@ -15,6 +15,7 @@
 //! batch can never deadlock against a server streaming large results.
 
 use super::frame::{self, Body, FrameError, Tag};
+use super::gated::Gated;
 use super::inflight::InFlight;
 use super::inflight::UnitResult;
 use super::messages::{self, Severity};
@@ -113,6 +114,10 @@ pub struct Shared {
     /// channel: a poll of an empty channel on every server read was 3% of
     /// the relay's own CPU, for a channel only a held statement uses.
     pub injecting: AtomicBool,
+    /// Wakes the outbound direction, which is polled only on its own
+    /// wake-ups (`gated`): an injection must reach a direction that was
+    /// not watching the channel.
+    wake_outbound: std::sync::OnceLock<std::task::Waker>,
 }
 
 /// No COPY FROM STDIN under way.
@@ -192,6 +197,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         copy: AtomicU8::new(COPY_NONE),
         copy_settled: tokio::sync::Notify::new(),
         injecting: AtomicBool::new(false),
+        wake_outbound: std::sync::OnceLock::new(),
     };
     let (inject_tx, inject_rx) = mpsc::channel::<BytesMut>(16);
     let mut inbound = Inbound {
@@ -218,7 +224,11 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
             inject_rx,
             &proxy.metrics,
         );
-        tokio::pin!(a, b);
+        let stop = shutdown.cancelled();
+        tokio::pin!(a, b, stop);
+        // Each branch polled only on its own wake-up (`gated`).
+        let (mut a, mut b, mut stop) = (Gated::new(a), Gated::new(b), Gated::new(stop));
+        let _ = shared.wake_outbound.set(b.waker());
         let mut draining = false;
         let deadline = tokio::time::sleep(std::time::Duration::from_secs(365 * 86400));
         tokio::pin!(deadline);
@@ -229,7 +239,7 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
                 biased;
                 r = &mut a => break r,
                 r = &mut b => break r,
-                _ = shutdown.cancelled(), if !draining => {
+                _ = &mut stop, if !draining => {
                     draining = true;
                     deadline.as_mut().reset(tokio::time::Instant::now() + proxy.config.limits.shutdown_timeout);
                 }
@@ -630,7 +640,6 @@ impl Inbound<'_> {
     /// Register a forwarded unit so its result reaches the audit trail
     /// (and the approval message, for an approved hold).
     fn track(&mut self, answered: bool, draft: Option<Draft>, pending: Option<approval::Pending>) {
-        let audit = self.policy.proxy().audit.clone();
         // The names the unit changed settle with its answer. A Flush-ended
         // segment has none of its own (its error may come while nothing
         // waits for it), and the first answer after one may lack that
@@ -643,6 +652,10 @@ impl Inbound<'_> {
             a => a,
         };
         self.unsynced = !answered;
+        // Without a trail, a statement nobody waits on (no approval) has
+        // no record to write: track it like a unit that executes nothing.
+        let audit = &self.policy.proxy().audit;
+        let draft = draft.filter(|_| pending.is_some() || audit.is_enabled());
         let Some(draft) = draft else {
             if answered {
                 self.shared
@@ -653,6 +666,7 @@ impl Inbound<'_> {
             }
             return;
         };
+        let audit = audit.clone();
         if !answered {
             // Flush-ended batch: its results come with a later Sync.
             let sent = OutcomeRef::Ok {
@@ -860,9 +874,10 @@ impl Inbound<'_> {
         self.shared.injecting.store(true, Ordering::Release);
         let _ = self.policy.inject.send(notice).await;
         // The outbound side may be waiting without watching the channel
-        // (see `Shared::injecting`); both directions are this task, so
-        // yielding once has it polled again, and now it looks.
-        tokio::task::yield_now().await;
+        // (see `Shared::injecting`): wake it, and now it looks.
+        if let Some(w) = self.shared.wake_outbound.get() {
+            w.wake_by_ref();
+        }
         tracing::info!(session = %info.id, request = %id, rules = ?held.decision.rules, "statement held for approval");
 
         let started = std::time::Instant::now();
