@@ -100,9 +100,19 @@ pub(crate) fn statement_fields(out: &mut Vec<u8>, ev: &Event) -> bool {
     true
 }
 
+/// `,"name":` (every field here follows another), one constant copy.
+macro_rules! key {
+    ($out:expr, $name:literal) => {
+        $out.extend_from_slice(concat!(",\"", $name, "\":").as_bytes())
+    };
+}
+
 /// A `statement` event's fields without the opening brace, exactly as the
 /// derived serialiser writes them.
 pub(crate) fn statement<L: AsRef<str>>(out: &mut Vec<u8>, ts: Timestamp, s: &Fields<'_, L>) {
+    // Keys, constants and the usual values in one reservation, so the
+    // many small appends below rarely grow the buffer.
+    out.reserve(384 + s.sql.map_or(0, str::len));
     out.extend_from_slice(b"\"ts\":");
     match ts.ascii() {
         // Digits and `-:.TZ`: nothing to escape.
@@ -114,43 +124,43 @@ pub(crate) fn statement<L: AsRef<str>>(out: &mut Vec<u8>, ts: Timestamp, s: &Fie
         None => value(out, &ts),
     }
     out.extend_from_slice(b",\"type\":\"statement\"");
-    key(out, "session");
+    key!(out, "session");
     string(out, s.session);
-    key(out, "agent");
+    key!(out, "agent");
     string(out, s.agent);
-    key(out, "statement");
+    key!(out, "statement");
     super::chain::write_u64(out, s.statement);
     if let Some(sql) = s.sql {
-        key(out, "sql");
+        key!(out, "sql");
         string(out, sql);
     }
-    key(out, "text_mode");
+    key!(out, "text_mode");
     string(out, s.text_mode);
     if let Some(p) = s.parameters {
-        key(out, "parameters");
+        key!(out, "parameters");
         value(out, p);
     }
-    key(out, "parameter_count");
+    key!(out, "parameter_count");
     super::chain::write_u64(out, s.parameter_count as u64);
-    key(out, "categories");
+    key!(out, "categories");
     strings(out, s.categories);
-    key(out, "tables");
+    key!(out, "tables");
     strings(out, s.tables);
-    key(out, "functions");
+    key!(out, "functions");
     strings(out, s.functions);
-    key(out, "decision");
+    key!(out, "decision");
     string(out, s.decision);
-    key(out, "rules");
+    key!(out, "rules");
     strings(out, s.rules);
     if let Some(r) = s.ruleset {
-        key(out, "ruleset");
+        key!(out, "ruleset");
         string(out, r);
     }
     if let Some(r) = s.request_id {
-        key(out, "request_id");
+        key!(out, "request_id");
         string(out, r);
     }
-    key(out, "outcome");
+    key!(out, "outcome");
     match s.outcome {
         OutcomeRef::Ok { command_tag, rows } => {
             out.extend_from_slice(b"{\"status\":\"ok\",\"command_tag\":");
@@ -170,17 +180,9 @@ pub(crate) fn statement<L: AsRef<str>>(out: &mut Vec<u8>, ts: Timestamp, s: &Fie
         }
         OutcomeRef::NotSent => out.extend_from_slice(b"{\"status\":\"not_sent\"}"),
     }
-    key(out, "duration_us");
+    key!(out, "duration_us");
     super::chain::write_u64(out, s.duration_us);
     out.push(b'}');
-}
-
-/// `,"name":` (every field here follows another).
-fn key(out: &mut Vec<u8>, name: &str) {
-    out.push(b',');
-    out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {

@@ -468,9 +468,9 @@ impl Classifier {
         }
     }
 
-    /// The cache's entry for `key`, through this thread's [`Front`].
-    fn cached(&self, key: &str) -> Option<Entry> {
-        let front = FRONT.with(|f| {
+    /// This thread's [`Front`] entry for `key`, if it has one.
+    fn front(&self, key: &str) -> Option<Entry> {
+        FRONT.with(|f| {
             let mut f = f.try_borrow_mut().ok()?;
             if f.owner != self.id {
                 f.owner = self.id;
@@ -481,9 +481,13 @@ impl Classifier {
                 Some((k, e)) if **k == *key => Some(e.clone()),
                 _ => None,
             }
-        });
-        if front.is_some() {
-            return front;
+        })
+    }
+
+    /// The cache's entry for `key`, through this thread's [`Front`].
+    fn cached(&self, key: &str) -> Option<Entry> {
+        if let Some(e) = self.front(key) {
+            return Some(e);
         }
         let entry = self.cache.get(key)?;
         // The front keeps this thread's own copy: the reference counts a
@@ -520,6 +524,29 @@ impl Classifier {
             // Cheap (a length check) and would only evict useful entries.
             return (Arc::new(classify(sql, &self.opts)), None);
         }
+        self.by_shape_or_text(sql)
+    }
+
+    /// [`Classifier::classify_redacting`] for texts that usually repeat
+    /// exactly (a Parse: drivers bind parameters rather than inline
+    /// literals): this thread's [`Front`] is asked for the text itself
+    /// before the shape scan. Same answers: a text found there is one the
+    /// shape path also classifies by itself (no literals, or a shape that
+    /// varies), which has no shared redacted form. Not for simple-protocol
+    /// texts, whose inline literals would make this probe a miss each time.
+    pub fn classify_redacting_exact_first(
+        &self,
+        sql: &str,
+    ) -> (Arc<Classification>, Option<Arc<str>>) {
+        if sql.len() <= self.opts.max_len
+            && let Some(Entry::Text(class)) = self.front(sql)
+        {
+            return (class, None);
+        }
+        self.classify_redacting(sql)
+    }
+
+    fn by_shape_or_text(&self, sql: &str) -> (Arc<Classification>, Option<Arc<str>>) {
         let by_shape = SHAPE_SCRATCH.with(|k| {
             let Ok(mut scratch) = k.try_borrow_mut() else {
                 return None;

@@ -891,3 +891,29 @@ fn copy_into_a_catalog_keeps_its_other_effects() {
         assert!(cats.contains(&c), "{c:?} missing from {cats:?}");
     }
 }
+
+#[test]
+fn parse_texts_are_answered_exactly_as_the_shape_path_answers() {
+    // Literal-free (found by text), literal (found by shape), and texts
+    // whose literals the classifier reads (their shape varies).
+    let texts = [
+        "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 42",
+        "UPDATE t SET note = 'x' WHERE id = 7",
+        "SET statement_timeout = 5",
+        "SET search_path = 'public'",
+        "DELETE FROM t",
+    ];
+    let by_shape = Classifier::new(Options::default(), 1 << 20);
+    let exact_first = Classifier::new(Options::default(), 1 << 20);
+    // Several rounds: first sightings, doorkeeper, cache and front hits.
+    for round in 0..4 {
+        for sql in texts {
+            let (a, ra) = by_shape.classify_redacting(sql);
+            let (b, rb) = exact_first.classify_redacting_exact_first(sql);
+            assert_eq!(*a, *b, "round {round}: {sql}");
+            assert_eq!(ra, rb, "round {round}: {sql}");
+            assert_eq!(*a, classify(sql, &Options::default()), "{sql}");
+        }
+    }
+}

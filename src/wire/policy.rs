@@ -27,7 +27,12 @@ use crate::classify::{
 use crate::identity::SessionInfo;
 use crate::rules::{Action, Decision, HoldSettings, Subject};
 use bytes::BytesMut;
-use std::collections::HashMap;
+/// The session's name maps (prepared statements, portals), looked up on
+/// every extended-protocol frame: foldhash, several times cheaper than
+/// SipHash on short names. Still seeded per map, and a map only ever holds
+/// one session's own names, so a client that picks colliding names slows
+/// only itself.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::sync::mpsc;
@@ -285,8 +290,8 @@ impl Policy {
             cancel,
             inject,
             statements: 0,
-            prepared: HashMap::new(),
-            portals: HashMap::new(),
+            prepared: HashMap::default(),
+            portals: HashMap::default(),
             unsettled: std::collections::VecDeque::new(),
             answer: None,
             copies_in: false,
@@ -374,7 +379,8 @@ impl Policy {
                 let sql = b.cstr()?;
                 let known = match std::str::from_utf8(sql) {
                     Ok(sql) => {
-                        let (class, redacted) = classify(&mut self.pre, &self.snap.classifier, sql);
+                        let (class, redacted) =
+                            classify(&mut self.pre, &self.snap.classifier, sql, Text::Parse);
                         Known {
                             class,
                             sql: Arc::from(sql),
@@ -727,7 +733,8 @@ impl Policy {
                 let class = match std::str::from_utf8(sql) {
                     Ok(sql) => {
                         self.last_sql = Arc::from(sql);
-                        let (class, redacted) = classify(&mut self.pre, &self.snap.classifier, sql);
+                        let (class, redacted) =
+                            classify(&mut self.pre, &self.snap.classifier, sql, Text::Query);
                         self.last_redacted = redacted;
                         class
                     }
@@ -1380,14 +1387,27 @@ fn bind_params(b: &mut Body<'_>) -> Result<Vec<Option<String>>, FrameError> {
 /// Classify `sql`, or take the classification computed off the session
 /// thread for exactly this text under this classifier (see
 /// [`Policy::preclassified`]).
+/// Where a text came from, which tells the classifier what to try first.
+#[derive(Clone, Copy)]
+enum Text {
+    /// Simple protocol: agents and tools inline their literals.
+    Query,
+    /// A Parse: drivers bind parameters, so the text repeats exactly.
+    Parse,
+}
+
 fn classify(
     pre: &mut Option<Pre>,
     classifier: &Arc<Classifier>,
     sql: &str,
+    from: Text,
 ) -> (SharedClassification, Option<Arc<str>>) {
     match pre.take() {
         Some(p) if Arc::ptr_eq(&p.classifier, classifier) && p.sql == sql => (p.class, None),
-        _ => classifier.classify_redacting(sql),
+        _ => match from {
+            Text::Query => classifier.classify_redacting(sql),
+            Text::Parse => classifier.classify_redacting_exact_first(sql),
+        },
     }
 }
 
