@@ -38,6 +38,11 @@
 #                       report, full list in results/<stamp>-perf.txt), and
 #                       perf stat syscalls / context switches per transaction
 #                       for both proxies
+#   INSTR=1             after the rounds: user-space instructions per
+#                       transaction of pgbouncer and pg-airlock (callgrind;
+#                       INSTR_TXNS=250 per client for the short run, 5x for
+#                       the long one), each select/tpcb workload; installs
+#                       valgrind if missing
 #   SKIP_BUILD=1        use the existing release binary as is
 #   PG_BIN              PostgreSQL server binaries (default: newest under
 #                       /usr/lib/postgresql/*/bin)
@@ -521,6 +526,132 @@ if [[ ${PERF:-0} == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------------------
+# Instructions per transaction (INSTR=1): pgbouncer and pg-airlock each run
+# once more under callgrind, on ports of their own, and pgbench runs a
+# short and a long fixed number of transactions through each; the
+# difference of the two counts over the difference of transactions is the
+# proxy's user-space instructions per transaction, without its logins
+# (SCRAM dominates a short run). Unlike seconds, these do not move with
+# the machine's load or with the CPU model: a change to the relay path
+# shows up here in one run. Kernel work (syscalls, wake-ups) is not
+# counted; the rounds above show that. valgrind hides SHA extensions, so
+# the audit writer's hashing counts several times what it costs natively:
+# pg-airlock is measured with its trail off, plus its session threads with
+# the trail on (encoding a record happens there).
+
+INSTR_ROWS=""
+if [[ ${INSTR:-0} == 1 ]]; then
+    command -v valgrind >/dev/null || {
+        log "installing valgrind"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind >&2 || die "apt-get install valgrind failed"
+    }
+    INSTR_TXNS=${INSTR_TXNS:-250}
+    mkdir -p "$TMP/cg" && chown postgres:postgres "$TMP/cg"
+    # cg_start name port cmd...: start cmd (a proxy under callgrind) and
+    # wait until it listens on port; sets CG_PID
+    cg_start() {
+        local name=$1 port=$2 i; shift 2
+        "$@" >"$TMP/cg/$name.log" 2>&1 &
+        CG_PID=$!
+        for i in $(seq 300); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+            kill -0 "$CG_PID" 2>/dev/null || break
+            sleep 0.2
+        done
+        tail -n 5 "$TMP/cg/$name.log" >&2
+        die "$name under callgrind did not listen on $port"
+    }
+    # cg_total name port user pw workload n start_fn: a fresh proxy under
+    # callgrind (start_fn OUTFILE starts it; sets CG_PID, and CG_STOP to the
+    # pid to signal), 10 transactions per client (pgbouncer fills its server
+    # pool with the first clients), then n per client, then stop: prints
+    # "total session_threads" for the whole life of the process. Fresh
+    # processes rather than callgrind_control's zero/dump: a process of
+    # another user (pgbouncer runs as postgres) takes those requests only
+    # when it next wakes, so they land mid-run.
+    cg_total() {
+        local name=$1 port=$2 u=$3 pw=$4 w=$5 n=$6 start=$7 out k
+        out="$TMP/cg/$name-$w-$n.out"
+        "$start" "$out"
+        for k in 10 "$n"; do
+            # shellcheck disable=SC2046
+            env PGHOST=127.0.0.1 PGPORT="$port" PGUSER="$u" PGPASSWORD="$pw" PGDATABASE=$DB PGSSLMODE=disable \
+                "$PG_BIN/pgbench" $(pgbench_args "$w") -t "$k" >"$TMP/cg/pgbench.out" 2>&1 \
+                || { cat "$TMP/cg/pgbench.out" >&2; die "pgbench $w through $name under callgrind failed"; }
+        done
+        kill -TERM "$CG_STOP" 2>/dev/null || true
+        stop_pid "$CG_PID" 60 || log "$name under callgrind had to be killed (its count is lost)"
+        [[ -s $out ]] || die "callgrind wrote no $out"
+        echo "$(awk '/^summary:/ { print $2 }' "$out") $(callgrind_annotate --inclusive=yes "$out" 2>/dev/null \
+            | awk '/workers\.rs:std::sys::backtrace/ { gsub(",", "", $1); print $1; exit }')"
+        rm -f "$out"*
+    }
+    # cg_count name port user pw workload start_fn: instructions per
+    # transaction, "whole session_threads" (session threads "-" for a
+    # process without them)
+    cg_count() {
+        local a sa b sb
+        read -r a sa <<<"$(cg_total "$1" "$2" "$3" "$4" "$5" "$INSTR_TXNS" "$6")"
+        read -r b sb <<<"$(cg_total "$1" "$2" "$3" "$4" "$5" $((5 * INSTR_TXNS)) "$6")"
+        awk -v a="$a" -v b="$b" -v sa="${sa:-}" -v sb="${sb:-}" -v d=$((4 * INSTR_TXNS * CLIENTS)) \
+            'BEGIN { printf "%.0f %s", (b - a) / d, (sa == "" ? "-" : sprintf("%.0f", (sb - sa) / d)) }'
+    }
+    free_port CG_BOUNCER_PORT
+    free_port CG_AIRLOCK_PORT
+    free_port CG_AUDIT_PORT
+    sed -e "s/^listen_port = .*/listen_port = $CG_BOUNCER_PORT/" -e "s#^pidfile = .*#pidfile = $TMP/cg/bouncer.pid#" \
+        -e "s#^logfile = .*#logfile = $TMP/cg/bouncer-own.log#" "$TMP/bouncer/pgbouncer.ini" >"$TMP/cg/pgbouncer.ini"
+    chown postgres:postgres "$TMP/cg/pgbouncer.ini"
+    # config_on_port src_dir port: a copy of that config in a directory of
+    # its own (relative paths, such as the audit file's, land there: two
+    # proxies must not share an audit file) on another listen port, without
+    # the admin endpoint
+    config_on_port() {
+        local d=$TMP/cg/airlock-$2
+        mkdir -p "$d" && cp "$1"/*.pw "$d/"
+        sed -e "s/^address = \"127.0.0.1:[0-9]*\"/address = \"127.0.0.1:$2\"/" "$1/airlock.toml" \
+            | awk '/^\[admin\]/ { skip = 1; next } /^\[/ { skip = 0 } !skip' >"$d/airlock.toml"
+        echo "$d/airlock.toml"
+    }
+    NOAUDIT_DIR=$TMP/airlock-noaudit
+    if [[ $AUDIT_OFF != 1 ]]; then
+        # No audit-off process this run: derive its config from the main one.
+        NOAUDIT_DIR=$TMP/airlock-cg-noaudit
+        mkdir -p "$NOAUDIT_DIR" && cp "$TMP/airlock"/*.pw "$NOAUDIT_DIR/"
+        toml_add "$(cat "$TMP/airlock/airlock.toml")" audit "enabled = false" >"$NOAUDIT_DIR/airlock.toml"
+    fi
+    log "instructions: pgbouncer and pg-airlock under callgrind, $INSTR_TXNS and $((5 * INSTR_TXNS)) transactions per client"
+    CG_NOAUDIT_CONFIG=$(config_on_port "$NOAUDIT_DIR" "$CG_AIRLOCK_PORT")
+    CG_AUDIT_CONFIG=$(config_on_port "$TMP/airlock" "$CG_AUDIT_PORT")
+    start_cg_bouncer() {
+        rm -f "$TMP/cg/bouncer.pid"
+        cg_start pgbouncer "$CG_BOUNCER_PORT" runuser -u postgres -- valgrind --tool=callgrind \
+            --callgrind-out-file="$1" "$PGBOUNCER" "$TMP/cg/pgbouncer.ini"
+        # Signal pgbouncer itself (valgrind's process), not runuser.
+        CG_STOP=$(cat "$TMP/cg/bouncer.pid" 2>/dev/null || pgrep -P "$CG_PID" | head -n1)
+    }
+    start_cg_airlock() {
+        cg_start airlock "$CG_AIRLOCK_PORT" env AIRLOCK_LOG=warn valgrind --tool=callgrind \
+            --callgrind-out-file="$1" "$BIN" run --config "$CG_NOAUDIT_CONFIG"
+        CG_STOP=$CG_PID
+    }
+    start_cg_audit() {
+        cg_start airlock-audit "$CG_AUDIT_PORT" env AIRLOCK_LOG=warn valgrind --tool=callgrind \
+            --callgrind-out-file="$1" "$BIN" run --config "$CG_AUDIT_CONFIG"
+        CG_STOP=$CG_PID
+    }
+    for w in $WORKLOADS; do
+        [[ $w == latency ]] && continue
+        read -r pb _ <<<"$(cg_count pgbouncer "$CG_BOUNCER_PORT" "$ROLE" "$ROLE_PW" "$w" start_cg_bouncer)"
+        read -r al al_s <<<"$(cg_count airlock "$CG_AIRLOCK_PORT" "$AGENT" "$AGENT_PW" "$w" start_cg_airlock)"
+        read -r _ au_s <<<"$(cg_count airlock-audit "$CG_AUDIT_PORT" "$AGENT" "$AGENT_PW" "$w" start_cg_audit)"
+        INSTR_ROWS+=$(awk -v w="$w" -v pb="$pb" -v al="$al" -v s="$al_s" -v au="$au_s" \
+            'BEGIN { printf "| %s | %d | %d | %s | %.2f | %s |\n", w, pb, al, s, al / pb, au }')$'\n'
+        log "instructions $w: pgbouncer $pb, pg-airlock $al (session threads $al_s; with the trail on $au_s)"
+    done
+fi
+
+# ---------------------------------------------------------------------------
 # Report.
 
 # pg-airlock's own view, then a graceful stop (so the audit trail is
@@ -814,6 +945,16 @@ report() {
     echo "$METRICS"
     [[ -n $LOG_TOP ]] && { echo; echo "most frequent WARN/ERROR log lines (digits as N):"; echo "$LOG_TOP"; }
     echo '```'
+    if [[ -n $INSTR_ROWS ]]; then
+        echo
+        echo "## Instructions per transaction (callgrind, user space, logins excluded)"
+        echo
+        echo "Counted, not timed: the same binary and workload give the same count on any machine and under any load. Kernel work is not in it. pg-airlock with its audit trail off; the last column is its session threads with the trail on (record encoding happens there; the writer thread's SHA-256 runs without SHA extensions under valgrind, so it is left out)."
+        echo
+        echo "| workload | pgbouncer | pg-airlock | of which session threads | pg-airlock/pgbouncer | session threads, trail on |"
+        echo "|---|---:|---:|---:|---:|---:|"
+        printf '%s' "$INSTR_ROWS"
+    fi
     if [[ -n $PERF_OUT ]]; then
         echo
         echo "## perf: pg-airlock self time during one $PERF_WORKLOAD run (by area, then top 30 symbols)"
