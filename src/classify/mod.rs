@@ -520,11 +520,7 @@ impl Classifier {
     /// when a cached shape already has it (what `audit::redact::redact`
     /// returns for `sql`): the trail then skips its own scan of the text.
     pub fn classify_redacting(&self, sql: &str) -> (Arc<Classification>, Option<Arc<str>>) {
-        if sql.len() > self.opts.max_len {
-            // Cheap (a length check) and would only evict useful entries.
-            return (Arc::new(classify(sql, &self.opts)), None);
-        }
-        self.by_shape_or_text(sql)
+        self.redacting(sql, false)
     }
 
     /// [`Classifier::classify_redacting`] for texts that usually repeat
@@ -538,15 +534,18 @@ impl Classifier {
         &self,
         sql: &str,
     ) -> (Arc<Classification>, Option<Arc<str>>) {
-        if sql.len() <= self.opts.max_len
-            && let Some(Entry::Text(class)) = self.front(sql)
-        {
-            return (class, None);
-        }
-        self.classify_redacting(sql)
+        self.redacting(sql, true)
     }
 
-    fn by_shape_or_text(&self, sql: &str) -> (Arc<Classification>, Option<Arc<str>>) {
+    #[inline(always)]
+    fn redacting(&self, sql: &str, exact_first: bool) -> (Arc<Classification>, Option<Arc<str>>) {
+        if sql.len() > self.opts.max_len {
+            // Cheap (a length check) and would only evict useful entries.
+            return (Arc::new(classify(sql, &self.opts)), None);
+        }
+        if exact_first && let Some(Entry::Text(class)) = self.front(sql) {
+            return (class, None);
+        }
         let by_shape = SHAPE_SCRATCH.with(|k| {
             let Ok(mut scratch) = k.try_borrow_mut() else {
                 return None;

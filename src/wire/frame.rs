@@ -146,9 +146,12 @@ impl<'a> Body<'a> {
     }
 }
 
+/// The first `needle` in `hay`. Every Query and Parse text is searched
+/// for its terminator: a word-at-a-time search, not a byte loop (about 5
+/// instructions per byte of SQL otherwise).
 #[inline]
 pub fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    memchr::memchr(needle, hay)
 }
 
 #[cfg(test)]
