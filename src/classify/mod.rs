@@ -516,35 +516,40 @@ impl Classifier {
         self.classify_redacting(sql).0
     }
 
+    /// For texts that usually repeat exactly (a Parse: drivers bind
+    /// parameters rather than inline literals), asked before
+    /// [`Classifier::classify_redacting`]: the classification and this
+    /// thread's copy of the text, when its [`Front`] holds the text itself.
+    /// The caller keeps that copy rather than copying the text again. Same
+    /// answer: a text found there is one the shape path also classifies by
+    /// itself (no literals, or a shape that varies), which has no shared
+    /// redacted form. Not for simple-protocol texts, whose inline literals
+    /// would make this probe a miss each time.
+    pub fn exactly(&self, sql: &str) -> Option<(Arc<Classification>, Arc<str>)> {
+        if sql.len() > self.opts.max_len {
+            return None;
+        }
+        FRONT.with(|f| {
+            let f = f.try_borrow().ok()?;
+            if f.owner != self.id {
+                return None;
+            }
+            match &f.slots[Front::slot(sql)] {
+                Some((k, Entry::Text(class))) if **k == *sql => {
+                    Some((Arc::clone(class), Arc::clone(k)))
+                }
+                _ => None,
+            }
+        })
+    }
+
     /// [`Classifier::classify`], and the text with its literals redacted
     /// when a cached shape already has it (what `audit::redact::redact`
     /// returns for `sql`): the trail then skips its own scan of the text.
     pub fn classify_redacting(&self, sql: &str) -> (Arc<Classification>, Option<Arc<str>>) {
-        self.redacting(sql, false)
-    }
-
-    /// [`Classifier::classify_redacting`] for texts that usually repeat
-    /// exactly (a Parse: drivers bind parameters rather than inline
-    /// literals): this thread's [`Front`] is asked for the text itself
-    /// before the shape scan. Same answers: a text found there is one the
-    /// shape path also classifies by itself (no literals, or a shape that
-    /// varies), which has no shared redacted form. Not for simple-protocol
-    /// texts, whose inline literals would make this probe a miss each time.
-    pub fn classify_redacting_exact_first(
-        &self,
-        sql: &str,
-    ) -> (Arc<Classification>, Option<Arc<str>>) {
-        self.redacting(sql, true)
-    }
-
-    #[inline(always)]
-    fn redacting(&self, sql: &str, exact_first: bool) -> (Arc<Classification>, Option<Arc<str>>) {
         if sql.len() > self.opts.max_len {
             // Cheap (a length check) and would only evict useful entries.
             return (Arc::new(classify(sql, &self.opts)), None);
-        }
-        if exact_first && let Some(Entry::Text(class)) = self.front(sql) {
-            return (class, None);
         }
         let by_shape = SHAPE_SCRATCH.with(|k| {
             let Ok(mut scratch) = k.try_borrow_mut() else {

@@ -572,7 +572,11 @@ mod tests {
                     b[at] = v;
                     let want = if PLAIN[v as usize] { len } else { at };
                     assert_eq!(skip_plain(&b, 0), want, "byte {v:#04x} at {at} of {len}");
-                    assert_eq!(skip_plain(&b, at), want, "from {at}: byte {v:#04x} of {len}");
+                    assert_eq!(
+                        skip_plain(&b, at),
+                        want,
+                        "from {at}: byte {v:#04x} of {len}"
+                    );
                 }
             }
         }

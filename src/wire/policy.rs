@@ -27,6 +27,7 @@ use crate::classify::{
 use crate::identity::SessionInfo;
 use crate::rules::{Action, Decision, HoldSettings, Subject};
 use bytes::BytesMut;
+use smallvec::smallvec;
 /// The session's name maps (prepared statements, portals), looked up on
 /// every extended-protocol frame: foldhash, several times cheaper than
 /// SipHash on short names. Still seeded per map, and a map only ever holds
@@ -82,21 +83,26 @@ pub struct Held {
     pub categories: Vec<Category>,
     pub classification: Classification,
     /// As classified, for the session's PREPARE bookkeeping.
-    raw: Vec<Known>,
+    raw: Units<Known>,
     /// A simple Query: its PREPAREs and DEALLOCATEs are applied once it is
     /// decided (a segment's were applied at each Execute, in order).
     query: bool,
 }
+
+/// What one unit runs: nearly always one statement (a Query of one
+/// statement, a segment of one Execute), kept inline rather than in a
+/// heap block allocated and freed per statement.
+pub type Units<T> = smallvec::SmallVec<[T; 1]>;
 
 /// The judgement of one unit, before bookkeeping.
 struct Judgement {
     decision: Decision,
     /// The classifications the unit executes, as judged (EXECUTE resolved
     /// to what it runs, PREPARE to a no-op).
-    executed: Vec<SharedClassification>,
+    executed: Units<SharedClassification>,
     /// The same, as classified (PREPARE still carries the effects of the
     /// statement it prepares), with their texts: the source of bookkeeping.
-    raw: Vec<Known>,
+    raw: Units<Known>,
     /// See [`Held::query`].
     query: bool,
     /// Version of the rules that decided (the audit record names it).
@@ -379,12 +385,11 @@ impl Policy {
                 let sql = b.cstr()?;
                 let known = match std::str::from_utf8(sql) {
                     Ok(sql) => {
-                        let (class, redacted) =
-                            classify(&mut self.pre, &self.snap.classifier, sql, Text::Parse);
+                        let c = classify(&mut self.pre, &self.snap.classifier, sql, Text::Parse);
                         Known {
-                            class,
-                            sql: Arc::from(sql),
-                            redacted,
+                            class: c.class,
+                            sql: c.text.unwrap_or_else(|| Arc::from(sql)),
+                            redacted: c.redacted,
                             by: self.snap.classifier.id(),
                         }
                     }
@@ -724,7 +729,7 @@ impl Policy {
             self.settle();
         }
         self.refresh();
-        let (raw, executed): (Vec<_>, Vec<_>) = match unit {
+        let (raw, executed): (Units<_>, Units<_>) = match unit {
             Unit::Query { frame } => {
                 let mut b = Body::new(frame);
                 let sql = b
@@ -733,10 +738,9 @@ impl Policy {
                 let class = match std::str::from_utf8(sql) {
                     Ok(sql) => {
                         self.last_sql = Arc::from(sql);
-                        let (class, redacted) =
-                            classify(&mut self.pre, &self.snap.classifier, sql, Text::Query);
-                        self.last_redacted = redacted;
-                        class
+                        let c = classify(&mut self.pre, &self.snap.classifier, sql, Text::Query);
+                        self.last_redacted = c.redacted;
+                        c.class
                     }
                     Err(_) => {
                         self.last_sql = self.no_sql.clone();
@@ -756,7 +760,7 @@ impl Policy {
                 } else {
                     self.no_sql.clone()
                 };
-                (vec![Known::fixed(class, sql)], vec![judged])
+                (smallvec![Known::fixed(class, sql)], smallvec![judged])
             }
             Unit::Segment { .. } => {
                 self.segment_names = UnitNames::default();
@@ -1384,9 +1388,6 @@ fn bind_params(b: &mut Body<'_>) -> Result<Vec<Option<String>>, FrameError> {
     Ok(out)
 }
 
-/// Classify `sql`, or take the classification computed off the session
-/// thread for exactly this text under this classifier (see
-/// [`Policy::preclassified`]).
 /// Where a text came from, which tells the classifier what to try first.
 #[derive(Clone, Copy)]
 enum Text {
@@ -1396,18 +1397,45 @@ enum Text {
     Parse,
 }
 
+/// What [`classify`] found for a text.
+struct Classified {
+    class: SharedClassification,
+    /// The text with its literals redacted, when a cached shape has it.
+    redacted: Option<Arc<str>>,
+    /// The classifier's own copy of the text, when it holds one: kept
+    /// instead of a new copy.
+    text: Option<Arc<str>>,
+}
+
+/// Classify `sql`, or take the classification computed off the session
+/// thread for exactly this text under this classifier (see
+/// [`Policy::preclassified`]).
 fn classify(
     pre: &mut Option<Pre>,
     classifier: &Arc<Classifier>,
     sql: &str,
     from: Text,
-) -> (SharedClassification, Option<Arc<str>>) {
-    match pre.take() {
+) -> Classified {
+    let (class, redacted) = match pre.take() {
         Some(p) if Arc::ptr_eq(&p.classifier, classifier) && p.sql == sql => (p.class, None),
         _ => match from {
+            Text::Parse => match classifier.exactly(sql) {
+                Some((class, text)) => {
+                    return Classified {
+                        class,
+                        redacted: None,
+                        text: Some(text),
+                    };
+                }
+                None => classifier.classify_redacting(sql),
+            },
             Text::Query => classifier.classify_redacting(sql),
-            Text::Parse => classifier.classify_redacting_exact_first(sql),
         },
+    };
+    Classified {
+        class,
+        redacted,
+        text: None,
     }
 }
 

@@ -30,7 +30,7 @@ pub struct Draft {
     /// Shared with the portal that bound them.
     pub params: Arc<[Option<String>]>,
     /// The classifications the unit executes, as judged.
-    pub executed: Vec<SharedClassification>,
+    pub executed: super::policy::Units<SharedClassification>,
     /// See `audit::event::decision`; a hold sets what became of it.
     pub decision: &'static str,
     pub rules: Arc<[String]>,
