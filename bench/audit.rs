@@ -112,6 +112,7 @@ fn main() {
         let rec = StatementRecord {
             session: "s-1a232c29e91-0-ee76b42f",
             agent: "bench-agent",
+            identity: None,
             statement: i as u64,
             sql: Some(&sqls[i % sqls.len()]),
             redacted: None,

@@ -23,6 +23,9 @@ use super::event::{Event, EventKind, Outcome, Statement, Timestamp};
 pub(crate) struct Fields<'a, L> {
     pub session: &'a str,
     pub agent: &'a str,
+    /// `session` and `agent` as [`identity`] encodes them, when the caller
+    /// keeps that (a session does, for all its records): copied instead.
+    pub identity: Option<&'a [u8]>,
     pub statement: u64,
     pub sql: Option<&'a str>,
     pub text_mode: &'a str,
@@ -71,6 +74,7 @@ impl<'a> Fields<'a, String> {
         Fields {
             session: &s.session,
             agent: &s.agent,
+            identity: None,
             statement: s.statement,
             sql: s.sql.as_deref(),
             text_mode: &s.text_mode,
@@ -124,10 +128,17 @@ pub(crate) fn statement<L: AsRef<str>>(out: &mut Vec<u8>, ts: Timestamp, s: &Fie
         None => value(out, &ts),
     }
     out.extend_from_slice(b",\"type\":\"statement\"");
-    key!(out, "session");
-    string(out, s.session);
-    key!(out, "agent");
-    string(out, s.agent);
+    match s.identity {
+        Some(pre) => {
+            debug_assert_eq!(
+                pre,
+                identity(s.session, s.agent),
+                "a caller's identity differs"
+            );
+            out.extend_from_slice(pre);
+        }
+        None => write_identity(out, s.session, s.agent),
+    }
     key!(out, "statement");
     super::chain::write_u64(out, s.statement);
     if let Some(sql) = s.sql {
@@ -183,6 +194,21 @@ pub(crate) fn statement<L: AsRef<str>>(out: &mut Vec<u8>, ts: Timestamp, s: &Fie
     key!(out, "duration_us");
     super::chain::write_u64(out, s.duration_us);
     out.push(b'}');
+}
+
+/// `,"session":..,"agent":..` as a statement record writes them: the same
+/// for every record of a session, so a session encodes it once.
+pub(crate) fn identity(session: &str, agent: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + session.len() + agent.len());
+    write_identity(&mut out, session, agent);
+    out
+}
+
+fn write_identity(out: &mut Vec<u8>, session: &str, agent: &str) {
+    key!(out, "session");
+    string(out, session);
+    key!(out, "agent");
+    string(out, agent);
 }
 
 fn string(out: &mut Vec<u8>, s: &str) {

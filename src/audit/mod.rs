@@ -164,7 +164,10 @@ impl AuditMetrics {
 // queue's blocks are allocated lazily.
 #[allow(clippy::large_enum_variant)]
 enum Msg {
-    Event(Event, Option<oneshot::Sender<Result<(), Error>>>),
+    /// Boxed: an `Event` is several times the size of the other variants,
+    /// and every statement's `Encoded` message would otherwise be copied
+    /// at that size into and out of the queue.
+    Event(Box<Event>, Option<oneshot::Sender<Result<(), Error>>>),
     /// A record already encoded on the caller's thread (see
     /// [`Auditor::statement`]): the writer only chains, hashes and stores it.
     Encoded(Encoded),
@@ -187,6 +190,9 @@ struct Encoded {
 pub struct StatementRecord<'a> {
     pub session: &'a str,
     pub agent: &'a str,
+    /// `session` and `agent` as [`identity_fields`] encodes them, if the
+    /// caller keeps that; the record is the same either way.
+    pub identity: Option<&'a [u8]>,
     /// Statement number within the session, from 1.
     pub statement: u64,
     /// The raw text; the text policy decides what is recorded.
@@ -337,13 +343,13 @@ impl Auditor {
     /// Cancelling while waiting for queue space drops the event; the caller
     /// then knows it was not recorded.
     pub async fn record(&self, ev: Event) -> Result<(), Error> {
-        self.send(Msg::Event(ev, None)).await
+        self.send(Msg::Event(Box::new(ev), None)).await
     }
 
     /// Queue a record without ever waiting; `QueueFull` if there is no room
     /// (under either policy), for contexts that cannot await.
     pub fn try_record(&self, ev: Event) -> Result<(), Error> {
-        self.try_send(Msg::Event(ev, None))
+        self.try_send(Msg::Event(Box::new(ev), None))
     }
 
     /// Queue a record from a context that cannot await (the relay's hot
@@ -353,7 +359,7 @@ impl Auditor {
     /// refuses it, counted in `records_refused`, and sessions stop taking
     /// new statements while `is_healthy()` is false.
     pub fn emit(&self, ev: Event) {
-        self.emit_msg(Msg::Event(ev, None));
+        self.emit_msg(Msg::Event(Box::new(ev), None));
     }
 
     /// Record a statement, as [`Auditor::emit`] would record the
@@ -428,7 +434,7 @@ impl Auditor {
             return Err(self.failing());
         }
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::Event(ev, Some(tx))).await?;
+        self.send(Msg::Event(Box::new(ev), Some(tx))).await?;
         self.shared.urgent.notify_one();
         rx.await.unwrap_or(Err(Error::Closed))
     }
@@ -752,7 +758,7 @@ impl Writer {
         match m {
             Msg::Event(ev, waiter) => {
                 let urgent = waiter.is_some();
-                match self.push(ev) {
+                match self.push(*ev) {
                     Ok(seq) => {
                         if let Some(tx) = waiter {
                             self.waiters.push(Waiter {
@@ -1017,6 +1023,12 @@ impl Writer {
     }
 }
 
+/// A session's identity as every one of its statement records carries it
+/// (see [`StatementRecord::identity`]): encoded once per session.
+pub fn identity_fields(session: &str, agent: &str) -> Vec<u8> {
+    encode::identity(session, agent)
+}
+
 /// A statement record's body, as the writer would encode the equivalent
 /// `Statement` event under `cfg` (text policy included): what
 /// [`Auditor::statement`] queues. Public for the benchmark (`bench/audit.rs`).
@@ -1025,6 +1037,7 @@ pub fn statement_body(cfg: &AuditConfig, ts: Timestamp, r: &StatementRecord<'_>)
     let fields = encode::Fields {
         session: r.session,
         agent: r.agent,
+        identity: r.identity,
         statement: r.statement,
         sql: sql.as_deref(),
         text_mode: mode.as_str(),
@@ -1167,6 +1180,7 @@ mod tests {
                             let rec = StatementRecord {
                                 session: "s-1",
                                 agent: "bot \"quoted\"",
+                                identity: None,
                                 statement: 7,
                                 sql: Some(sql),
                                 redacted: None,
@@ -1186,8 +1200,12 @@ mod tests {
                             // The classifier's redaction, handed in, gives
                             // the same record.
                             let hint = redact(sql);
+                            let ident = identity_fields(rec.session, rec.agent);
                             let hinted = StatementRecord {
                                 redacted: Some(&hint),
+                                // And so does the session's own encoding
+                                // of its identity.
+                                identity: Some(&ident),
                                 ..rec
                             };
                             assert_eq!(
@@ -1249,6 +1267,7 @@ mod tests {
             auditor.statement(&StatementRecord {
                 session: "s-1",
                 agent: "bot",
+                identity: None,
                 statement: i,
                 sql: Some("UPDATE t SET a = 'secret' WHERE id = 5"),
                 redacted: None,

@@ -288,10 +288,7 @@ impl Policy {
         let ruleset = Arc::from(snap.rules.version());
         Policy {
             proxy,
-            who: Arc::new(Who {
-                session: info.id.clone(),
-                agent: info.agent.clone(),
-            }),
+            who: Arc::new(Who::new(info.id.clone(), info.agent.clone())),
             info,
             cancel,
             inject,

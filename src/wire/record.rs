@@ -18,6 +18,19 @@ use crate::classify::{Effect, SharedClassification};
 pub struct Who {
     pub session: String,
     pub agent: String,
+    /// Both as every statement record writes them (`audit::identity_fields`).
+    pub json: Vec<u8>,
+}
+
+impl Who {
+    pub fn new(session: String, agent: String) -> Who {
+        let json = crate::audit::identity_fields(&session, &agent);
+        Who {
+            session,
+            agent,
+            json,
+        }
+    }
 }
 
 pub struct Draft {
@@ -76,6 +89,7 @@ impl Draft {
         audit.statement(&StatementRecord {
             session: &self.who.session,
             agent: &self.who.agent,
+            identity: Some(&self.who.json),
             statement: self.statement,
             sql: Some(&self.sql),
             redacted: self.redacted.as_deref(),
