@@ -300,7 +300,10 @@ async fn serve(
 
 async fn handle(proxy: Arc<Proxy>, tcp: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
     let est = tokio::select! {
-        r = client::accept(&proxy, tcp, peer) => r,
+        // Boxed: the login's state (TLS, SCRAM both ways) is larger than
+        // the relay's, and unboxed it would size every session's task for
+        // its whole life (an idle session's largest allocation).
+        r = Box::pin(client::accept(&proxy, tcp, peer)) => r,
         _ = shutdown.cancelled() => return,
     };
     match est {

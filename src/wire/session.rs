@@ -616,7 +616,10 @@ impl Inbound<'_> {
                     self.out.clear();
                 }
                 let mut draft = draft.expect("a held unit executes something");
-                match self.hold(&held, len, &mut draft, cr).await? {
+                // Boxed: a hold's state (approval, impact estimate) is
+                // most of the session future's size, and holds are rare;
+                // inline, every idle session's task would carry it.
+                match Box::pin(self.hold(&held, len, &mut draft, cr)).await? {
                     HoldEnd::Approved(pending) => {
                         self.policy.approved(&held);
                         self.policy.proxy().metrics.holds_approved.inc();
