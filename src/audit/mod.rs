@@ -160,9 +160,6 @@ impl AuditMetrics {
     }
 }
 
-// The event is moved, not boxed: one allocation less per record, and the
-// queue's blocks are allocated lazily.
-#[allow(clippy::large_enum_variant)]
 enum Msg {
     /// Boxed: an `Event` is several times the size of the other variants,
     /// and every statement's `Encoded` message would otherwise be copied

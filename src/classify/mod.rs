@@ -468,8 +468,14 @@ impl Classifier {
         }
     }
 
-    /// This thread's [`Front`] entry for `key`, if it has one.
-    fn front(&self, key: &str) -> Option<Entry> {
+    /// What `pick` takes from this thread's [`Front`] slot for `key`, if
+    /// the slot holds `key` (a front left by another classifier is
+    /// emptied first).
+    fn in_front<R>(
+        &self,
+        key: &str,
+        pick: impl FnOnce(&Arc<str>, &Entry) -> Option<R>,
+    ) -> Option<R> {
         FRONT.with(|f| {
             let mut f = f.try_borrow_mut().ok()?;
             if f.owner != self.id {
@@ -478,10 +484,15 @@ impl Classifier {
                 return None;
             }
             match &f.slots[Front::slot(key)] {
-                Some((k, e)) if **k == *key => Some(e.clone()),
+                Some((k, e)) if **k == *key => pick(k, e),
                 _ => None,
             }
         })
+    }
+
+    /// This thread's [`Front`] entry for `key`, if it has one.
+    fn front(&self, key: &str) -> Option<Entry> {
+        self.in_front(key, |_, e| Some(e.clone()))
     }
 
     /// The cache's entry for `key`, through this thread's [`Front`].
@@ -529,17 +540,9 @@ impl Classifier {
         if sql.len() > self.opts.max_len {
             return None;
         }
-        FRONT.with(|f| {
-            let f = f.try_borrow().ok()?;
-            if f.owner != self.id {
-                return None;
-            }
-            match &f.slots[Front::slot(sql)] {
-                Some((k, Entry::Text(class))) if **k == *sql => {
-                    Some((Arc::clone(class), Arc::clone(k)))
-                }
-                _ => None,
-            }
+        self.in_front(sql, |k, e| match e {
+            Entry::Text(class) => Some((Arc::clone(class), Arc::clone(k))),
+            _ => None,
         })
     }
 

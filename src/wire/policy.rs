@@ -28,15 +28,16 @@ use crate::identity::SessionInfo;
 use crate::rules::{Action, Decision, HoldSettings, Subject};
 use bytes::BytesMut;
 use smallvec::smallvec;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use tokio::sync::mpsc;
+
 /// The session's name maps (prepared statements, portals), looked up on
 /// every extended-protocol frame: foldhash, several times cheaper than
 /// SipHash on short names. Still seeded per map, and a map only ever holds
 /// one session's own names, so a client that picks colliding names slows
 /// only itself.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use tokio::sync::mpsc;
 
 /// What the relay asks about: one simple Query, or one extended-protocol
 /// segment (Parse/Bind/Describe/Execute/Close... up to Sync or Flush).
@@ -1413,22 +1414,26 @@ fn classify(
     sql: &str,
     from: Text,
 ) -> Classified {
-    let (class, redacted) = match pre.take() {
-        Some(p) if Arc::ptr_eq(&p.classifier, classifier) && p.sql == sql => (p.class, None),
-        _ => match from {
-            Text::Parse => match classifier.exactly(sql) {
-                Some((class, text)) => {
-                    return Classified {
-                        class,
-                        redacted: None,
-                        text: Some(text),
-                    };
-                }
-                None => classifier.classify_redacting(sql),
-            },
-            Text::Query => classifier.classify_redacting(sql),
-        },
-    };
+    if let Some(p) = pre.take()
+        && Arc::ptr_eq(&p.classifier, classifier)
+        && p.sql == sql
+    {
+        return Classified {
+            class: p.class,
+            redacted: None,
+            text: None,
+        };
+    }
+    if let Text::Parse = from
+        && let Some((class, text)) = classifier.exactly(sql)
+    {
+        return Classified {
+            class,
+            redacted: None,
+            text: Some(text),
+        };
+    }
+    let (class, redacted) = classifier.classify_redacting(sql);
     Classified {
         class,
         redacted,
