@@ -117,6 +117,7 @@ fn main() {
             sql: Some(&sqls[i % sqls.len()]),
             redacted: None,
             parameters: &[],
+            parameter_count: 0,
             categories: &["read"],
             tables: &["pgbench_accounts"],
             functions: &[],

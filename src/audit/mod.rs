@@ -199,8 +199,12 @@ pub struct StatementRecord<'a> {
     /// `redacted` instead of scanning the text again. Never recorded for a
     /// held statement or under `full` (the raw text is), nor under `none`.
     pub redacted: Option<&'a str>,
-    /// Bound values (empty: none); recorded only under `log_parameters`.
+    /// Bound values; recorded only under `log_parameters`
+    /// ([`Auditor::logs_parameters`]), so a caller that renders them on
+    /// demand may pass none otherwise.
     pub parameters: &'a [Option<String>],
+    /// How many values were bound (recorded either way).
+    pub parameter_count: usize,
     /// Each list sorted, without duplicates.
     pub categories: &'a [&'a str],
     pub tables: &'a [&'a str],
@@ -453,6 +457,11 @@ impl Auditor {
     }
 
     /// False when `audit.enabled = false`: nothing is recorded.
+    /// Statement records carry bound values (`log_parameters`).
+    pub fn logs_parameters(&self) -> bool {
+        self.shared.cfg.log_parameters
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.tx.is_some()
     }
@@ -1038,8 +1047,8 @@ pub fn statement_body(cfg: &AuditConfig, ts: Timestamp, r: &StatementRecord<'_>)
         statement: r.statement,
         sql: sql.as_deref(),
         text_mode: mode.as_str(),
-        parameters: (cfg.log_parameters && !r.parameters.is_empty()).then_some(r.parameters),
-        parameter_count: r.parameters.len(),
+        parameters: (cfg.log_parameters && r.parameter_count > 0).then_some(r.parameters),
+        parameter_count: r.parameter_count.max(r.parameters.len()),
         categories: r.categories,
         tables: r.tables,
         functions: r.functions,
@@ -1182,6 +1191,7 @@ mod tests {
                                 sql: Some(sql),
                                 redacted: None,
                                 parameters,
+                                parameter_count: parameters.len(),
                                 categories: &["read", "write"],
                                 tables: &["public.t"],
                                 functions: &[],
@@ -1210,6 +1220,20 @@ mod tests {
                                 String::from_utf8_lossy(&fast),
                                 "{mode:?} {sql}"
                             );
+                            if !log_parameters {
+                                // A caller that renders values only for a
+                                // trail that logs them passes none: the
+                                // record still counts them.
+                                let counted = StatementRecord {
+                                    parameters: &[],
+                                    ..rec
+                                };
+                                assert_eq!(
+                                    String::from_utf8_lossy(&statement_body(&cfg, ts, &counted)),
+                                    String::from_utf8_lossy(&fast),
+                                    "{mode:?} {sql}"
+                                );
+                            }
                             let mut ev = Event {
                                 ts,
                                 kind: EventKind::Statement(event::Statement {
@@ -1269,6 +1293,7 @@ mod tests {
                 sql: Some("UPDATE t SET a = 'secret' WHERE id = 5"),
                 redacted: None,
                 parameters: &[],
+                parameter_count: 0,
                 categories: &["write"],
                 tables: &["t"],
                 functions: &[],

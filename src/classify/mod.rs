@@ -426,11 +426,23 @@ impl Default for Front {
 impl Front {
     fn slot(key: &str) -> usize {
         // FxHash-style: a few multiply-rotates over the key's words.
+        // Whole words are read as words: a short copy into a zeroed
+        // buffer per word compiled to a `memcpy` call each.
+        fn mix(h: u64, word: u64) -> u64 {
+            (h.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95)
+        }
         let mut h: u64 = key.len() as u64;
-        for chunk in key.as_bytes().chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        let words = key.as_bytes().chunks_exact(8);
+        let tail = words.remainder();
+        for w in words {
+            h = mix(h, u64::from_le_bytes(w.try_into().expect("eight bytes")));
+        }
+        if !tail.is_empty() {
+            let word = tail
+                .iter()
+                .rev()
+                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+            h = mix(h, word);
         }
         (h >> 40) as usize % FRONT_SLOTS
     }

@@ -178,7 +178,9 @@ pub struct Decision {
     /// For `deny`: the message for the client. Always set for `deny`.
     pub message: Option<String>,
     /// For `hold`: merged approval settings. Always set for `hold`.
-    pub hold: Option<HoldSettings>,
+    /// Boxed: a hold is rare, and a decision is built and moved for every
+    /// statement.
+    pub hold: Option<Box<HoldSettings>>,
 }
 
 /// Where a rule (or `[defaults]`) was defined.
@@ -583,7 +585,7 @@ impl RuleSet {
                         action,
                         rules: names.into(),
                         message: None,
-                        hold: Some(hold),
+                        hold: Some(Box::new(hold)),
                     },
                     Err(why) => Decision {
                         action: Action::Deny,

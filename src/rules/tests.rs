@@ -215,7 +215,7 @@ fn most_restrictive_action_wins_and_names_its_rules() {
     let d = s.evaluate(&one(Category::Destructive, &["public.orders"]), &AGENT);
     assert_eq!(d.action, Action::Hold);
     assert_eq!(*d.rules, ["c-hold", "d-hold"]);
-    assert_eq!(d.hold, Some(HoldSettings::default()));
+    assert_eq!(d.hold.as_deref(), Some(&HoldSettings::default()));
 
     // A deny anywhere in the message beats the holds.
     let c = class(vec![
@@ -451,8 +451,8 @@ fn hold_settings_merge_toward_the_stricter() {
     let d = s.evaluate(&one(Category::Ddl, &["t"]), &AGENT);
     assert_eq!(*d.rules, ["h1", "h2", "h3"]);
     assert_eq!(
-        d.hold,
-        Some(HoldSettings {
+        d.hold.as_deref(),
+        Some(&HoldSettings {
             channel: Some("#ddl".into()),
             approvers: vec!["UBBB".into(), "SGRP".into()],
             quorum: 2,

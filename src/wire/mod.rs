@@ -16,6 +16,7 @@ pub mod halves;
 pub mod inflight;
 pub mod io;
 pub mod messages;
+pub mod params;
 pub mod policy;
 pub mod record;
 pub mod session;

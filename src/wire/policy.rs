@@ -17,6 +17,7 @@
 
 use super::Proxy;
 use super::frame::{Body, FrameError};
+use super::params::Params;
 use super::record::{Draft, Who};
 use super::sqlstate;
 use crate::audit::FailurePolicy;
@@ -206,14 +207,14 @@ fn includes(a: &Known, b: &Known) -> bool {
 #[derive(Clone)]
 struct Bound {
     stmt: Known,
-    params: Arc<[Option<String>]>,
+    params: Params,
 }
 
 /// One Execute of the current segment.
 struct Exec {
     /// As classified (bookkeeping), with its text and bound values.
     raw: Known,
-    params: Arc<[Option<String>]>,
+    params: Params,
     /// As judged (EXECUTE resolved).
     judged: SharedClassification,
 }
@@ -248,7 +249,7 @@ pub struct Policy {
     segment_names: UnitNames<Arc<[Effect]>>,
     /// The current unit's text and bound values (every Execute's, in
     /// order), for its record and reviewers.
-    last_params: Arc<[Option<String>]>,
+    last_params: Params,
     /// Shared with the unit's draft (and, for one Execute, with its
     /// prepared statement): no copy per statement.
     last_sql: Arc<str>,
@@ -256,8 +257,7 @@ pub struct Policy {
     /// shape had it (a simple Query or one Execute of one statement): the
     /// audit record's text without a second scan.
     last_redacted: Option<Arc<str>>,
-    /// Shared by units without text or values: no allocation for them.
-    no_params: Arc<[Option<String>]>,
+    /// Shared by units without text: no allocation for them.
     no_sql: Arc<str>,
     /// The next text's classification, computed off the session thread
     /// (see [`Policy::preclassified`]).
@@ -302,10 +302,9 @@ impl Policy {
             undo: Vec::new(),
             executed: Vec::new(),
             segment_names: UnitNames::default(),
-            last_params: Arc::from([]),
+            last_params: Params::default(),
             last_sql: Arc::from(""),
             last_redacted: None,
-            no_params: Arc::from([]),
             no_sql: Arc::from(""),
             pre: None,
             decided: Default::default(),
@@ -412,10 +411,9 @@ impl Policy {
                 let portal = b.name()?;
                 let stmt = b.name()?;
                 let stmt = self.bind_target(stmt);
-                let params = match bind_params(&mut b) {
-                    Ok(p) if !p.is_empty() => Arc::from(p),
-                    _ => self.no_params.clone(),
-                };
+                // A malformed Bind is the server's to refuse; its values
+                // are then none.
+                let params = Params::read(&mut b).unwrap_or_default();
                 let old = self
                     .portals
                     .insert(portal.to_string(), Bound { stmt, params });
@@ -428,7 +426,7 @@ impl Policy {
                         unknown("Execute of a portal the proxy has not seen"),
                         self.no_sql.clone(),
                     ),
-                    params: self.no_params.clone(),
+                    params: Params::default(),
                 });
                 let judged = self.resolve(&bound.stmt.class);
                 for s in &bound.stmt.class.statements {
@@ -602,7 +600,7 @@ impl Policy {
                 .as_ref()
                 .or(olds.last())
                 .map(|b| b.params.clone())
-                .unwrap_or_else(|| self.no_params.clone());
+                .unwrap_or_default();
             let stmts = olds.into_iter().chain(last.clone()).map(|b| b.stmt);
             let Some(all) = union_of(stmts) else {
                 continue;
@@ -746,7 +744,7 @@ impl Policy {
                         unknown("statement text is not valid UTF-8")
                     }
                 };
-                self.last_params = self.no_params.clone();
+                self.last_params = Params::default();
                 let judged = self.resolve(&class);
                 // The text is kept for bookkeeping only if it PREPAREs.
                 let prepares = class
@@ -766,7 +764,7 @@ impl Policy {
                 let text = segment_text(&execs).unwrap_or_else(|| SegmentText {
                     sql: self.no_sql.clone(),
                     redacted: None,
-                    params: self.no_params.clone(),
+                    params: Params::default(),
                 });
                 self.last_sql = text.sql;
                 self.last_redacted = text.redacted;
@@ -794,7 +792,8 @@ impl Policy {
             });
         }
         // A segment that executes nothing (Parse/Describe only) runs nothing.
-        let decision = decision.unwrap_or(Decision {
+        // (Lazily: an empty `Arc<[_]>` is still an allocation.)
+        let decision = decision.unwrap_or_else(|| Decision {
             action: Action::Allow,
             rules: Arc::from([]),
             message: None,
@@ -918,8 +917,8 @@ impl Policy {
                 Verdict::Hold(Box::new(Held {
                     sql: self.last_sql.to_string(),
                     prepared,
-                    params: self.last_params.to_vec(),
-                    settings: d.hold.clone().unwrap_or_default(),
+                    params: self.last_params.render(),
+                    settings: d.hold.as_deref().cloned().unwrap_or_default(),
                     decision: judgement.decision,
                     categories,
                     classification,
@@ -1197,7 +1196,7 @@ fn merge(a: Decision, b: Decision) -> Decision {
             rules.dedup();
             let rules: Arc<[String]> = rules.into();
             let hold = match (a.hold, b.hold) {
-                (Some(x), Some(y)) => Some(HoldSettings {
+                (Some(x), Some(y)) => Some(Box::new(HoldSettings {
                     channel: x.channel.or(y.channel),
                     approvers: if x.approvers.is_empty() {
                         y.approvers
@@ -1206,7 +1205,7 @@ fn merge(a: Decision, b: Decision) -> Decision {
                     },
                     quorum: x.quorum.max(y.quorum),
                     timeout: x.timeout.min(y.timeout),
-                }),
+                })),
                 (x, y) => x.or(y),
             };
             Decision {
@@ -1297,7 +1296,7 @@ fn redefined(old: &Known, new: Known) -> Known {
 struct SegmentText {
     sql: Arc<str>,
     redacted: Option<Arc<str>>,
-    params: Arc<[Option<String>]>,
+    params: Params,
 }
 
 /// Each Execute's statement text, in order, one per line (a portal
@@ -1306,9 +1305,7 @@ struct SegmentText {
 /// binding (the common case, one Execute) its text, redaction and values
 /// are shared, not copied.
 fn segment_text(execs: &[Exec]) -> Option<SegmentText> {
-    let same = |a: &Exec, b: &Exec| {
-        Arc::ptr_eq(&a.raw.sql, &b.raw.sql) && Arc::ptr_eq(&a.params, &b.params)
-    };
+    let same = |a: &Exec, b: &Exec| Arc::ptr_eq(&a.raw.sql, &b.raw.sql) && a.params.same(&b.params);
     let distinct = || {
         execs
             .iter()
@@ -1321,7 +1318,7 @@ fn segment_text(execs: &[Exec]) -> Option<SegmentText> {
         [first, rest @ ..] if rest.iter().all(|e| same(e, first)) => Some(SegmentText {
             sql: Arc::clone(&first.raw.sql),
             redacted: first.raw.redacted.clone(),
-            params: Arc::clone(&first.params),
+            params: first.params.clone(),
         }),
         _ => {
             let mut sql = String::new();
@@ -1339,7 +1336,7 @@ fn segment_text(execs: &[Exec]) -> Option<SegmentText> {
                 sql: Arc::from(sql),
                 // Joined texts are redacted by the audit trail itself.
                 redacted: None,
-                params: distinct().flat_map(|e| e.params.iter().cloned()).collect(),
+                params: Params::concat(distinct().map(|e| &e.params)),
             })
         }
     }
@@ -1353,37 +1350,6 @@ pub(crate) fn unknown(why: &str) -> SharedClassification {
             prepared: None,
         }],
     })
-}
-
-/// Parameter values of a Bind, rendered for a human reviewer: text-format
-/// values as text, binary ones as hex.
-fn bind_params(b: &mut Body<'_>) -> Result<Vec<Option<String>>, FrameError> {
-    let nfmt = b.i16()?.max(0) as usize;
-    let mut formats = Vec::with_capacity(nfmt.min(64));
-    for _ in 0..nfmt {
-        formats.push(b.i16()?);
-    }
-    let n = b.i16()?.max(0) as usize;
-    let mut out = Vec::with_capacity(n.min(64));
-    for i in 0..n {
-        let len = b.i32()?;
-        if len < 0 {
-            out.push(None);
-            continue;
-        }
-        let v = b.bytes(len as usize)?;
-        let fmt = match formats.len() {
-            0 => 0,
-            1 => formats[0],
-            _ => formats.get(i).copied().unwrap_or(0),
-        };
-        out.push(Some(if fmt == 0 {
-            String::from_utf8_lossy(v).into_owned()
-        } else {
-            format!("\\x{}", hex::encode(v))
-        }));
-    }
-    Ok(out)
 }
 
 /// Where a text came from, which tells the classifier what to try first.
@@ -1445,7 +1411,7 @@ fn classify(
 mod tests {
     use super::*;
 
-    fn exec(sql: &Arc<str>, params: &Arc<[Option<String>]>) -> Exec {
+    fn exec(sql: &Arc<str>, params: &Params) -> Exec {
         let class = unknown("test");
         Exec {
             raw: Known {
@@ -1546,21 +1512,25 @@ mod tests {
             Arc::from("SELECT $1"),
             Arc::from("DELETE FROM t WHERE id = $1;"),
         );
-        let p1: Arc<[Option<String>]> = Arc::from([Some("1".to_string())]);
-        let p2: Arc<[Option<String>]> = Arc::from([Some("2".to_string())]);
-        let none: Arc<[Option<String>]> = Arc::from([]);
+        let values = |v: &str| {
+            let mut section = vec![0, 0, 0, 1];
+            section.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            section.extend_from_slice(v.as_bytes());
+            let mut frame = vec![b'B'];
+            frame.extend_from_slice(&(section.len() as i32 + 4).to_be_bytes());
+            frame.extend_from_slice(&section);
+            Params::read(&mut Body::new(&frame)).unwrap()
+        };
+        let (p1, p2, none) = (values("1"), values("2"), Params::default());
         assert!(segment_text(&[]).is_none());
         let one = segment_text(&[exec(&a, &p1)]).unwrap();
         assert!(Arc::ptr_eq(&one.sql, &a), "one Execute shares its text");
         assert_eq!(one.redacted.as_deref(), Some("redacted SELECT $1"));
-        assert!(
-            Arc::ptr_eq(&one.params, &p1),
-            "one Execute shares its values"
-        );
+        assert!(one.params.same(&p1), "one Execute shares its values");
         let continued = segment_text(&[exec(&a, &p1), exec(&a, &p1)]).unwrap();
         assert_eq!(&*continued.sql, "SELECT $1");
         assert!(
-            Arc::ptr_eq(&continued.params, &p1),
+            continued.params.same(&p1),
             "a continued portal shares its values"
         );
         let many = segment_text(&[
@@ -1580,7 +1550,7 @@ mod tests {
             "a joined text is redacted by the trail"
         );
         assert_eq!(
-            &*many.params,
+            many.params.render(),
             [Some("2".into()), Some("1".into()), Some("1".into())]
         );
     }

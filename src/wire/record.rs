@@ -40,8 +40,9 @@ pub struct Draft {
     pub sql: Arc<str>,
     /// `sql` with its literals redacted, when the classifier had it.
     pub redacted: Option<Arc<str>>,
-    /// Shared with the portal that bound them.
-    pub params: Arc<[Option<String>]>,
+    /// Shared with the portal that bound them; rendered only for a trail
+    /// that logs them.
+    pub params: super::params::Params,
     /// The classifications the unit executes, as judged.
     pub executed: super::policy::Units<SharedClassification>,
     /// See `audit::event::decision`; a hold sets what became of it.
@@ -86,6 +87,11 @@ impl Draft {
         );
         let rules_at = names.len();
         names.extend(self.rules.iter().map(String::as_str));
+        let rendered = if audit.logs_parameters() {
+            self.params.render()
+        } else {
+            Vec::new()
+        };
         audit.statement(&StatementRecord {
             session: &self.who.session,
             agent: &self.who.agent,
@@ -93,7 +99,8 @@ impl Draft {
             statement: self.statement,
             sql: Some(&self.sql),
             redacted: self.redacted.as_deref(),
-            parameters: &self.params,
+            parameters: &rendered,
+            parameter_count: self.params.len(),
             categories: &names[..tables_at],
             tables: &names[tables_at..functions_at],
             functions: &names[functions_at..rules_at],
