@@ -223,7 +223,7 @@ async fn serve(
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    crate::timers::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -287,12 +287,12 @@ async fn serve(
         .limits
         .shutdown_timeout
         .max(std::time::Duration::from_secs(5));
-    match tokio::time::timeout(grace, proxy.audit.shutdown()).await {
+    match crate::timers::timeout(grace, proxy.audit.shutdown()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "audit trail did not close cleanly"),
         Err(_) => tracing::error!("audit trail did not flush within the shutdown deadline"),
     }
-    if let Ok(Err(e)) = tokio::time::timeout(grace, audit_task.join()).await {
+    if let Ok(Err(e)) = crate::timers::timeout(grace, audit_task.join()).await {
         tracing::error!(error = %e, "audit writer failed");
     }
     tracing::info!("pg-airlock stopped");
@@ -327,7 +327,7 @@ async fn reject_busy(mut tcp: TcpStream) {
         None,
         None,
     );
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tcp.write_all(&out)).await;
+    let _ = crate::timers::timeout(std::time::Duration::from_secs(1), tcp.write_all(&out)).await;
 }
 
 /// Rule reloads: polled every `interval` and on SIGHUP. Each change (or
@@ -343,7 +343,7 @@ fn spawn_rules_reloader(
     tokio::spawn(async move {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut tick = tokio::time::interval(interval);
+        let mut tick = crate::timers::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error = String::new();
         loop {

@@ -78,7 +78,7 @@ pub async fn estimate(
             _ => Some(Ok(Plan::Text { params })),
         }
     };
-    match tokio::time::timeout(
+    match crate::timers::timeout(
         Duration::from_secs(5),
         run(connector, database, sql, plan, &tables),
     )

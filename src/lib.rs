@@ -31,5 +31,6 @@ pub mod metrics;
 pub mod pgcluster;
 pub mod rules;
 pub mod slack;
+pub mod timers;
 pub mod wire;
 pub mod workers;

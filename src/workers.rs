@@ -41,18 +41,21 @@ impl Drop for Seat {
 }
 
 impl Workers {
-    /// Start `n` session threads (`n` >= 1).
+    /// Start `n` session threads (`n` >= 1). Call on the main runtime,
+    /// which then serves their timers and must outlive them.
     pub fn start(n: usize) -> std::io::Result<Workers> {
         let stop = CancellationToken::new();
         let mut workers = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
+        // Timers made on a session thread belong to this (the main)
+        // runtime: see `timers`.
+        let home = Handle::current();
         for i in 0..n.max(1) {
-            // I/O and timers only: with the signal driver on, every park of
-            // the thread (one or more per relayed statement) also checks for
-            // exited child processes, which sessions never start.
+            // I/O only: no time driver (its part of every park, one or more
+            // per relayed statement, was for timers sessions rarely set;
+            // `timers` registers those with `home`).
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
-                .enable_time()
                 .build()?;
             workers.push(Worker {
                 handle: rt.handle().clone(),
@@ -63,7 +66,13 @@ impl Workers {
             // `block_on`; it is dropped on its own thread once stopped.
             let t = std::thread::Builder::new()
                 .name(format!("airlock-session-{i}"))
-                .spawn(move || rt.block_on(token.cancelled()));
+                .spawn({
+                    let home = home.clone();
+                    move || {
+                        crate::timers::set_home(home);
+                        rt.block_on(token.cancelled())
+                    }
+                });
             match t {
                 Ok(t) => threads.push(t),
                 Err(e) => {

@@ -203,7 +203,7 @@ pub(crate) async fn request(
             why,
         })
     };
-    tokio::time::timeout(CALL_TIMEOUT, exchange)
+    crate::timers::timeout(CALL_TIMEOUT, exchange)
         .await
         .map_err(|_| Error::Timeout { addr: addr.clone() })?
 }

@@ -698,11 +698,37 @@ impl Gate {
 
     /// Holds a statement: registers the request and posts it to reviewers.
     ///
+    /// Runs on the gate's own runtime (the main one) when called from
+    /// another (a session thread): the notifier's HTTP client starts
+    /// connection tasks and timers of its own, which belong there, not on
+    /// a session thread without a time driver (see `timers`). Dropping
+    /// this future then does not stop the posting; the request is withdrawn
+    /// as soon as it is made, as a dropped [`Pending`] always is.
+    ///
     /// # Errors
     /// `Err(Outcome::ChannelDown)` if the message cannot be posted (or a user
     /// group cannot be resolved) and `Err(Outcome::Denied)` while shutting down:
     /// the statement must not run.
     pub async fn submit(&self, req: ApprovalRequest) -> Result<Pending, Outcome> {
+        let here = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
+        match &self.inner.runtime {
+            Some(rt) if here != Some(rt.id()) => {
+                let gate = self.clone();
+                let task = self
+                    .inner
+                    .tasks
+                    .spawn_on(async move { gate.submit_here(req).await }, rt);
+                task.await.unwrap_or_else(|e| {
+                    Err(Outcome::ChannelDown {
+                        error: format!("posting the request failed: {e}"),
+                    })
+                })
+            }
+            _ => self.submit_here(req).await,
+        }
+    }
+
+    async fn submit_here(&self, req: ApprovalRequest) -> Result<Pending, Outcome> {
         if self.inner.shutting_down.load(Ordering::SeqCst) {
             return Err(Outcome::Denied {
                 by: Decider::system(),
@@ -779,16 +805,18 @@ impl Gate {
         }));
 
         let view = entry.view();
-        let posted =
-            match tokio::time::timeout(POST_TIMEOUT.min(timeout), self.inner.notifier.post(&view))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(format!(
-                    "no answer from the approval channel within {}s",
-                    POST_TIMEOUT.min(timeout).as_secs()
-                )),
-            };
+        let posted = match crate::timers::timeout(
+            POST_TIMEOUT.min(timeout),
+            self.inner.notifier.post(&view),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "no answer from the approval channel within {}s",
+                POST_TIMEOUT.min(timeout).as_secs()
+            )),
+        };
         let pending = Pending {
             gate: self.clone(),
             entry: entry.clone(),
@@ -837,7 +865,7 @@ impl Gate {
         for a in approvers {
             if is_user_group(a) {
                 let members =
-                    tokio::time::timeout(GROUP_TIMEOUT, self.inner.notifier.group_members(a))
+                    crate::timers::timeout(GROUP_TIMEOUT, self.inner.notifier.group_members(a))
                         .await
                         .map_err(|_| format!("resolving user group {a} timed out"))?
                         .map_err(|e| format!("cannot resolve user group {a}: {e}"))?;
@@ -1017,7 +1045,7 @@ impl Gate {
     pub fn notify_ephemeral(&self, channel: String, user: String, text: String) {
         let notifier = self.inner.notifier.clone();
         self.spawn(async move {
-            match tokio::time::timeout(UPDATE_TIMEOUT, notifier.ephemeral(&channel, &user, &text))
+            match crate::timers::timeout(UPDATE_TIMEOUT, notifier.ephemeral(&channel, &user, &text))
                 .await
             {
                 Ok(Ok(())) => {}
@@ -1050,7 +1078,7 @@ impl Gate {
             self.schedule_edit(&entry);
         }
         self.inner.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.inner.tasks.wait())
+        if crate::timers::timeout(SHUTDOWN_GRACE, self.inner.tasks.wait())
             .await
             .is_err()
         {
@@ -1072,7 +1100,7 @@ impl Gate {
                 return; // not posted yet; submit edits once the post lands
             };
             let view = entry.view();
-            match tokio::time::timeout(UPDATE_TIMEOUT, notifier.update(&msg, &view)).await {
+            match crate::timers::timeout(UPDATE_TIMEOUT, notifier.update(&msg, &view)).await {
                 Ok(Ok(())) => *rendered = version,
                 Ok(Err(e)) => {
                     tracing::warn!(request_id = %entry.id, error = %e, "could not edit approval message")
@@ -1222,7 +1250,7 @@ impl Pending {
                 // another way; the state is authoritative.
                 Err(_) => self.entry.lock().outcome().unwrap_or(Outcome::ChannelDown { error: "approval state lost".into() }),
             },
-            _ = tokio::time::sleep_until(self.entry.deadline) => self.expire(),
+            _ = crate::timers::sleep_until(self.entry.deadline) => self.expire(),
         };
         self.settled = Some(out.clone());
         out

@@ -148,7 +148,7 @@ async fn settle_tasks(g: &Gate) {
     for _ in 0..50 {
         tokio::task::yield_now().await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+    let _ = crate::timers::timeout(Duration::from_secs(5), async {
         while !g.inner.tasks.is_empty() {
             tokio::task::yield_now().await;
         }
@@ -474,7 +474,7 @@ async fn outcome_is_cancel_safe() {
     let mut p = g.submit(request(&["U1"], 1)).await.unwrap();
     tokio::select! {
         _ = p.outcome() => panic!("no decision yet"),
-        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        _ = crate::timers::sleep(Duration::from_millis(10)) => {}
     }
     g.decide(p.id(), None, user("U1"), Verdict::Approve)
         .unwrap();

@@ -709,7 +709,7 @@ impl Writer {
                 // so a busy proxy pays one wake-up per batch, not one per
                 // statement. Durable records wait at most this much more.
                 tokio::select! {
-                    _ = tokio::time::sleep(LINGER.min(flush_interval)) => {}
+                    _ = crate::timers::sleep(LINGER.min(flush_interval)) => {}
                     _ = self.shared.urgent.notified() => {}
                 }
             }
@@ -1122,7 +1122,7 @@ fn apply_text_policy(cfg: &AuditConfig, ev: &mut Event) {
 
 async fn sleep_until_opt(t: Option<Instant>) {
     match t {
-        Some(t) => tokio::time::sleep_until(t).await,
+        Some(t) => crate::timers::sleep_until(t).await,
         None => std::future::pending().await,
     }
 }
@@ -1146,7 +1146,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !f() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            crate::timers::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -1396,13 +1396,13 @@ mod tests {
         let a2 = a.clone();
         let pending = tokio::spawn(async move { a2.record_durable(ev(1)).await });
         eventually("unhealthy", || !a.is_healthy()).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        crate::timers::sleep(Duration::from_millis(200)).await;
         assert!(
             !pending.is_finished(),
             "durable record returned while the sink fails"
         );
         a.metrics().fail_writes.store(false, Relaxed);
-        tokio::time::timeout(Duration::from_secs(10), pending)
+        crate::timers::timeout(Duration::from_secs(10), pending)
             .await
             .unwrap()
             .unwrap()

@@ -606,7 +606,7 @@ impl PgSink {
     /// Called at start (so a wrong URL fails startup) and after any error.
     pub async fn connect(&mut self) -> Result<Option<(u64, String)>, Error> {
         self.client = None;
-        let (client, conn) = tokio::time::timeout(
+        let (client, conn) = crate::timers::timeout(
             Duration::from_secs(10),
             tokio_postgres::connect(&self.url, tokio_postgres::NoTls),
         )

@@ -162,7 +162,7 @@ impl RuleStore {
         cancel: CancellationToken,
     ) -> JoinHandle<()> {
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
+            let mut tick = crate::timers::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // The first tick fires at once; the files were just loaded.
             tick.tick().await;

@@ -906,7 +906,7 @@ async fn watcher_picks_up_changes_and_stops_on_cancel() {
 
     // An invalid file is ignored...
     dir.write("rules.toml", "[[rule]\n");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    crate::timers::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         store.current().evaluate(&read, &AGENT).action,
         Action::Allow
@@ -922,10 +922,10 @@ async fn watcher_picks_up_changes_and_stops_on_cancel() {
             tokio::time::Instant::now() < deadline,
             "watcher did not reload"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        crate::timers::sleep(Duration::from_millis(10)).await;
     }
     cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(5), handle)
+    crate::timers::timeout(Duration::from_secs(5), handle)
         .await
         .unwrap()
         .unwrap();

@@ -81,7 +81,7 @@ pub async fn accept(
     peer: SocketAddr,
 ) -> Result<Established, Refused> {
     let timeout = proxy.config.limits.startup_timeout;
-    match tokio::time::timeout(timeout, handshake(proxy, tcp, peer)).await {
+    match crate::timers::timeout(timeout, handshake(proxy, tcp, peer)).await {
         Ok(r) => r,
         Err(_) => Err(Refused::Timeout),
     }

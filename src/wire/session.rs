@@ -28,6 +28,7 @@ use crate::audit::OutcomeRef;
 use crate::audit::event::{self as audit, Event, EventKind, decision};
 use bytes::{Buf, BytesMut};
 use pgwire::tokio::server::MaybeTls;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -229,22 +230,23 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         // Each branch polled only on its own wake-up (`gated`).
         let (mut a, mut b, mut stop) = (Gated::new(a), Gated::new(b), Gated::new(stop));
         let _ = shared.wake_outbound.set(b.waker());
-        let mut draining = false;
-        let deadline = tokio::time::sleep(std::time::Duration::from_secs(365 * 86400));
-        tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        // Made only once a shutdown begins: a relaying session holds no
+        // timer (and its task is smaller by two).
+        let mut drain: Option<(Pin<Box<tokio::time::Sleep>>, tokio::time::Interval)> = None;
         loop {
+            let draining = drain.is_some();
             tokio::select! {
                 // Fixed order, relay first: no random draw per wake.
                 biased;
                 r = &mut a => break r,
                 r = &mut b => break r,
                 _ = &mut stop, if !draining => {
-                    draining = true;
-                    deadline.as_mut().reset(tokio::time::Instant::now() + proxy.config.limits.shutdown_timeout);
+                    drain = Some((
+                        Box::pin(crate::timers::sleep(proxy.config.limits.shutdown_timeout)),
+                        crate::timers::interval(std::time::Duration::from_millis(20)),
+                    ));
                 }
-                _ = &mut deadline, if draining => break End::Shutdown,
-                _ = tick.tick(), if draining => if shared.idle() { break End::Shutdown },
+                done = drained(&mut drain, &shared), if draining => if done { break End::Shutdown },
             }
         }
     };
@@ -291,12 +293,12 @@ pub async fn run(proxy: Arc<Proxy>, est: Established, shutdown: CancellationToke
         };
         let mut out = BytesMut::new();
         messages::error(&mut out, Severity::Fatal, code, &msg, None, None);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cw.write_all(&out)).await;
+        let _ = crate::timers::timeout(std::time::Duration::from_secs(1), cw.write_all(&out)).await;
     }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cw.shutdown()).await;
+    let _ = crate::timers::timeout(std::time::Duration::from_secs(1), cw.shutdown()).await;
     // Tell the server we are leaving, so its backend ends now rather than
     // when it notices the closed socket.
-    let _ = tokio::time::timeout(
+    let _ = crate::timers::timeout(
         std::time::Duration::from_secs(1),
         uw.write_all(&[b'X', 0, 0, 0, 4]),
     )
@@ -1038,6 +1040,22 @@ impl Inbound<'_> {
 
 /// Whether a complete Terminate frame follows the first `pos` bytes of
 /// `buf` (frames after a held unit, read while it waits).
+/// While shutting down: true once the deadline has passed, or at a tick
+/// that finds the session idle.
+async fn drained(
+    drain: &mut Option<(Pin<Box<tokio::time::Sleep>>, tokio::time::Interval)>,
+    shared: &Shared,
+) -> bool {
+    let Some((deadline, tick)) = drain else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        biased;
+        _ = deadline.as_mut() => true,
+        _ = tick.tick() => shared.idle(),
+    }
+}
+
 fn terminated_after(buf: &[u8], mut pos: usize, max: usize) -> bool {
     while let Ok(Some(h)) = frame::header(&buf[pos..], max) {
         if h.tag == b'X' {

@@ -134,7 +134,7 @@ impl Connector {
     async fn tcp(&self) -> Result<TcpStream, Error> {
         let addr = self.addr();
         let secs = self.cfg.connect_timeout.as_secs();
-        let tcp = tokio::time::timeout(self.cfg.connect_timeout, TcpStream::connect(&addr))
+        let tcp = crate::timers::timeout(self.cfg.connect_timeout, TcpStream::connect(&addr))
             .await
             .map_err(|_| Error::Timeout {
                 addr: addr.clone(),
@@ -153,7 +153,7 @@ impl Connector {
     pub async fn login(&self, params: &[(&str, &str)]) -> Result<Login, Error> {
         let addr = self.addr();
         let secs = self.cfg.connect_timeout.as_secs();
-        tokio::time::timeout(self.cfg.connect_timeout * 2, self.login_inner(params))
+        crate::timers::timeout(self.cfg.connect_timeout * 2, self.login_inner(params))
             .await
             .map_err(|_| Error::Timeout { addr, secs })?
     }
@@ -314,7 +314,7 @@ impl Connector {
         tcp.write_all(&msg).await?;
         // Wait for the server to close, so the cancel is delivered before we return.
         let mut sink = [0u8; 1];
-        let _ = tokio::time::timeout(self.cfg.connect_timeout, tcp.read(&mut sink)).await;
+        let _ = crate::timers::timeout(self.cfg.connect_timeout, tcp.read(&mut sink)).await;
         Ok(())
     }
 }
