@@ -77,19 +77,15 @@ impl PartialEq<str> for Hash {
     }
 }
 
-/// Decimal digits of `v`, as `{}` formats it.
-pub(crate) fn write_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+/// Decimal digits of `v`, as `{}` formats it. Records carry several small
+/// numbers (counts, rows, durations): a single digit is one push, others
+/// go through `itoa`'s two-digit table.
+pub(crate) fn write_u64(out: &mut Vec<u8>, v: u64) {
+    if v < 10 {
+        out.push(b'0' + v as u8);
+    } else {
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Write `{"seq":N,"prev":"<hash>",` into `out`.
@@ -168,5 +164,23 @@ pub(crate) fn for_each_line(
             buf.pop();
         }
         f(lineno, &buf, complete)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_are_written_as_display_writes_them() {
+        let mut v: u64 = 1;
+        let mut values = vec![0, 9, 10, 99, 100, u64::MAX];
+        while let Some(next) = v.checked_mul(7) {
+            values.extend([next - 1, next]);
+            v = next;
+        }
+        for n in values {
+            let mut out = b"x".to_vec();
+            super::write_u64(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
     }
 }

@@ -73,27 +73,48 @@ impl Timestamp {
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` written digit by digit: every audit
     /// record carries one, and `write!` with padded integers cost about a
     /// tenth of the writer thread's time. `None` outside years 0..=9999.
+    /// The date and time of day are the same for every record of a second:
+    /// each thread keeps its last second's, and writes only the micros.
     pub(crate) fn ascii(self) -> Option<[u8; 27]> {
+        thread_local! {
+            static LAST: std::cell::Cell<(i64, [u8; 27])> =
+                const { std::cell::Cell::new((i64::MIN, [0; 27])) };
+        }
         let secs = self.0.div_euclid(1_000_000);
         let micros = self.0.rem_euclid(1_000_000) as u32;
+        let mut b = match LAST.try_with(|l| l.get()) {
+            Ok((at, b)) if at == secs => b,
+            _ => {
+                let b = Self::second_ascii(secs)?;
+                let _ = LAST.try_with(|l| l.set((secs, b)));
+                b
+            }
+        };
+        put_digits(&mut b[20..26], micros);
+        Some(b)
+    }
+
+    /// [`Timestamp::ascii`] of the start of second `secs`.
+    fn second_ascii(secs: i64) -> Option<[u8; 27]> {
         let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
         let y = u32::try_from(y).ok().filter(|y| *y <= 9999)?;
         let sod = secs.rem_euclid(86_400) as u32;
         let mut b = *b"0000-00-00T00:00:00.000000Z";
-        let mut put = |at: usize, width: usize, mut v: u32| {
-            for i in (at..at + width).rev() {
-                b[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, 4, y);
-        put(5, 2, mo);
-        put(8, 2, d);
-        put(11, 2, sod / 3600);
-        put(14, 2, (sod / 60) % 60);
-        put(17, 2, sod % 60);
-        put(20, 6, micros);
+        put_digits(&mut b[0..4], y);
+        put_digits(&mut b[5..7], mo);
+        put_digits(&mut b[8..10], d);
+        put_digits(&mut b[11..13], sod / 3600);
+        put_digits(&mut b[14..16], (sod / 60) % 60);
+        put_digits(&mut b[17..19], sod % 60);
         Some(b)
+    }
+}
+
+/// The last `to.len()` decimal digits of `v`, zero-padded.
+fn put_digits(to: &mut [u8], mut v: u32) {
+    for c in to.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
     }
 }
 
@@ -551,6 +572,11 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             samples.push(x.rem_euclid(253_402_300_800_000_000));
+        }
+        // Runs within one second and across its end (the per-second cache),
+        // and a second revisited after another.
+        for base in [1_796_000_000_000_000i64, 951_782_399_000_000] {
+            samples.extend([base, base + 1, base + 999_999, base + 1_000_000, base + 7]);
         }
         for m in samples {
             let t = Timestamp(m);
