@@ -124,6 +124,7 @@ fn main() {
             decision: "allow",
             rules: &["allow-routine"],
             ruleset: Some("68d12d09b54a347108e571c5ed6771791d385071b5af458c1480fd940b2fce3c"),
+            judged: None,
             request_id: None,
             outcome: OutcomeRef::Ok {
                 command_tag: "SELECT 1",

@@ -37,6 +37,9 @@ pub(crate) struct Fields<'a, L> {
     pub decision: &'a str,
     pub rules: &'a [L],
     pub ruleset: Option<&'a str>,
+    /// The six fields above as [`judged`] encodes them, when the caller
+    /// keeps that: copied instead (the lists are then not read).
+    pub judged: Option<&'a [u8]>,
     pub request_id: Option<&'a str>,
     pub outcome: OutcomeRef<'a>,
     pub duration_us: u64,
@@ -86,6 +89,7 @@ impl<'a> Fields<'a, String> {
             decision: &s.decision,
             rules: &s.rules,
             ruleset: s.ruleset.as_deref(),
+            judged: None,
             request_id: s.request_id.as_deref(),
             outcome: (&s.outcome).into(),
             duration_us: s.duration_us,
@@ -153,19 +157,17 @@ pub(crate) fn statement<L: AsRef<str>>(out: &mut Vec<u8>, ts: Timestamp, s: &Fie
     }
     key!(out, "parameter_count");
     super::chain::write_u64(out, s.parameter_count as u64);
-    key!(out, "categories");
-    strings(out, s.categories);
-    key!(out, "tables");
-    strings(out, s.tables);
-    key!(out, "functions");
-    strings(out, s.functions);
-    key!(out, "decision");
-    string(out, s.decision);
-    key!(out, "rules");
-    strings(out, s.rules);
-    if let Some(r) = s.ruleset {
-        key!(out, "ruleset");
-        string(out, r);
+    match s.judged {
+        Some(pre) => out.extend_from_slice(pre),
+        None => write_judged(
+            out,
+            s.categories,
+            s.tables,
+            s.functions,
+            s.decision,
+            s.rules,
+            s.ruleset,
+        ),
     }
     if let Some(r) = s.request_id {
         key!(out, "request_id");
@@ -194,6 +196,34 @@ pub(crate) fn statement<L: AsRef<str>>(out: &mut Vec<u8>, ts: Timestamp, s: &Fie
     key!(out, "duration_us");
     super::chain::write_u64(out, s.duration_us);
     out.push(b'}');
+}
+
+/// `,"categories":..` to `,"ruleset":..` as a statement record writes
+/// them: what the rules made of a statement, the same for every statement
+/// of a shape under one rule set, so a session encodes it once per shape.
+pub(crate) fn write_judged<L: AsRef<str>>(
+    out: &mut Vec<u8>,
+    categories: &[L],
+    tables: &[L],
+    functions: &[L],
+    decision: &str,
+    rules: &[L],
+    ruleset: Option<&str>,
+) {
+    key!(out, "categories");
+    strings(out, categories);
+    key!(out, "tables");
+    strings(out, tables);
+    key!(out, "functions");
+    strings(out, functions);
+    key!(out, "decision");
+    string(out, decision);
+    key!(out, "rules");
+    strings(out, rules);
+    if let Some(r) = ruleset {
+        key!(out, "ruleset");
+        string(out, r);
+    }
 }
 
 /// `,"session":..,"agent":..` as a statement record writes them: the same

@@ -212,6 +212,10 @@ pub struct StatementRecord<'a> {
     pub decision: &'a str,
     pub rules: &'a [&'a str],
     pub ruleset: Option<&'a str>,
+    /// `categories` to `ruleset` as [`judged_fields`] encodes them, if the
+    /// caller keeps that (a session does, per statement shape): copied
+    /// instead, and those six fields are then not read.
+    pub judged: Option<&'a [u8]>,
     /// Set for a held statement: its text is then recorded in full.
     pub request_id: Option<&'a str>,
     pub outcome: OutcomeRef<'a>,
@@ -1029,6 +1033,24 @@ impl Writer {
     }
 }
 
+/// What the rules made of a statement (its categories, tables, functions,
+/// decision, rules and rule set) as its record carries it (see
+/// [`StatementRecord::judged`]).
+pub fn judged_fields(
+    categories: &[&str],
+    tables: &[&str],
+    functions: &[&str],
+    decision: &str,
+    rules: &[&str],
+    ruleset: Option<&str>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    encode::write_judged(
+        &mut out, categories, tables, functions, decision, rules, ruleset,
+    );
+    out
+}
+
 /// A session's identity as every one of its statement records carries it
 /// (see [`StatementRecord::identity`]): encoded once per session.
 pub fn identity_fields(session: &str, agent: &str) -> Vec<u8> {
@@ -1055,6 +1077,7 @@ pub fn statement_body(cfg: &AuditConfig, ts: Timestamp, r: &StatementRecord<'_>)
         decision: r.decision,
         rules: r.rules,
         ruleset: r.ruleset,
+        judged: r.judged,
         request_id: r.request_id,
         outcome: r.outcome,
         duration_us: r.duration_us,
@@ -1198,6 +1221,7 @@ mod tests {
                                 decision: "allow",
                                 rules: &["r2", "r1"],
                                 ruleset: Some("abc"),
+                                judged: None,
                                 request_id: held,
                                 outcome: (&outcome).into(),
                                 duration_us: 42,
@@ -1208,11 +1232,25 @@ mod tests {
                             // the same record.
                             let hint = redact(sql);
                             let ident = identity_fields(rec.session, rec.agent);
+                            let judged = judged_fields(
+                                rec.categories,
+                                rec.tables,
+                                rec.functions,
+                                rec.decision,
+                                rec.rules,
+                                rec.ruleset,
+                            );
                             let hinted = StatementRecord {
                                 redacted: Some(&hint),
                                 // And so does the session's own encoding
-                                // of its identity.
+                                // of its identity, and of what the rules
+                                // made of the statement (the lists are
+                                // then not read).
                                 identity: Some(&ident),
+                                judged: Some(&judged),
+                                categories: &[],
+                                tables: &[],
+                                rules: &[],
                                 ..rec
                             };
                             assert_eq!(
@@ -1300,6 +1338,7 @@ mod tests {
                 decision: "allow",
                 rules: &[],
                 ruleset: None,
+                judged: None,
                 request_id: None,
                 outcome: OutcomeRef::Ok {
                     command_tag: "UPDATE 1",

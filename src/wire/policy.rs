@@ -18,7 +18,7 @@
 use super::Proxy;
 use super::frame::{Body, FrameError};
 use super::params::Params;
-use super::record::{Draft, Who};
+use super::record::{Draft, JudgedMemo, Who};
 use super::sqlstate;
 use crate::audit::FailurePolicy;
 use crate::audit::event::decision;
@@ -264,6 +264,8 @@ pub struct Policy {
     pre: Option<Pre>,
     /// Decisions already reached for this session's statement shapes.
     decided: super::decided::Decided,
+    /// Encoded judged fields of the statement records, by shape.
+    judged: JudgedMemo,
     /// The rules and classifier in force, as of this session's last
     /// statement (`Engine::refresh`), and their version as this session's
     /// own string: a statement's draft names it without touching a
@@ -308,6 +310,7 @@ impl Policy {
             no_sql: Arc::from(""),
             pre: None,
             decided: Default::default(),
+            judged: JudgedMemo::default(),
             snap,
             ruleset,
         }
@@ -847,7 +850,7 @@ impl Policy {
     fn draft(&mut self, j: &mut Judgement) -> Draft {
         let runs = matches!(j.decision.action, Action::Allow | Action::Log);
         let d = &mut j.decision;
-        Draft {
+        let mut draft = Draft {
             who: Arc::clone(&self.who),
             statement: self.statements,
             sql: Arc::clone(&self.last_sql),
@@ -867,7 +870,12 @@ impl Policy {
             rules: Arc::clone(&d.rules),
             ruleset: Arc::clone(&j.ruleset),
             request_id: None,
+            judged: None,
+        };
+        if runs && self.proxy.audit.is_enabled() {
+            draft.judged = self.judged.get(&draft);
         }
+        draft
     }
 
     /// `executes`: the unit runs something (its `executed` may have been

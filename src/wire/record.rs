@@ -52,6 +52,76 @@ pub struct Draft {
     pub ruleset: Arc<str>,
     /// Set once the statement is held for approval.
     pub request_id: Option<String>,
+    /// The record's judged fields, encoded, from the session's
+    /// [`JudgedMemo`] (a one-statement unit that runs as it is, with the
+    /// trail on).
+    pub judged: Option<Judged>,
+}
+
+/// What the rules made of a statement (categories, tables, functions,
+/// decision, rules, rule set) as its record carries it
+/// (`audit::judged_fields`), for the decision it was encoded with.
+#[derive(Clone)]
+pub struct Judged {
+    decision: &'static str,
+    json: Arc<[u8]>,
+}
+
+/// Effects, rule ids and rule set version, compared by pointer.
+type JudgedKey = (Arc<[Effect]>, Arc<[String]>, Arc<str>);
+
+/// Entries a session's [`JudgedMemo`] keeps (as `wire::decided`'s).
+const JUDGED_ENTRIES: usize = 16;
+
+/// A session's encoded judged fields by statement shape: they depend only
+/// on the statement's effects (shared by every text of a shape), the
+/// decision, its rules and the rule set, so the sorted lists and their JSON
+/// (about a tenth of a session thread's work per statement with the trail
+/// on) are built once per shape, not per statement.
+#[derive(Default)]
+pub struct JudgedMemo {
+    /// By the effects, rules and rule set they were encoded for.
+    entries: Vec<(JudgedKey, Judged)>,
+    next: usize,
+}
+
+impl JudgedMemo {
+    /// `draft`'s judged fields, if it executes one statement.
+    pub fn get(&mut self, draft: &Draft) -> Option<Judged> {
+        let [class] = draft.executed.as_slice() else {
+            return None;
+        };
+        let [st] = class.statements.as_slice() else {
+            return None;
+        };
+        if let Some((_, j)) = self.entries.iter().find(|((e, r, v), j)| {
+            Arc::ptr_eq(e, &st.effects)
+                && Arc::ptr_eq(r, &draft.rules)
+                && Arc::ptr_eq(v, &draft.ruleset)
+                && j.decision == draft.decision
+        }) {
+            return Some(j.clone());
+        }
+        let j = Judged {
+            decision: draft.decision,
+            json: draft.judged_json().into(),
+        };
+        let entry = (
+            (
+                Arc::clone(&st.effects),
+                Arc::clone(&draft.rules),
+                Arc::clone(&draft.ruleset),
+            ),
+            j.clone(),
+        );
+        if self.entries.len() < JUDGED_ENTRIES {
+            self.entries.push(entry);
+        } else {
+            self.entries[self.next] = entry;
+            self.next = (self.next + 1) % JUDGED_ENTRIES;
+        }
+        Some(j)
+    }
 }
 
 impl Draft {
@@ -66,13 +136,10 @@ impl Draft {
         self.executed.iter().flat_map(|c| c.effects())
     }
 
-    /// Queue the statement's record with its outcome.
-    pub fn record(&self, audit: &Auditor, outcome: OutcomeRef<'_>, duration_us: u64) {
-        if !audit.is_enabled() {
-            return;
-        }
-        // One vector for the four lists: categories, tables, functions
-        // (each sorted, unique) and rule ids (in the order they decided).
+    /// The four lists a record names, in one vector: categories, tables,
+    /// functions (each sorted, unique) and rule ids (in the order they
+    /// decided); with where the last three start.
+    fn names(&self) -> (Vec<&str>, usize, usize, usize) {
         let mut names: Vec<&str> = Vec::with_capacity(8);
         push_unique(&mut names, self.effects().map(|e| e.category.as_str()));
         let tables_at = push_unique(
@@ -87,6 +154,40 @@ impl Draft {
         );
         let rules_at = names.len();
         names.extend(self.rules.iter().map(String::as_str));
+        (names, tables_at, functions_at, rules_at)
+    }
+
+    /// The record's judged fields, encoded.
+    fn judged_json(&self) -> Vec<u8> {
+        let (names, tables_at, functions_at, rules_at) = self.names();
+        crate::audit::judged_fields(
+            &names[..tables_at],
+            &names[tables_at..functions_at],
+            &names[functions_at..rules_at],
+            self.decision,
+            &names[rules_at..],
+            Some(&self.ruleset),
+        )
+    }
+
+    /// Queue the statement's record with its outcome.
+    pub fn record(&self, audit: &Auditor, outcome: OutcomeRef<'_>, duration_us: u64) {
+        if !audit.is_enabled() {
+            return;
+        }
+        // Encoded for the decision the draft still has (a hold changes it).
+        let judged = self
+            .judged
+            .as_ref()
+            .filter(|j| j.decision == self.decision && self.request_id.is_none());
+        debug_assert!(
+            judged.is_none_or(|j| *j.json == *self.judged_json()),
+            "a draft's judged fields differ"
+        );
+        let (names, tables_at, functions_at, rules_at) = match judged {
+            Some(_) => (Vec::new(), 0, 0, 0),
+            None => self.names(),
+        };
         let rendered = if audit.logs_parameters() {
             self.params.render()
         } else {
@@ -107,6 +208,7 @@ impl Draft {
             decision: self.decision,
             rules: &names[rules_at..],
             ruleset: Some(&self.ruleset),
+            judged: judged.map(|j| &*j.json),
             request_id: self.request_id.as_deref(),
             outcome,
             duration_us,
@@ -140,7 +242,50 @@ fn sort_unique(v: &mut Vec<&str>, from: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::sort_unique;
+    use super::*;
+
+    fn draft(class: &SharedClassification, decision: &'static str, rules: &Arc<[String]>) -> Draft {
+        Draft {
+            who: Arc::new(Who::new("s-1".into(), "bot".into())),
+            statement: 1,
+            sql: Arc::from("SELECT 1"),
+            redacted: None,
+            params: Default::default(),
+            executed: smallvec::smallvec![Arc::clone(class)],
+            decision,
+            rules: Arc::clone(rules),
+            ruleset: Arc::from("v1"),
+            request_id: None,
+            judged: None,
+        }
+    }
+
+    /// Statements of one shape share one encoding; another decision, other
+    /// effects or a unit of two statements do not.
+    #[test]
+    fn judged_fields_are_encoded_once_per_shape_and_decision() {
+        let rules: Arc<[String]> = Arc::from(["r1".to_string()]);
+        let a = crate::wire::policy::unknown("a");
+        let b = crate::wire::policy::unknown("b");
+        let mut memo = JudgedMemo::default();
+        let first = memo.get(&draft(&a, "allow", &rules)).unwrap();
+        let mut again = draft(&a, "allow", &rules);
+        again.ruleset = Arc::clone(&memo.entries[0].0.2);
+        let second = memo.get(&again).unwrap();
+        assert!(Arc::ptr_eq(&first.json, &second.json), "same shape: shared");
+        assert_eq!(*first.json, *again.judged_json());
+        let logged = memo.get(&draft(&a, "log", &rules)).unwrap();
+        assert!(!Arc::ptr_eq(&first.json, &logged.json));
+        assert!(String::from_utf8_lossy(&logged.json).contains(r#""decision":"log""#));
+        let other = memo.get(&draft(&b, "allow", &rules)).unwrap();
+        assert!(!Arc::ptr_eq(&first.json, &other.json));
+        let mut two = draft(&a, "allow", &rules);
+        two.executed.push(Arc::clone(&b));
+        assert!(
+            memo.get(&two).is_none(),
+            "two classifications: not by shape"
+        );
+    }
 
     #[test]
     fn sort_unique_touches_only_the_tail() {
