@@ -149,8 +149,17 @@ pub(crate) fn statement<L: AsRef<str>>(out: &mut Vec<u8>, ts: Timestamp, s: &Fie
         key!(out, "sql");
         string(out, sql);
     }
-    key!(out, "text_mode");
-    string(out, s.text_mode);
+    // The three modes' fields as constants (the usual values need no
+    // escaping); anything else is escaped.
+    match s.text_mode {
+        "redacted" => out.extend_from_slice(b",\"text_mode\":\"redacted\""),
+        "full" => out.extend_from_slice(b",\"text_mode\":\"full\""),
+        "none" => out.extend_from_slice(b",\"text_mode\":\"none\""),
+        other => {
+            key!(out, "text_mode");
+            string(out, other);
+        }
+    }
     if let Some(p) = s.parameters {
         key!(out, "parameters");
         value(out, p);

@@ -90,7 +90,14 @@ impl Timestamp {
                 b
             }
         };
-        put_digits(&mut b[20..26], micros);
+        // Three pairs of digits from a table: no division per digit.
+        for (i, pair) in [micros / 10_000, (micros / 100) % 100, micros % 100]
+            .into_iter()
+            .enumerate()
+        {
+            let at = 20 + 2 * i;
+            b[at..at + 2].copy_from_slice(&PAIRS[pair as usize]);
+        }
         Some(b)
     }
 
@@ -109,6 +116,17 @@ impl Timestamp {
         Some(b)
     }
 }
+
+/// `00` to `99`.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
 
 /// The last `to.len()` decimal digits of `v`, zero-padded.
 fn put_digits(to: &mut [u8], mut v: u32) {

@@ -192,7 +192,9 @@ pub struct StatementRecord<'a> {
     pub identity: Option<&'a [u8]>,
     /// Statement number within the session, from 1.
     pub statement: u64,
-    /// The raw text; the text policy decides what is recorded.
+    /// The raw text; the text policy decides what is recorded. May be
+    /// left out when `redacted` is given and the record does not need it
+    /// ([`Auditor::records_raw_text`]).
     pub sql: Option<&'a str>,
     /// `sql` as [`redact::redact`] returns it, when the caller already has
     /// it (the classifier keeps it with a statement shape): recorded under
@@ -461,6 +463,19 @@ impl Auditor {
     }
 
     /// False when `audit.enabled = false`: nothing is recorded.
+    /// A statement record needs the raw text under this trail's text
+    /// policy, given whether the caller has the text's redaction: under
+    /// `redacted` that is what is recorded, under `none` nothing is. (A
+    /// held statement is recorded in full: its caller keeps the text.)
+    pub fn records_raw_text(&self, has_redaction: bool) -> bool {
+        self.tx.is_some()
+            && match self.shared.cfg.statement_text {
+                TextMode::Full => true,
+                TextMode::Redacted => !has_redaction,
+                TextMode::None => false,
+            }
+    }
+
     /// Statement records carry bound values (`log_parameters`).
     pub fn logs_parameters(&self) -> bool {
         self.shared.cfg.log_parameters
@@ -1102,16 +1117,19 @@ fn recorded_text<'a>(
     } else {
         cfg.statement_text
     };
-    let text = match (mode, sql) {
-        (_, None) | (TextMode::None, _) => None,
-        (TextMode::Full, Some(sql)) => Some(Cow::Owned(scrub_secrets(sql))),
-        (TextMode::Redacted, Some(sql)) => Some(match redacted {
-            Some(r) => {
-                debug_assert_eq!(r, redact(sql), "a caller's redaction differs");
-                Cow::Borrowed(r)
-            }
-            None => Cow::Owned(redact(sql)),
-        }),
+    let text = match (mode, sql, redacted) {
+        (TextMode::None, ..) => None,
+        (TextMode::Full, Some(sql), _) => Some(Cow::Owned(scrub_secrets(sql))),
+        // The caller's redaction, with or without the text it came from.
+        (TextMode::Redacted, sql, Some(r)) => {
+            debug_assert!(
+                sql.is_none_or(|sql| r == redact(sql)),
+                "a caller's redaction differs"
+            );
+            Some(Cow::Borrowed(r))
+        }
+        (TextMode::Redacted, Some(sql), None) => Some(Cow::Owned(redact(sql))),
+        (_, None, _) => None,
     };
     (text, mode)
 }
@@ -1258,6 +1276,18 @@ mod tests {
                                 String::from_utf8_lossy(&fast),
                                 "{mode:?} {sql}"
                             );
+                            if mode == TextMode::Redacted && held.is_none() {
+                                // The redaction alone is enough there.
+                                let textless = StatementRecord {
+                                    sql: None,
+                                    ..hinted
+                                };
+                                assert_eq!(
+                                    String::from_utf8_lossy(&statement_body(&cfg, ts, &textless)),
+                                    String::from_utf8_lossy(&fast),
+                                    "{sql}"
+                                );
+                            }
                             if !log_parameters {
                                 // A caller that renders values only for a
                                 // trail that logs them passes none: the

@@ -252,7 +252,9 @@ pub struct Policy {
     last_params: Params,
     /// Shared with the unit's draft (and, for one Execute, with its
     /// prepared statement): no copy per statement.
-    last_sql: Arc<str>,
+    /// `None`: the current unit's Query text, not copied yet
+    /// ([`Policy::unit_sql`]).
+    last_sql: Option<Arc<str>>,
     /// `last_sql` with its literals redacted, when the classifier's cached
     /// shape had it (a simple Query or one Execute of one statement): the
     /// audit record's text without a second scan.
@@ -305,7 +307,7 @@ impl Policy {
             executed: Vec::new(),
             segment_names: UnitNames::default(),
             last_params: Params::default(),
-            last_sql: Arc::from(""),
+            last_sql: None,
             last_redacted: None,
             no_sql: Arc::from(""),
             pre: None,
@@ -723,6 +725,25 @@ impl Policy {
         })
     }
 
+    /// The current unit's text, copied out of its Query frame the first
+    /// time something keeps it (a PREPARE, a hold, a record that shows the
+    /// raw text): most statements need no copy.
+    fn unit_sql(&mut self, unit: &Unit<'_>) -> Arc<str> {
+        if let Some(sql) = &self.last_sql {
+            return Arc::clone(sql);
+        }
+        let text = match unit {
+            Unit::Query { frame } => Body::new(frame)
+                .cstr()
+                .ok()
+                .and_then(|b| std::str::from_utf8(b).ok()),
+            Unit::Segment { .. } => None,
+        };
+        let sql = text.map_or_else(|| self.no_sql.clone(), Arc::from);
+        self.last_sql = Some(Arc::clone(&sql));
+        sql
+    }
+
     fn judge(&mut self, unit: &Unit<'_>) -> Result<Judgement, (&'static str, String)> {
         if !self.unsettled.is_empty() {
             self.settle();
@@ -736,13 +757,13 @@ impl Policy {
                     .map_err(|e| (sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
                 let class = match std::str::from_utf8(sql) {
                     Ok(sql) => {
-                        self.last_sql = Arc::from(sql);
+                        self.last_sql = None;
                         let c = classify(&mut self.pre, &self.snap.classifier, sql, Text::Query);
                         self.last_redacted = c.redacted;
                         c.class
                     }
                     Err(_) => {
-                        self.last_sql = self.no_sql.clone();
+                        self.last_sql = Some(self.no_sql.clone());
                         self.last_redacted = None;
                         unknown("statement text is not valid UTF-8")
                     }
@@ -755,7 +776,7 @@ impl Policy {
                     .iter()
                     .any(|s| matches!(s.prepared, Some(PreparedOp::Prepare { .. })));
                 let sql = if prepares {
-                    Arc::clone(&self.last_sql)
+                    self.unit_sql(unit)
                 } else {
                     self.no_sql.clone()
                 };
@@ -769,7 +790,7 @@ impl Policy {
                     redacted: None,
                     params: Params::default(),
                 });
-                self.last_sql = text.sql;
+                self.last_sql = Some(text.sql);
                 self.last_redacted = text.redacted;
                 self.last_params = text.params;
                 execs.into_iter().map(|e| (e.raw, e.judged)).unzip()
@@ -837,23 +858,30 @@ impl Policy {
         let draft = if executes {
             self.statements += 1;
             self.proxy.metrics.statements_total.inc();
-            Some(self.draft(&mut judgement))
+            Some(self.draft(&mut judgement, unit))
         } else {
             None
         };
-        (self.verdict(judgement, executes), draft)
+        (self.verdict(judgement, executes, unit), draft)
     }
 
     /// The unit's audit draft. A unit that runs as it is (allow, log)
     /// hands over what only its record still needs; a refusal or hold
     /// still needs the decision's rules and the values itself.
-    fn draft(&mut self, j: &mut Judgement) -> Draft {
+    fn draft(&mut self, j: &mut Judgement, unit: &Unit<'_>) -> Draft {
         let runs = matches!(j.decision.action, Action::Allow | Action::Log);
+        // A held or refused statement's record shows its text in full.
+        let sql = (!runs
+            || self
+                .proxy
+                .audit
+                .records_raw_text(self.last_redacted.is_some()))
+        .then(|| self.unit_sql(unit));
         let d = &mut j.decision;
         let mut draft = Draft {
             who: Arc::clone(&self.who),
             statement: self.statements,
-            sql: Arc::clone(&self.last_sql),
+            sql,
             redacted: self.last_redacted.take(),
             params: self.last_params.clone(),
             executed: if runs {
@@ -880,7 +908,7 @@ impl Policy {
 
     /// `executes`: the unit runs something (its `executed` may have been
     /// handed to the draft already).
-    fn verdict(&mut self, judgement: Judgement, executes: bool) -> Verdict {
+    fn verdict(&mut self, judgement: Judgement, executes: bool, unit: &Unit<'_>) -> Verdict {
         let m = &self.proxy.metrics;
         let d = &judgement.decision;
         match d.action {
@@ -923,7 +951,7 @@ impl Policy {
                 categories.dedup();
                 let prepared = self.prepared_texts(&judgement.raw);
                 Verdict::Hold(Box::new(Held {
-                    sql: self.last_sql.to_string(),
+                    sql: self.unit_sql(unit).to_string(),
                     prepared,
                     params: self.last_params.render(),
                     settings: d.hold.as_deref().cloned().unwrap_or_default(),

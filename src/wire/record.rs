@@ -37,7 +37,9 @@ pub struct Draft {
     pub who: Arc<Who>,
     /// Statement number within the session, from 1.
     pub statement: u64,
-    pub sql: Arc<str>,
+    /// `None` when the record will not show it: the trail records the
+    /// redaction (`redacted`), or no text (`Auditor::records_raw_text`).
+    pub sql: Option<Arc<str>>,
     /// `sql` with its literals redacted, when the classifier had it.
     pub redacted: Option<Arc<str>>,
     /// Shared with the portal that bound them; rendered only for a trail
@@ -198,7 +200,7 @@ impl Draft {
             agent: &self.who.agent,
             identity: Some(&self.who.json),
             statement: self.statement,
-            sql: Some(&self.sql),
+            sql: self.sql.as_deref(),
             redacted: self.redacted.as_deref(),
             parameters: &rendered,
             parameter_count: self.params.len(),
@@ -248,7 +250,7 @@ mod tests {
         Draft {
             who: Arc::new(Who::new("s-1".into(), "bot".into())),
             statement: 1,
-            sql: Arc::from("SELECT 1"),
+            sql: Some(Arc::from("SELECT 1")),
             redacted: None,
             params: Default::default(),
             executed: smallvec::smallvec![Arc::clone(class)],
