@@ -291,9 +291,10 @@ impl Policy {
     ) -> Policy {
         let snap = proxy.engine.snapshot();
         let ruleset = Arc::from(snap.rules.version());
+        let who = Who::new(info.id.clone(), info.agent.clone(), proxy.audit.clone());
         Policy {
             proxy,
-            who: Arc::new(Who::new(info.id.clone(), info.agent.clone())),
+            who: Arc::new(who),
             info,
             cancel,
             inject,

@@ -13,23 +13,36 @@ use std::sync::Arc;
 use crate::audit::{Auditor, OutcomeRef, StatementRecord};
 use crate::classify::{Effect, SharedClassification};
 
-/// The identity every record of a session carries.
-#[derive(Debug)]
+/// The identity every record of a session carries, and the trail its
+/// records go to (shared by its drafts: a draft waiting for its result
+/// holds no auditor of its own, whose clone and drop were six atomic
+/// operations per statement).
 pub struct Who {
     pub session: String,
     pub agent: String,
     /// Both as every statement record writes them (`audit::identity_fields`).
     pub json: Vec<u8>,
+    pub audit: Auditor,
 }
 
 impl Who {
-    pub fn new(session: String, agent: String) -> Who {
+    pub fn new(session: String, agent: String, audit: Auditor) -> Who {
         let json = crate::audit::identity_fields(&session, &agent);
         Who {
             session,
             agent,
             json,
+            audit,
         }
+    }
+}
+
+impl std::fmt::Debug for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Who")
+            .field("session", &self.session)
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +186,8 @@ impl Draft {
     }
 
     /// Queue the statement's record with its outcome.
-    pub fn record(&self, audit: &Auditor, outcome: OutcomeRef<'_>, duration_us: u64) {
+    pub fn record(&self, outcome: OutcomeRef<'_>, duration_us: u64) {
+        let audit = &self.who.audit;
         if !audit.is_enabled() {
             return;
         }
@@ -246,9 +260,14 @@ fn sort_unique(v: &mut Vec<&str>, from: usize) {
 mod tests {
     use super::*;
 
-    fn draft(class: &SharedClassification, decision: &'static str, rules: &Arc<[String]>) -> Draft {
+    fn draft(
+        who: &Arc<Who>,
+        class: &SharedClassification,
+        decision: &'static str,
+        rules: &Arc<[String]>,
+    ) -> Draft {
         Draft {
-            who: Arc::new(Who::new("s-1".into(), "bot".into())),
+            who: Arc::clone(who),
             statement: 1,
             sql: Some(Arc::from("SELECT 1")),
             redacted: None,
@@ -264,8 +283,15 @@ mod tests {
 
     /// Statements of one shape share one encoding; another decision, other
     /// effects or a unit of two statements do not.
-    #[test]
-    fn judged_fields_are_encoded_once_per_shape_and_decision() {
+    #[tokio::test]
+    async fn judged_fields_are_encoded_once_per_shape_and_decision() {
+        let mut cfg = crate::audit::AuditConfig::with_file("unused.jsonl");
+        cfg.enabled = false;
+        let (audit, _task) = Auditor::start(cfg).await.unwrap();
+        let who = Arc::new(Who::new("s-1".into(), "bot".into(), audit));
+        let draft = |class: &SharedClassification, decision, rules: &Arc<[String]>| {
+            draft(&who, class, decision, rules)
+        };
         let rules: Arc<[String]> = Arc::from(["r1".to_string()]);
         let a = crate::wire::policy::unknown("a");
         let b = crate::wire::policy::unknown("b");

@@ -671,14 +671,13 @@ impl Inbound<'_> {
             }
             return;
         };
-        let audit = audit.clone();
         if !answered {
             // Flush-ended batch: its results come with a later Sync.
             let sent = OutcomeRef::Ok {
                 command_tag: "(sent; result reported with the next Sync)",
                 rows: None,
             };
-            draft.record(&audit, sent, 0);
+            draft.record(sent, 0);
             if let Some(p) = pending {
                 p.finish(Ok("sent".into()));
             }
@@ -701,7 +700,7 @@ impl Inbound<'_> {
                         }
                     }
                 };
-                draft.record(&audit, outcome, r.elapsed.as_micros() as u64);
+                draft.record(outcome, r.elapsed.as_micros() as u64);
                 if let Some(a) = &answer {
                     set_answer(a, &r);
                 }
@@ -722,7 +721,6 @@ impl Inbound<'_> {
         message: &str,
         draft: Option<Draft>,
     ) -> Result<(), End> {
-        let audit = self.policy.proxy().audit.clone();
         // A refused unit's changes were undone; nothing to settle.
         if let Some(a) = self.policy.take_outcome() {
             a.store(policy::ANSWER_FAILED, Ordering::Release);
@@ -740,7 +738,7 @@ impl Inbound<'_> {
                     .in_flight
                     .push(draft.map(|d| -> super::inflight::Done {
                         Box::new(move |_refusal_answered: UnitResult| {
-                            d.record(&audit, OutcomeRef::NotSent, 0)
+                            d.record(OutcomeRef::NotSent, 0)
                         })
                     }));
                 Ok(())
@@ -749,7 +747,7 @@ impl Inbound<'_> {
             // end the session rather than let anything run.
             Kind::Query | Kind::SyncedSegment | Kind::OpenSegment => {
                 if let Some(d) = draft {
-                    d.record(&audit, OutcomeRef::NotSent, 0);
+                    d.record(OutcomeRef::NotSent, 0);
                 }
                 tracing::warn!(session = %self.policy.info().id, "refused statement in an extended batch without Sync: ending session");
                 Err(End::RefusedUnsynced {
