@@ -386,8 +386,8 @@ impl Policy {
             b'P' => {
                 let name = b.name()?;
                 let sql = b.cstr()?;
-                let known = match std::str::from_utf8(sql) {
-                    Ok(sql) => {
+                let known = match super::frame::text(sql) {
+                    Some(sql) => {
                         let c = classify(&mut self.pre, &self.snap.classifier, sql, Text::Parse);
                         Known {
                             class: c.class,
@@ -397,7 +397,7 @@ impl Policy {
                         }
                     }
                     // The session is UTF8; invalid text cannot be judged.
-                    Err(_) => Known::fixed(
+                    None => Known::fixed(
                         unknown("statement text is not valid UTF-8"),
                         self.no_sql.clone(),
                     ),
@@ -734,10 +734,7 @@ impl Policy {
             return Arc::clone(sql);
         }
         let text = match unit {
-            Unit::Query { frame } => Body::new(frame)
-                .cstr()
-                .ok()
-                .and_then(|b| std::str::from_utf8(b).ok()),
+            Unit::Query { frame } => Body::new(frame).cstr().ok().and_then(super::frame::text),
             Unit::Segment { .. } => None,
         };
         let sql = text.map_or_else(|| self.no_sql.clone(), Arc::from);
@@ -756,14 +753,14 @@ impl Policy {
                 let sql = b
                     .cstr()
                     .map_err(|e| (sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
-                let class = match std::str::from_utf8(sql) {
-                    Ok(sql) => {
+                let class = match super::frame::text(sql) {
+                    Some(sql) => {
                         self.last_sql = None;
                         let c = classify(&mut self.pre, &self.snap.classifier, sql, Text::Query);
                         self.last_redacted = c.redacted;
                         c.class
                     }
-                    Err(_) => {
+                    None => {
                         self.last_sql = Some(self.no_sql.clone());
                         self.last_redacted = None;
                         unknown("statement text is not valid UTF-8")
