@@ -251,8 +251,8 @@ pub struct Policy {
     /// order), for its record and reviewers.
     last_params: Params,
     /// Shared with the unit's draft (and, for one Execute, with its
-    /// prepared statement): no copy per statement.
-    /// `None`: the current unit's Query text, not copied yet
+    /// prepared statement): no copy per statement. `None`: the current
+    /// unit's Query text, not copied out of its frame yet
     /// ([`Policy::unit_sql`]).
     last_sql: Option<Arc<str>>,
     /// `last_sql` with its literals redacted, when the classifier's cached
