@@ -31,6 +31,8 @@ pub mod metrics;
 pub mod pgcluster;
 pub mod rules;
 pub mod slack;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod timers;
 pub mod wire;
 pub mod workers;

@@ -450,19 +450,15 @@ mod tests {
     #[test]
     fn the_escape_test_agrees_byte_by_byte() {
         let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
-        for len in [1, 7, 8, 15, 16, 17, 31, 40] {
-            for at in 0..len {
-                for byte in 0..=255u8 {
-                    let mut buf = vec![b'a'; len];
-                    buf[at] = byte;
-                    assert_eq!(
-                        needs_no_escape(&buf),
-                        plain(byte),
-                        "len {len} at {at} byte {byte:#x}"
-                    );
-                }
-            }
-        }
+        let lens = [1, 7, 8, 15, 16, 17, 31, 40];
+        crate::testing::each_byte_at_each_offset(&lens, b'a', |buf, at, byte| {
+            assert_eq!(
+                needs_no_escape(buf),
+                plain(byte),
+                "len {} at {at} byte {byte:#x}",
+                buf.len()
+            );
+        });
         assert!(needs_no_escape(b""));
     }
 

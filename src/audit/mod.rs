@@ -462,7 +462,6 @@ impl Auditor {
         self.shared.healthy.load(Ordering::Acquire)
     }
 
-    /// False when `audit.enabled = false`: nothing is recorded.
     /// A statement record needs the raw text under this trail's text
     /// policy, given whether the caller has the text's redaction: under
     /// `redacted` that is what is recorded, under `none` nothing is. (A
@@ -481,6 +480,7 @@ impl Auditor {
         self.shared.cfg.log_parameters
     }
 
+    /// False when `audit.enabled = false`: nothing is recorded.
     pub fn is_enabled(&self) -> bool {
         self.tx.is_some()
     }
@@ -1246,6 +1246,14 @@ mod tests {
                             };
                             let ts = Timestamp(1_796_000_000_123_456);
                             let fast = statement_body(&cfg, ts, &rec);
+                            // Each variant below must encode exactly as `rec`.
+                            let same_as_fast = |variant: &StatementRecord<'_>, what: &str| {
+                                assert_eq!(
+                                    String::from_utf8_lossy(&statement_body(&cfg, ts, variant)),
+                                    String::from_utf8_lossy(&fast),
+                                    "{what}: {mode:?} {sql}"
+                                );
+                            };
                             // The classifier's redaction, handed in, gives
                             // the same record.
                             let hint = redact(sql);
@@ -1271,22 +1279,14 @@ mod tests {
                                 rules: &[],
                                 ..rec
                             };
-                            assert_eq!(
-                                String::from_utf8_lossy(&statement_body(&cfg, ts, &hinted)),
-                                String::from_utf8_lossy(&fast),
-                                "{mode:?} {sql}"
-                            );
+                            same_as_fast(&hinted, "hinted");
                             if mode == TextMode::Redacted && held.is_none() {
                                 // The redaction alone is enough there.
                                 let textless = StatementRecord {
                                     sql: None,
                                     ..hinted
                                 };
-                                assert_eq!(
-                                    String::from_utf8_lossy(&statement_body(&cfg, ts, &textless)),
-                                    String::from_utf8_lossy(&fast),
-                                    "{sql}"
-                                );
+                                same_as_fast(&textless, "redaction alone");
                             }
                             if !log_parameters {
                                 // A caller that renders values only for a
@@ -1296,11 +1296,7 @@ mod tests {
                                     parameters: &[],
                                     ..rec
                                 };
-                                assert_eq!(
-                                    String::from_utf8_lossy(&statement_body(&cfg, ts, &counted)),
-                                    String::from_utf8_lossy(&fast),
-                                    "{mode:?} {sql}"
-                                );
+                                same_as_fast(&counted, "values counted, not given");
                             }
                             let mut ev = Event {
                                 ts,

@@ -565,21 +565,13 @@ mod tests {
     fn simd_skip_agrees_with_the_table() {
         // Every byte value, at every lane of a 16-byte step and in the
         // byte-by-byte tail, in a run of plain bytes.
-        for len in [1usize, 15, 16, 17, 31, 32, 33, 47, 70] {
-            for at in 0..len {
-                for v in 0..=255u8 {
-                    let mut b = vec![b'a'; len];
-                    b[at] = v;
-                    let want = if PLAIN[v as usize] { len } else { at };
-                    assert_eq!(skip_plain(&b, 0), want, "byte {v:#04x} at {at} of {len}");
-                    assert_eq!(
-                        skip_plain(&b, at),
-                        want,
-                        "from {at}: byte {v:#04x} of {len}"
-                    );
-                }
-            }
-        }
+        let lens = [1usize, 15, 16, 17, 31, 32, 33, 47, 70];
+        crate::testing::each_byte_at_each_offset(&lens, b'a', |b, at, v| {
+            let len = b.len();
+            let want = if PLAIN[v as usize] { len } else { at };
+            assert_eq!(skip_plain(b, 0), want, "byte {v:#04x} at {at} of {len}");
+            assert_eq!(skip_plain(b, at), want, "from {at}: byte {v:#04x} of {len}");
+        });
         assert_eq!(skip_plain(b"", 0), 0);
         assert_eq!(skip_plain(b"abc", 3), 3);
     }

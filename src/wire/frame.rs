@@ -190,19 +190,14 @@ mod tests {
     /// against `std::str::from_utf8`.
     #[test]
     fn text_agrees_with_std() {
-        for len in [1, 15, 16, 17, 33] {
-            for at in 0..len {
-                for byte in 0..=255u8 {
-                    let mut b = vec![b'x'; len];
-                    b[at] = byte;
-                    assert_eq!(
-                        text(&b),
-                        std::str::from_utf8(&b).ok(),
-                        "len {len} at {at} byte {byte:#x}"
-                    );
-                }
-            }
-        }
+        crate::testing::each_byte_at_each_offset(&[1, 15, 16, 17, 33], b'x', |b, at, byte| {
+            assert_eq!(
+                text(b),
+                std::str::from_utf8(b).ok(),
+                "len {} at {at} byte {byte:#x}",
+                b.len()
+            );
+        });
         let mixed = "SELECT 'Ünïcode ✓' FROM t WHERE a = 1 -- ok".as_bytes();
         assert_eq!(text(mixed), std::str::from_utf8(mixed).ok());
         let cut = &mixed[..mixed.len() - 30];

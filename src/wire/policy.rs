@@ -734,7 +734,7 @@ impl Policy {
             return Arc::clone(sql);
         }
         let text = match unit {
-            Unit::Query { frame } => Body::new(frame).cstr().ok().and_then(super::frame::text),
+            Unit::Query { frame } => Body::new(frame).str().ok(),
             Unit::Segment { .. } => None,
         };
         let sql = text.map_or_else(|| self.no_sql.clone(), Arc::from);

@@ -262,6 +262,7 @@ mod tests {
 
     fn draft(
         who: &Arc<Who>,
+        ruleset: &Arc<str>,
         class: &SharedClassification,
         decision: &'static str,
         rules: &Arc<[String]>,
@@ -275,7 +276,7 @@ mod tests {
             executed: smallvec::smallvec![Arc::clone(class)],
             decision,
             rules: Arc::clone(rules),
-            ruleset: Arc::from("v1"),
+            ruleset: Arc::clone(ruleset),
             request_id: None,
             judged: None,
         }
@@ -289,22 +290,30 @@ mod tests {
         cfg.enabled = false;
         let (audit, _task) = Auditor::start(cfg).await.unwrap();
         let who = Arc::new(Who::new("s-1".into(), "bot".into(), audit));
+        let ruleset: Arc<str> = Arc::from("v1");
         let draft = |class: &SharedClassification, decision, rules: &Arc<[String]>| {
-            draft(&who, class, decision, rules)
+            draft(&who, &ruleset, class, decision, rules)
         };
         let rules: Arc<[String]> = Arc::from(["r1".to_string()]);
         let a = crate::wire::policy::unknown("a");
         let b = crate::wire::policy::unknown("b");
         let mut memo = JudgedMemo::default();
         let first = memo.get(&draft(&a, "allow", &rules)).unwrap();
-        let mut again = draft(&a, "allow", &rules);
-        again.ruleset = Arc::clone(&memo.entries[0].0.2);
+        let again = draft(&a, "allow", &rules);
         let second = memo.get(&again).unwrap();
         assert!(Arc::ptr_eq(&first.json, &second.json), "same shape: shared");
         assert_eq!(*first.json, *again.judged_json());
         let logged = memo.get(&draft(&a, "log", &rules)).unwrap();
         assert!(!Arc::ptr_eq(&first.json, &logged.json));
         assert!(String::from_utf8_lossy(&logged.json).contains(r#""decision":"log""#));
+        // Another rule set in force: encoded again, naming its version.
+        let reloaded = Draft {
+            ruleset: Arc::from("v2"),
+            ..draft(&a, "allow", &rules)
+        };
+        let v2 = memo.get(&reloaded).unwrap();
+        assert!(!Arc::ptr_eq(&first.json, &v2.json));
+        assert!(String::from_utf8_lossy(&v2.json).contains(r#""ruleset":"v2""#));
         let other = memo.get(&draft(&b, "allow", &rules)).unwrap();
         assert!(!Arc::ptr_eq(&first.json, &other.json));
         let mut two = draft(&a, "allow", &rules);

@@ -1222,7 +1222,7 @@ fn frame_sql(tag: u8, frame: &[u8]) -> Option<&str> {
     if tag == b'P' {
         b.str().ok()?;
     }
-    std::str::from_utf8(b.cstr().ok()?).ok()
+    b.str().ok()
 }
 
 /// A server that turns `standard_conforming_strings` off would lex strings
