@@ -299,7 +299,7 @@ write_airlock_config "$TMP/airlock" "$AIRLOCK_PORT" "$ADMIN_PORT" "$EXTRA"
 # one group's CPU share and preempt each other within it. Measured on the
 # rig: in pgbench's group pg-airlock was preempted 0.45-0.47 times per
 # select-only transaction, in its own 0.30-0.34 (pgbouncer 0.27-0.29), at
-# 7-12% more TPS.
+# 2-12% more TPS in paired runs.
 start_proxy() { # log config -> pid of the proxy (setsid execs it in place)
     AIRLOCK_LOG=${AIRLOCK_LOG:-info} setsid "$BIN" run --config "$2" >"$1" 2>&1 &
     local pid=$!
