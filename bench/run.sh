@@ -298,8 +298,8 @@ write_airlock_config "$TMP/airlock" "$AIRLOCK_PORT" "$ADMIN_PORT" "$EXTRA"
 # script would share one scheduling group with pgbench: the two then split
 # one group's CPU share and preempt each other within it. Measured on the
 # rig: in pgbench's group pg-airlock was preempted 0.45-0.47 times per
-# select-only transaction, in its own 0.30-0.34 (pgbouncer 0.27-0.29), at
-# 2-12% more TPS in paired runs.
+# select-only transaction, in its own 0.30-0.34 (pgbouncer 0.27-0.29), and
+# had 11% more TPS in its own (2-25%, 8 alternating paired rounds).
 start_proxy() { # log config -> pid of the proxy (setsid execs it in place)
     AIRLOCK_LOG=${AIRLOCK_LOG:-info} setsid "$BIN" run --config "$2" >"$1" 2>&1 &
     local pid=$!
