@@ -814,7 +814,7 @@ report() {
     echo "- machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
     echo "- PostgreSQL $PG_VERSION (fsync=off, full_page_writes=off, shared_buffers=256MB, data prewarmed); $("$PGBOUNCER" --version | head -n1) (session pooling, SCRAM)"
     echo "- pgbench -c $CLIENTS -j $THREADS -T $SECS, scale $SCALE, $ROUNDS rounds, targets (${TARGETS[*]}) interleaved within each round; workload latency = -c 1 -j 1 -S -M simple with a per-transaction log; PostgreSQL max_connections=$PG_MAX_CONN"
-    echo "- scheduling: sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a); PostgreSQL, pgbouncer and each pg-airlock in a session of its own, pgbench in the script's"
+    echo "- scheduling: sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a); PostgreSQL, pgbouncer and each pg-airlock in a session of its own for the timed runs (INSTR=1 counts, which do not depend on it, run under valgrind from the script's), pgbench in the script's"
     echo "- load average before/after: $LOAD_BEFORE / $LOAD_AFTER (the machine is shared with other builds: prefer the ratios)"
     echo "- pg-airlock log filter: ${AIRLOCK_LOG:-info}; $LOG_NOTE WARN/ERROR lines; memory after the load runs: $AIRLOCK_MEM$STOP_NOTE"
     [[ -n $NOAUDIT_NOTE ]] && echo "- airlock-noaudit (same config + [audit] enabled = false): $NOAUDIT_NOTE"
